@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` (main job) and `make test` (whole test suite).
+# Both create .venv and install what they need on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch==2.13.0 is a local CPU wheel on these machines; elsewhere pip takes it from the registry.
+WHEELS := $(wildcard /opt/wheels)
+PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
+
+.PHONY: run test install redis-server bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+# A real Redis server for the tests (the test session starts and stops its own on a free port).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
+
+run: install
+	$(BIN)/topicfeed run
+
+test: install redis-server
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_simulator.py
+
+clean:
+	rm -rf $(VENV) topicfeed-data .pytest_cache

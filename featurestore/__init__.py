@@ -1,0 +1,1 @@
+"""Feature store: Feast definitions, preference computation and online reads (see featurestore/online.py)."""

@@ -1,0 +1,1 @@
+"""Feed ranker service (not built yet: see the issues)."""

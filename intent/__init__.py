@@ -1,0 +1,1 @@
+"""Query-intent refiner: query + clicked documents -> a specific query (not built yet: see the issues)."""

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from topicfeed.settings import DEFAULT_TAXONOMY, Settings
+
+
+def test_defaults_are_embedded_sqlite() -> None:
+    s = Settings()
+    assert s.online_store == "sqlite"
+    assert s.taxonomy_path == DEFAULT_TAXONOMY and DEFAULT_TAXONOMY.is_file()
+    assert s.sqlite_path.parent == s.data_dir
+    assert s.lake_dir == s.data_dir / "lake"
+
+
+def test_env_overrides_including_nested(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TOPICFEED_DATA_DIR", str(tmp_path / "x"))
+    monkeypatch.setenv("TOPICFEED_ONLINE_STORE", "redis")
+    monkeypatch.setenv("TOPICFEED_HALF_LIFE_DAYS", "3.5")
+    monkeypatch.setenv("TOPICFEED_SIMULATOR__USERS", "1234")
+    s = Settings()
+    assert s.data_dir == tmp_path / "x"
+    assert s.online_store == "redis"
+    assert s.half_life_days == 3.5
+    assert s.simulator.users == 1234
+
+
+def test_yaml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "tf.yaml"
+    cfg.write_text("redis_url: redis://127.0.0.1:7000/1\nhalf_life_days: 9\nsimulator:\n  days: 3\n")
+    monkeypatch.setenv("TOPICFEED_CONFIG", str(cfg))
+    monkeypatch.setenv("TOPICFEED_HALF_LIFE_DAYS", "2")
+    s = Settings()
+    assert s.redis_url == "redis://127.0.0.1:7000/1"
+    assert s.simulator.days == 3
+    assert s.half_life_days == 2
+
+
+def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TOPICFEED_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        Settings()
+
+
+def test_invalid_values_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="online_store"):
+        Settings(online_store="postgres")
+    with pytest.raises(ValidationError, match="half_life_days"):
+        Settings(half_life_days=0)
+    with pytest.raises(ValidationError, match="unknown_field"):
+        Settings(unknown_field=1)

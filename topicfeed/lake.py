@@ -1,0 +1,74 @@
+"""The offline lake: append-only Parquet tables partitioned by UTC date.
+
+Layout: ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-<batch>-<n>.parquet``. Each ingest batch
+writes new files; nothing is rewritten, so readers never see a half-written table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from topicfeed.schemas import KEYS, SCHEMAS, TIME_COLUMNS
+
+PARTITION = pa.schema([pa.field("date", pa.string())])
+
+
+class Lake:
+    """Parquet tables (``events``, ``documents``, and later derived ones) under one root."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, table: str) -> Path:
+        return self.root / table
+
+    def exists(self, table: str) -> bool:
+        return any(self.path(table).glob("date=*/*.parquet"))
+
+    def dataset(self, table: str) -> ds.Dataset | None:
+        if not self.exists(table):
+            return None
+        schema = SCHEMAS.get(table)
+        full = pa.schema(list(schema) + list(PARTITION)) if schema is not None else None
+        return ds.dataset(self.path(table), format="parquet", partitioning=ds.partitioning(PARTITION, flavor="hive"), schema=full)
+
+    def read(self, table: str, columns: list[str] | None = None, filter: pc.Expression | None = None) -> pa.Table:
+        """The whole table (or some columns / rows); an empty table when nothing was written."""
+        dataset = self.dataset(table)
+        if dataset is None:
+            schema = SCHEMAS[table]
+            empty = schema.empty_table()
+            return empty.select(columns) if columns else empty
+        return dataset.to_table(columns=columns, filter=filter)
+
+    def keys(self, table: str) -> set[str]:
+        """Every primary key already stored (event_id / doc_id)."""
+        column = self.read(table, columns=[KEYS[table]]).column(0)
+        return set(column.to_pylist())
+
+    def count(self, table: str) -> int:
+        dataset = self.dataset(table)
+        return 0 if dataset is None else dataset.count_rows()
+
+    def append(self, table: str, data: pa.Table) -> int:
+        """Write rows as new files in their date partitions; returns the number of rows written."""
+        if data.num_rows == 0:
+            return 0
+        data = data.cast(SCHEMAS[table]) if table in SCHEMAS else data
+        when = data.column(TIME_COLUMNS[table])
+        date = pc.strftime(when, format="%Y-%m-%d")
+        data = data.append_column("date", date)
+        ds.write_dataset(
+            data,
+            self.path(table),
+            format="parquet",
+            partitioning=ds.partitioning(PARTITION, flavor="hive"),
+            basename_template=f"part-{uuid.uuid4().hex[:12]}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+        )
+        return data.num_rows

@@ -1,0 +1,155 @@
+"""The one configuration object of topicfeed.
+
+Values come, highest priority first, from keyword arguments, ``TOPICFEED_*`` environment
+variables (nested fields with ``__``, e.g. ``TOPICFEED_SIMULATOR__USERS=5000``), a YAML file
+(``topicfeed.yaml`` in the working directory, or the path in ``TOPICFEED_CONFIG``), then the
+defaults below. Library code receives a ``Settings`` instance; nothing reads the environment
+on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TAXONOMY = PACKAGE_DATA / "taxonomy.tsv"
+
+
+class Range(BaseModel):
+    """A closed interval that a measured rate is expected to fall in."""
+
+    lo: float
+    hi: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.lo <= value <= self.hi
+
+
+class SimulatorSettings(BaseModel):
+    """Parameters of the synthetic world (``topicfeed simulate``).
+
+    Population figures follow a real home feed: about 85% of home-feed users are light users;
+    of those about 95% also search and about 50% use the main page.
+    """
+
+    users: int = Field(2_000, ge=1)
+    days: int = Field(14, ge=1)
+    seed: int = 7
+    start: date = date(2026, 1, 5)
+    warmup_days: int = Field(7, ge=0, description="days of documents created before the first event day")
+    docs_per_day: int = Field(250, ge=1)
+    partner_share: float = Field(0.05, ge=0, le=1, description="share of documents from partners/brands")
+    partners: int = Field(5, ge=1)
+    zipf_exponent: float = Field(1.1, gt=0, description="Zipf exponent of document and topic popularity")
+    popularity_half_life_days: float = Field(1.5, gt=0, description="how fast a document's pull fades")
+    burst_topics_per_day: int = Field(3, ge=0, description="leaf topics that burst (news events) each day")
+    burst_multiplier: float = Field(6.0, ge=1)
+    broad_doc_share: float = Field(0.1, ge=0, le=1, description="documents labelled at tier 2 only")
+    entities_per_topic: int = Field(8, ge=1)
+
+    light_share: float = Field(0.85, ge=0, le=1)
+    light_search_share: float = Field(0.95, ge=0, le=1)
+    light_main_share: float = Field(0.50, ge=0, le=1)
+    heavy_search_share: float = Field(0.70, ge=0, le=1)
+    heavy_main_share: float = Field(0.60, ge=0, le=1)
+    heavy_feed_sessions_per_day: float = Field(3.0, gt=0)
+    light_feed_sessions_per_day: float = Field(0.3, gt=0)
+    search_sessions_per_day: float = Field(1.2, ge=0)
+    main_sessions_per_day: float = Field(0.8, ge=0)
+    feed_slots: int = Field(10, ge=1)
+    main_slots: int = Field(8, ge=1)
+    search_results: int = Field(10, ge=1)
+    feed_interest_share: float = Field(0.5, ge=0, le=1, description="feed slots the old recommender fills from interests")
+    main_interest_share: float = Field(0.15, ge=0, le=1)
+    max_interests: int = Field(6, ge=1)
+    drift_per_day: float = Field(0.02, ge=0, le=1, description="chance a user's interests change on a day")
+    typo_rate: float = Field(0.08, ge=0, le=1)
+
+    # Expected ranges the simulated logs must fall in (checked by tests and the summary).
+    ctr_homefeed: Range = Range(lo=0.03, hi=0.15)
+    ctr_main: Range = Range(lo=0.01, hi=0.10)
+    ctr_search: Range = Range(lo=0.08, hi=0.35)
+    share_tolerance: float = Field(0.03, gt=0, description="allowed absolute deviation of population shares")
+
+
+class Settings(BaseSettings):
+    """Everything configurable in topicfeed, in one place."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOPICFEED_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(Path("topicfeed-data"), description="root of the lake, quarantine and stores")
+    shared_data_dir: Path = Field(
+        REPO_ROOT.parent / "shared" / "data",
+        description="real evaluation data (IAB taxonomy, MIND sample), read in place",
+    )
+    taxonomy_path: Path = Field(DEFAULT_TAXONOMY, description="taxonomy used by the simulator and models")
+
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(2.0, gt=0, description="connect and read timeout for Redis")
+
+    classifier_model_dir: Path | None = None
+    intent_model_dir: Path | None = None
+
+    half_life_days: float = Field(14.0, gt=0, description="half-life of the time decay of preferences")
+
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser()
+        self.shared_data_dir = self.shared_data_dir.expanduser()
+        return self
+
+    # Derived locations: one place that names every folder under data_dir.
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "online_store.db"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_path = Path(os.environ.get("TOPICFEED_CONFIG", "topicfeed.yaml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_path.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        elif "TOPICFEED_CONFIG" in os.environ:
+            raise FileNotFoundError(f"TOPICFEED_CONFIG points at {yaml_path}, which does not exist")
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests build their own ``Settings(...)``."""
+    return Settings()
