@@ -85,6 +85,29 @@ class SimulatorSettings(BaseModel):
     share_tolerance: float = Field(0.03, gt=0, description="allowed absolute deviation of population shares")
 
 
+class PreferenceSettings(BaseModel):
+    """How per-user topic preferences are computed (``featurestore/preferences.py``)."""
+
+    window_days: int = Field(30, ge=1, description="events older than this (before as-of) are ignored")
+    levels: int = Field(3, ge=1, le=4, description="taxonomy levels with preference features")
+    top_k: int = Field(10, ge=1, description="topics kept per user, domain and level")
+    feed_pivot: float = Field(
+        200.0, ge=0, description="decayed home-feed impressions at which the feed gets half of the merge weight"
+    )
+    search_weight: float = Field(1.0, ge=0, description="weight of search among the non-feed domains")
+    main_weight: float = Field(0.25, ge=0, description="weight of the main page among the non-feed domains")
+
+
+class FeastSettings(BaseModel):
+    """The Feast feature repo (``featurestore/definitions.py``) generated from these settings."""
+
+    project: str = Field("topicfeed", pattern=r"^[a-z][a-z0-9_]*$")
+    profile_ttl_days: int = Field(30, ge=1, description="a user profile older than this is not served (and expires in Redis)")
+    intent_ttl_days: int = Field(7, ge=1, description="refined intents older than this are not served")
+    item_ttl_days: int = Field(90, ge=1)
+    recent_intents: int = Field(10, ge=1, description="refined intents kept per user")
+
+
 class Settings(BaseSettings):
     """Everything configurable in topicfeed, in one place."""
 
@@ -109,6 +132,8 @@ class Settings(BaseSettings):
     intent_model_dir: Path | None = None
 
     half_life_days: float = Field(14.0, gt=0, description="half-life of the time decay of preferences")
+    preferences: PreferenceSettings = PreferenceSettings()
+    feast: FeastSettings = FeastSettings()
 
     simulator: SimulatorSettings = SimulatorSettings()
 
@@ -126,6 +151,16 @@ class Settings(BaseSettings):
     @property
     def quarantine_dir(self) -> Path:
         return self.data_dir / "quarantine"
+
+    @property
+    def features_dir(self) -> Path:
+        """Offline feature tables (Parquet) that Feast reads."""
+        return self.data_dir / "features"
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        """Where ``feature_store.yaml`` and the Feast registry live."""
+        return self.data_dir / "feature_repo"
 
     @property
     def sqlite_path(self) -> Path:
