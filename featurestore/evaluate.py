@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +10,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 
-def truth_at(ground_truth_dir: Path, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(interests valid on ``day``: user_id, level, topic, weight; users: user_id, segment, ...)."""
+def truth_at(ground_truth_dir: Path, day: date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(interests valid on ``day`` (default: the last simulated day): user_id, level, topic, weight;
+    users: user_id, segment, ...)."""
     interests = pq.read_table(ground_truth_dir / "interests.parquet").to_pandas()
     users = pq.read_table(ground_truth_dir / "users.parquet").to_pandas()
+    if day is None:
+        day = interests.valid_to.max() - timedelta(days=1)
     valid = interests[(interests.valid_from <= day) & (interests.valid_to > day)]
     return valid[["user_id", "level", "topic", "weight"]], users
 

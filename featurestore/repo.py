@@ -18,6 +18,7 @@ from feast import FeatureStore
 from feast.data_source import PushMode
 
 from featurestore.definitions import INTENT_SCHEMA, FeatureDefinitions, feature_definitions
+from featurestore.materialize import MaterializeReport, materialize_view
 from topicfeed.settings import Settings
 
 
@@ -83,22 +84,29 @@ def _has_data(path: Path) -> bool:
     return any(pq.ParquetFile(p).metadata.num_rows for p in path.glob("*.parquet"))
 
 
-def materialize(settings: Settings, start: datetime, end: datetime, store: FeatureStore | None = None) -> list[str]:
-    """Copy the latest values in ``[start, end]`` of every batch view with data into the online store."""
+BATCH_VIEWS = (("user_topic_preferences", "user_preferences", "user_id"), ("item_topics", "item_topics", "item_id"), ("item_stats", "item_stats", "item_id"))
+
+
+def materialize(settings: Settings, start: datetime, end: datetime, store: FeatureStore | None = None, engine: str = "topicfeed") -> list[MaterializeReport]:
+    """Copy the latest values in ``[start, end]`` of every batch view with data into the online store.
+
+    ``engine="topicfeed"`` (default) uses our vectorised writer (``featurestore/materialize.py``),
+    ``engine="feast"`` Feast's own ``materialize``; both give the same online values.
+    """
     store = store or get_store(settings)
     defs = feature_definitions(settings)
-    views = [
-        fv.name
-        for fv, folder in (
-            (defs.user_topic_preferences, "user_preferences"),
-            (defs.item_topics, "item_topics"),
-            (defs.item_stats, "item_stats"),
-        )
-        if _has_data(settings.features_dir / folder)
-    ]
-    if views:
-        store.materialize(start.astimezone(UTC), end.astimezone(UTC), feature_views=views)
-    return views
+    reports = []
+    for view_name, folder, join_key in BATCH_VIEWS:
+        source = settings.features_dir / folder
+        if not _has_data(source):
+            continue
+        view = getattr(defs, view_name)
+        if engine == "feast":
+            store.materialize(start.astimezone(UTC), end.astimezone(UTC), feature_views=[view_name])
+            reports.append(MaterializeReport(view_name, -1, -1, -1))
+        else:
+            reports.append(materialize_view(settings, store, view, source, join_key, start, end))
+    return reports
 
 
 def intents_frame(records: Iterable[dict[str, Any]], current: dict[str, list[tuple[str, int]]], keep: int) -> pd.DataFrame:

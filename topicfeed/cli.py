@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,7 @@ import typer
 
 from topicfeed.settings import Settings, get_settings
 
-app = typer.Typer(help="topicfeed: cross-domain topic profiles for feed personalization.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="topicfeed: cross-domain topic profiles for feed personalization.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 store_app = typer.Typer(help="The online/offline feature store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
@@ -107,7 +108,10 @@ def run(
     users: Annotated[int | None, typer.Option(help="number of simulated users")] = None,
     days: Annotated[int | None, typer.Option(help="days of logs")] = None,
 ) -> None:
-    """The main job on the embedded default: simulate -> ingest -> summary, all under the data dir."""
+    """The main job on the embedded default: simulate -> ingest -> features -> online store -> profile."""
+    from featurestore.evaluate import evaluate, truth_at
+    from featurestore.jobs import compute_features, default_asof, refresh_online
+    from featurestore.profile import ProfileReader
     from topicfeed.ingest import ingest as run_ingest
     from topicfeed.simulator import simulate as run_simulation
     from topicfeed.summary import format_summary, lake_summary
@@ -116,14 +120,113 @@ def run(
     sim_dir = settings.data_dir / "simulated" / f"seed-{settings.simulator.seed}"
     start = time.perf_counter()
     result = run_simulation(settings, sim_dir)
-    typer.echo(f"[1/3] simulate: {result.stats['events']} events, {result.stats['documents']} documents, {result.stats['users']} users ({result.timings['total_s']:.1f}s) -> {sim_dir}")
-    for step, kind in (("2/3", "documents"), ("2/3", "events")):
+    typer.echo(f"[1/5] simulate: {result.stats['events']} events, {result.stats['documents']} documents, {result.stats['users']} users ({result.timings['total_s']:.1f}s) -> {sim_dir}")
+    for kind in ("documents", "events"):
         t = time.perf_counter()
         report = run_ingest(kind, result.files[kind], settings)
-        typer.echo(f"[{step}] ingest {report.summary_line()} ({time.perf_counter() - t:.1f}s)")
-    typer.echo("[3/3] summary")
+        typer.echo(f"[2/5] ingest {report.summary_line()} ({time.perf_counter() - t:.1f}s)")
+    t = time.perf_counter()
+    asof = default_asof(settings)
+    features = compute_features(settings, asof)
+    typer.echo(f"[3/5] features as of {asof:%Y-%m-%d %H:%M} UTC: preferences of {features['users']} users, item topics and stats ({time.perf_counter() - t:.1f}s)")
+    t = time.perf_counter()
+    written = refresh_online(settings, asof)
+    typer.echo(f"[4/5] online store ({settings.online_store}): " + ", ".join(f"{r['view']}={r['written']}" for r in written) + f" rows ({time.perf_counter() - t:.1f}s)")
+    truth, users_gt = truth_at(sim_dir / "ground_truth")
+    from featurestore.preferences import compute_preferences
+
+    long = compute_preferences(settings, asof).to_pandas()
+    scores = evaluate(long[long.domain.isin(["merged", "homefeed"])], truth, users_gt, settings.preferences.levels)
+    light = scores[scores.segment == "light"].pivot_table(index="domain", columns="level", values="ndcg@10")
+    typer.echo("[5/5] nDCG@10 of recovered vs true interests, light home-feed users (columns: level):")
+    typer.echo(light.to_string(float_format=lambda v: f"{v:.3f}"))
+    light_users = users_gt[users_gt.segment == "light"].user_id
+    sample = ProfileReader(settings).get(str(light_users.iloc[0]))
+    top = ", ".join(f"{x.topic} ({x.score:.2f})" for x in sample.top(2, k=3))
+    typer.echo(f"profile of light user {sample.user_id}: top level-2 topics {top}")
     typer.echo(format_summary(lake_summary(settings)))
     typer.echo(f"done in {time.perf_counter() - start:.1f}s; ground truth (not ingested): {sim_dir / 'ground_truth'}")
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@store_app.command("apply")
+def store_apply() -> None:
+    """Write feature_store.yaml from the settings and register every Feast definition."""
+    from featurestore import repo
+
+    defs = repo.apply(get_settings())
+    typer.echo(f"applied {len(defs.all())} Feast objects to project '{get_settings().feast.project}' ({get_settings().online_store} online store)")
+
+
+@store_app.command("compute")
+def store_compute(asof: Annotated[str | None, typer.Option(help="ISO time; default: just after the newest event")] = None) -> None:
+    """Compute user preferences, item topics and item stats from the lake (offline tables)."""
+    from featurestore.jobs import compute_features
+
+    typer.echo(json.dumps(compute_features(get_settings(), _when(asof)), indent=2))
+
+
+@store_app.command("materialize")
+def store_materialize(
+    start: Annotated[str | None, typer.Option(help="ISO time; default: end minus the profile TTL")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO time; default: just after the newest event")] = None,
+    engine: Annotated[str, typer.Option(help="topicfeed (vectorised) or feast (FeatureStore.materialize)")] = "topicfeed",
+) -> None:
+    """Load the latest offline values into the online store (SQLite or Redis)."""
+    from featurestore import repo
+    from featurestore.jobs import default_asof
+    from featurestore.online import OnlineStoreUnavailable
+
+    settings = get_settings()
+    stop = _when(end) or default_asof(settings)
+    begin = _when(start) or stop - timedelta(days=settings.feast.profile_ttl_days)
+    try:
+        store = repo.get_store(settings)
+        repo.apply(settings, store)
+        for report in repo.materialize(settings, begin, stop, store, engine=engine):
+            typer.echo(json.dumps(report.__dict__))
+    except OnlineStoreUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from exc
+
+
+@store_app.command("push-intents")
+def store_push_intents(path: Annotated[Path, typer.Argument(help="JSONL of {user_id, query, refined_query, ts}")]) -> None:
+    """Push refined intents to the online store now (Feast push source) and keep them offline."""
+    from featurestore import repo
+
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    missing = [(i + 1, f) for i, r in enumerate(records) for f in ("user_id", "query", "refined_query", "ts") if not r.get(f)]
+    if missing:
+        typer.echo(f"error: {path}: record {missing[0][0]} has no '{missing[0][1]}'", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"pushed intents of {repo.push_intents(get_settings(), records)} users")
+
+
+@store_app.command("profile")
+def store_profile(
+    user_id: Annotated[str, typer.Argument()],
+    sdk: Annotated[bool, typer.Option(help="read through Feast's get_online_features")] = False,
+) -> None:
+    """Print one user's whole online profile as JSON."""
+    from dataclasses import asdict
+
+    from featurestore.online import OnlineStoreUnavailable
+    from featurestore.profile import ProfileReader
+
+    reader = ProfileReader(get_settings())
+    try:
+        profile = reader.get_via_sdk(user_id) if sdk else reader.get(user_id)
+    except OnlineStoreUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from exc
+    typer.echo(json.dumps(asdict(profile), default=str, indent=2))
 
 
 @store_app.command("check")

@@ -48,7 +48,7 @@ class SimulatorSettings(BaseModel):
     users: int = Field(2_000, ge=1)
     days: int = Field(14, ge=1)
     seed: int = 7
-    start: date = date(2026, 1, 5)
+    start: date | None = Field(None, description="first day of logs; default: the last `days` days up to today (UTC)")
     warmup_days: int = Field(7, ge=0, description="days of documents created before the first event day")
     docs_per_day: int = Field(250, ge=1)
     partner_share: float = Field(0.05, ge=0, le=1, description="share of documents from partners/brands")

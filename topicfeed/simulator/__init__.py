@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,8 @@ class SimulationResult:
 
 def simulate(settings: Settings, out_dir: str | Path, fmt: OutputFormat = "parquet", taxonomy: Taxonomy | None = None) -> SimulationResult:
     cfg = settings.simulator
+    if cfg.start is None:
+        cfg = cfg.model_copy(update={"start": datetime.now(UTC).date() - timedelta(days=cfg.days)})
     out = Path(out_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -1,0 +1,47 @@
+"""Batch jobs of the feature store, each one library call (what the CLI and the DAGs run)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from featurestore import repo
+from featurestore.items import write_item_stats, write_item_topics
+from featurestore.preferences import run_preferences
+from topicfeed.lake import Lake
+from topicfeed.settings import Settings
+
+
+def default_asof(settings: Settings) -> datetime:
+    """Just after the newest event in the lake (the wall clock when the lake is empty)."""
+    lake = Lake(settings.lake_dir)
+    if not lake.exists("events"):
+        return datetime.now(UTC)
+    newest = duckdb.connect().execute(f"select max(ts) from read_parquet('{lake.path('events')}/*/*.parquet', hive_partitioning = true)").fetchone()[0]
+    return newest.astimezone(UTC) + timedelta(microseconds=1)
+
+
+def compute_features(settings: Settings, asof: datetime | None = None) -> dict[str, Any]:
+    """User preferences, item topics and item stats as of ``asof``, written as offline Parquet."""
+    asof = asof or default_asof(settings)
+    prefs = run_preferences(settings, asof)
+    return {
+        "asof": asof.isoformat(),
+        "users": prefs.users,
+        "preference_rows": prefs.rows,
+        "preferences": str(prefs.path),
+        "item_topics": str(write_item_topics(settings)),
+        "item_stats": str(write_item_stats(settings, asof)),
+        "timings": {k: round(v, 3) for k, v in prefs.timings.items()},
+    }
+
+
+def refresh_online(settings: Settings, asof: datetime | None = None, engine: str = "topicfeed") -> list[dict[str, Any]]:
+    """Apply the definitions and materialize the window ``[asof - profile TTL, asof]``."""
+    asof = asof or default_asof(settings)
+    store = repo.get_store(settings)
+    repo.apply(settings, store)
+    start = asof - timedelta(days=settings.feast.profile_ttl_days)
+    return [r.__dict__ for r in repo.materialize(settings, start, asof, store, engine=engine)]
