@@ -10,11 +10,16 @@ distributed SQL engine. The formulas, with a worked example, are in ``docs/prefe
   decayed impressions x topic score on the home feed and the main page, and the user's decayed
   number of searches in search (there the user, not the platform, picks the topic);
 * smoothing toward the topic's population rate ``p = sum C / sum E`` with the topic's mean
-  exposure per user ``a`` as prior strength: ``r = (C + a p) / (E + a)``; the score
-  ``r / (r + p)`` lies in 0..1, 0.5 meaning "like everyone else";
-* merge: ``f = F / (F + pivot)`` from the user's decayed home-feed impressions ``F``; domain
-  weights ``f`` (home feed), ``(1 - f) * search_weight``, ``(1 - f) * main_weight`` for the domains
-  the user is active in; a topic absent from an active domain counts there as 0.5.
+  exposure per user ``a`` as prior strength (in search over all searchers, since each of them
+  could have searched the topic): ``r = (C + a p) / (E + a)``;
+* the score ``r / (r + R)`` with ``R`` the domain's average rate at that level lies in 0..1,
+  0.5 meaning "at the domain's average rate"; it ranks a user's topics by ``r`` and makes
+  domains comparable (clicks per search and clicks per impression differ in scale);
+* merge: ``f = F / (F + feed_pivot)`` from the user's decayed home-feed impressions ``F``; weights
+  ``f`` (home feed), ``(1 - f) * search_weight``, ``(1 - f) * main_weight`` for the domains the user
+  is active in; ``merged = sum_d w_d score_d / sum_d w_d``, a topic absent from a domain counting
+  0 there. ``feed_pivot`` = 500 and ``main_weight`` = 0.1 were chosen by measurement
+  (``benchmarks/eval_preferences.py``).
 """
 
 from __future__ import annotations
@@ -82,14 +87,24 @@ def compute_preferences(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> pa.Table:
     """Ranked preferences, long form: ``user_id, domain, level, topic, score, rank`` (domain
-    ``merged`` included), top-k per (user, domain, level), for events in ``[asof - window, asof)``."""
+    ``merged`` included), top-k per (user, domain, level), for events in ``[asof - window, asof)``.
+
+    Topics travel as integer ids through the aggregation and are named only for the kept rows.
+    """
     cfg = settings.preferences
     con = con or connect()
     asof = asof.astimezone(UTC)
     start = asof - timedelta(days=cfg.window_days)
     glob = events_glob or f"{Lake(settings.lake_dir).path('events')}/*/*.parquet"
-    con.register("item_topics", item_topics if item_topics is not None else item_topics_from_documents(settings, con))
-    params = {"asof": asof, "start": start, "half_life": settings.half_life_days}
+    con.register("item_topics_named", item_topics if item_topics is not None else item_topics_from_documents(settings, con))
+    con.execute(
+        """
+        create or replace temp table topic_names as
+        select topic, (row_number() over (order by topic))::int as topic_id from (select distinct topic from item_topics_named);
+        create or replace temp table item_topics as
+        select t.item_id, t.level, n.topic_id, t.score from item_topics_named t join topic_names n using (topic);
+        """
+    )
     con.execute(
         f"""
         create or replace temp table ev as
@@ -98,7 +113,7 @@ def compute_preferences(
         from read_parquet('{glob}', hive_partitioning = true)
         where ts >= $start and ts < $asof
         """,
-        params,
+        {"asof": asof, "start": start, "half_life": settings.half_life_days},
     )
     con.execute(
         """
@@ -116,63 +131,75 @@ def compute_preferences(
         """
         create or replace temp table exposed as
         with c as (
-            select e.user_id, e.domain, t.level, t.topic,
-                   coalesce(sum(e.w * t.score) filter (where e.type = 'click'), 0) as clicks,
-                   coalesce(sum(e.w * t.score) filter (where e.type = 'impression'), 0) as impressions
+            select e.user_id, e.domain, t.level, t.topic_id,
+                   sum(e.w * t.score * (e.type = 'click')::int) as clicks,
+                   sum(e.w * t.score * (e.type = 'impression')::int) as impressions
             from ev e join item_topics t on e.item_id = t.item_id
             where e.type in ('click', 'impression')
             group by all
         )
-        select c.user_id, c.domain, c.level, c.topic, c.clicks,
+        select c.user_id, c.domain, c.level, c.topic_id, c.clicks,
                case when c.domain = 'search' then greatest(a.search_n, c.clicks)
                     else greatest(c.impressions, c.clicks) end as exposure
         from c join activity a using (user_id)
         """
     )
-    weights = (
-        f"""
-        select user_id, feed_active,
+    weights = f"""
+        select user_id,
                case when feed_active then f else 0 end as w_homefeed,
                case when search_active then (1 - f) * {cfg.search_weight} else 0 end as w_search,
                case when main_active then (1 - f) * {cfg.main_weight} else 0 end as w_main
         from (select *, case when {cfg.feed_pivot} = 0 then 1.0 else feed_n / (feed_n + {cfg.feed_pivot}) end as f from activity)
-        """
-    )
+    """
     return con.sql(
         f"""
-        with priors as (
-            select domain, level, topic, sum(clicks) / sum(exposure) as p, avg(exposure) as a
-            from exposed group by all
+        with searchers as (
+            select sum(search_n) as n, avg(search_n) as a from activity where search_n > 0
+        ), priors as (
+            -- home feed and main page: the platform chose what to show, so the rate is per impression
+            select domain, level, topic_id, sum(clicks) as c, sum(exposure) as e, avg(exposure) as a
+            from exposed where domain <> 'search' group by all
+            union all
+            -- search: every searcher could have searched the topic, so the rate is per search of all searchers
+            select domain, level, topic_id, sum(clicks) as c, any_value(searchers.n) as e, any_value(searchers.a) as a
+            from exposed, searchers where domain = 'search' group by domain, level, topic_id
+        ), domain_rate as (
+            select domain, level, sum(c) / (case when domain = 'search' then any_value(e) else sum(e) end) as rate
+            from priors group by domain, level
         ), scored as (
-            select e.user_id, e.domain, e.level, e.topic, e.exposure,
-                   case when p.p = 0 then 0.5
-                        else ((e.clicks + p.a * p.p) / (e.exposure + p.a)) / ((e.clicks + p.a * p.p) / (e.exposure + p.a) + p.p)
-                   end as score
-            from exposed e join priors p using (domain, level, topic)
+            select x.user_id, x.domain, x.level, x.topic_id, x.exposure,
+                   case when d.rate = 0 then 0.5 else x.r / (x.r + d.rate) end as score
+            from (
+                select e.*, (e.clicks + p.a * p.c / p.e) / (e.exposure + p.a) as r
+                from exposed e join priors p using (domain, level, topic_id)
+            ) x join domain_rate d using (domain, level)
         ), per_topic as (
-            select user_id, level, topic,
+            select user_id, level, topic_id,
                    max(score) filter (where domain = 'homefeed') as s_homefeed,
                    max(score) filter (where domain = 'search') as s_search,
                    max(score) filter (where domain = 'main') as s_main,
                    sum(exposure) as exposure
             from scored group by all
         ), w as ({weights}), merged as (
-            select t.user_id, 'merged' as domain, t.level, t.topic, t.exposure,
-                   case when w.w_homefeed + w.w_search + w.w_main = 0 then coalesce(t.s_homefeed, 0.5)
-                        else (w.w_homefeed * coalesce(t.s_homefeed, 0.5) + w.w_search * coalesce(t.s_search, 0.5)
-                              + w.w_main * coalesce(t.s_main, 0.5)) / (w.w_homefeed + w.w_search + w.w_main)
+            select t.user_id, 'merged' as domain, t.level, t.topic_id, t.exposure,
+                   case when w.w_homefeed + w.w_search + w.w_main = 0
+                        then greatest(coalesce(t.s_homefeed, 0.0), coalesce(t.s_search, 0.0), coalesce(t.s_main, 0.0))
+                        else (w.w_homefeed * coalesce(t.s_homefeed, 0.0) + w.w_search * coalesce(t.s_search, 0.0)
+                              + w.w_main * coalesce(t.s_main, 0.0)) / (w.w_homefeed + w.w_search + w.w_main)
                    end as score
             from per_topic t join w using (user_id)
         ), everything as (
-            select user_id, domain, level, topic, exposure, score from scored
+            select user_id, domain, level, topic_id, exposure, score from scored
             union all
-            select user_id, domain, level, topic, exposure, score from merged
+            select user_id, domain, level, topic_id, exposure, score from merged
+        ), ranked as (
+            -- top-k per group with a total order: score, then exposure, then topic name order
+            select user_id, domain, level, max_by({{'topic_id': topic_id, 'score': score}}, row(score, exposure, -topic_id), {cfg.top_k}) as top
+            from everything group by all
         )
-        select user_id, domain, level::int as level, topic, score::float as score, rank::int as rank
-        from (
-            select *, row_number() over (partition by user_id, domain, level order by score desc, exposure desc, topic) as rank
-            from everything
-        ) where rank <= {cfg.top_k}
+        select r.user_id, r.domain, r.level::int as level, n.topic, (r.item.score)::float as score, r.rank::int as rank
+        from (select user_id, domain, level, unnest(top) as item, generate_subscripts(top, 1) as rank from ranked) r
+        join topic_names n on n.topic_id = r.item.topic_id
         """
     ).to_arrow_table()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,9 +63,14 @@ def test_bad_file_is_reported_not_crashed(tmp_path: Path) -> None:
 def test_main_job_runs_on_embedded_defaults(tmp_path: Path) -> None:
     env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_SIMULATOR__DOCS_PER_DAY": "60"}
     out = tf("run", "--users", "200", "--days", "3", env=env).stdout
-    assert "[1/3] simulate" in out and "[3/3] summary" in out
+    assert "[1/5] simulate" in out and "[5/5] nDCG@10" in out
     assert "quarantined=0" in out
+    users_with_events = re.search(r"events: \d+ from (\d+) users", out).group(1)
+    assert f"user_topic_preferences={users_with_events}," in out  # every active user has a profile online
     assert "homefeed" in out and "search" in out
+    assert "top level-2 topics" in out
+    assert (tmp_path / "data" / "feature_repo" / "feature_store.yaml").is_file()
+    assert (tmp_path / "data" / "online_store.db").is_file()
 
 
 def test_store_check_sqlite_and_redis(tmp_path: Path, redis_url: str, free_port: int) -> None:

@@ -92,10 +92,10 @@ class PreferenceSettings(BaseModel):
     levels: int = Field(3, ge=1, le=4, description="taxonomy levels with preference features")
     top_k: int = Field(10, ge=1, description="topics kept per user, domain and level")
     feed_pivot: float = Field(
-        200.0, ge=0, description="decayed home-feed impressions at which the feed gets half of the merge weight"
+        500.0, ge=0, description="decayed home-feed impressions at which the feed gets half of the merge weight"
     )
     search_weight: float = Field(1.0, ge=0, description="weight of search among the non-feed domains")
-    main_weight: float = Field(0.25, ge=0, description="weight of the main page among the non-feed domains")
+    main_weight: float = Field(0.1, ge=0, description="weight of the main page among the non-feed domains")
 
 
 class FeastSettings(BaseModel):
