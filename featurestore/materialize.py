@@ -10,14 +10,22 @@ Feast's registry records the materialized interval as its own materialize does.
 
 from __future__ import annotations
 
+import queue
+import socket
 import sqlite3
+import ssl
+import struct
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import redis
 from feast import FeatureStore, FeatureView
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -58,57 +66,71 @@ STRING_LIST_TAG = b"b"  # Value.string_list_val = 12, length-delimited
 FLOAT_LIST_TAG = b"\x82\x01"  # Value.float_list_val = 16, length-delimited
 
 
-def encode_string_lists(column: pa.Array) -> list[bytes]:
-    """``list<string>`` -> serialized ``Value(string_list_val=...)``; null rows -> empty ``Value``."""
-    cache: dict[str, bytes] = {}
-
-    def item(s: str) -> bytes:
-        enc = cache.get(s)
-        if enc is None:
-            raw = s.encode()
-            enc = cache[s] = b"\n" + _varint(len(raw)) + raw
-        return enc
-
-    out = []
-    for row in column.to_pylist():
-        if row is None:
-            out.append(b"")
-            continue
-        payload = b"".join(item(s) for s in row)
-        out.append(STRING_LIST_TAG + _varint(len(payload)) + payload)
-    return out
+def _with_heads(tag: bytes, payload: pa.Array) -> pa.Array:
+    """``tag + varint(len(payload)) + payload`` per row, in Arrow (null rows stay null)."""
+    return _prefixed(lambda n: tag + _varint(n), payload)
 
 
-def encode_float_lists(column: pa.Array) -> list[bytes]:
+def encode_string_lists(column: pa.Array) -> pa.Array:
+    """``list<string>`` -> serialized ``Value(string_list_val=...)``; null rows -> empty ``Value``.
+
+    Vectorised in Arrow: each distinct string is encoded once (``0x0A varint(len) bytes``), the
+    rows' items are joined in C++ and the ``Value`` header put in front."""
+    column = column.cast(pa.list_(pa.string()))
+    encoded = pc.dictionary_encode(column.flatten())
+    items = pa.array([b"\n" + _varint(len(raw)) + raw for raw in (v.encode() for v in encoded.dictionary.to_pylist())], pa.binary())
+    offsets = pc.subtract(column.offsets, column.offsets[0])
+    rows = pa.ListArray.from_arrays(offsets, items.take(encoded.indices), mask=column.is_null())
+    return pc.fill_null(_with_heads(STRING_LIST_TAG, pc.binary_join(rows, b"")), b"")
+
+
+def encode_float_lists(column: pa.Array) -> pa.Array:
     """``list<float>`` -> serialized ``Value(float_list_val=...)`` (packed float32)."""
     column = column.cast(pa.list_(pa.float32()))
-    offsets = column.offsets.to_numpy()
-    flat = column.flatten().to_numpy(zero_copy_only=False).astype("<f4").tobytes()
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    out = []
-    for i in range(len(column)):
-        if not valid[i]:
-            out.append(b"")
-            continue
-        n = int(offsets[i + 1] - offsets[i])
-        if n == 0:
-            out.append(FLOAT_LIST_TAG + b"\x00")
-            continue
-        inner = b"\n" + _varint(4 * n) + flat[4 * offsets[i] : 4 * offsets[i + 1]]
-        out.append(FLOAT_LIST_TAG + _varint(len(inner)) + inner)
-    return out
+    flat = np.ascontiguousarray(column.flatten().to_numpy(zero_copy_only=False), dtype="<f4")
+    offsets = pc.cast(pc.multiply(pc.subtract(column.offsets, column.offsets[0]), 4), pa.int32())
+    floats = pa.Array.from_buffers(pa.binary(), len(column), [None, offsets.buffers()[1], pa.py_buffer(flat)], offset=offsets.offset)
+    values = _with_heads(FLOAT_LIST_TAG, _with_heads(b"\n", floats))
+    # an empty list is an empty FloatList message; a null row an empty Value
+    values = pc.if_else(pc.equal(pc.list_value_length(column), 0), pa.scalar(FLOAT_LIST_TAG + b"\x00"), values)
+    return pc.fill_null(values, b"")
 
 
-def encode_values(column: pa.Array, view: FeatureView, name: str) -> list[bytes]:
+def entity_keys(join_key: str, values: pa.Array) -> pa.Array:
+    """Feast's ``serialize_entity_key`` (version 3) of single string keys, built in Arrow; the
+    layout is checked against Feast's own function once, and Feast's is used if it differs."""
+    probe = "x\u00e9"
+
+    def feast_key(v: str) -> bytes:
+        return serialize_entity_key(EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=v)]), entity_key_serialization_version=3)
+
+    raw = probe.encode()
+    expected = feast_key(probe)
+    prefix = expected[: -(4 + len(raw))]
+    if prefix + struct.pack("<I", len(raw)) + raw != expected:
+        return pa.array([feast_key(v) for v in values.to_pylist()], pa.binary())
+    as_bytes = values.cast(pa.binary())
+    return _prefixed(lambda n: prefix + struct.pack("<I", n), as_bytes)
+
+
+def _prefixed(head: Callable[[int], bytes], payload: pa.Array) -> pa.Array:
+    """``head(len(payload)) + payload`` per row, with one ``head`` call per distinct length."""
+    lengths = pc.binary_length(payload)
+    distinct = pc.unique(lengths.drop_null()).to_pylist()
+    heads = pa.array([head(n) for n in distinct], pa.binary())
+    return pc.binary_join_element_wise(heads.take(pc.index_in(lengths, value_set=pa.array(distinct, lengths.type))), payload, b"")
+
+
+def encode_values(column: pa.Array, view: FeatureView, name: str) -> pa.Array:
+    """Serialized ``ValueProto`` of every row, as an Arrow binary array."""
     t = column.type
     if pa.types.is_list(t) and pa.types.is_string(t.value_type):
         return encode_string_lists(column)
     if pa.types.is_list(t) and pa.types.is_floating(t.value_type):
         return encode_float_lists(column)
     feature = next(f for f in view.features if f.name == name)
-    values = column.to_pylist()
-    protos = python_values_to_proto_values(values, feature.dtype.to_value_type())
-    return [p.SerializeToString() for p in protos]
+    protos = python_values_to_proto_values(column.to_pylist(), feature.dtype.to_value_type())
+    return pa.array([p.SerializeToString() for p in protos], pa.binary())
 
 
 def encode_timestamp(seconds: int, nanos: int = 0) -> bytes:
@@ -117,71 +139,220 @@ def encode_timestamp(seconds: int, nanos: int = 0) -> bytes:
     return out + (b"\x10" + _varint(nanos) if nanos else b"")
 
 
+def encode_timestamps(ts_us: pa.Array) -> pa.Array:
+    """Timestamp protos of int64 microseconds, one encoding per distinct value."""
+    distinct = pc.unique(ts_us)
+    encoded = pa.array([encode_timestamp(us // 1_000_000, (us % 1_000_000) * 1000) for us in distinct.to_pylist()], pa.binary())
+    return encoded.take(pc.index_in(ts_us, value_set=distinct))
+
+
 # reading the offline source -------------------------------------------------------------------
-def latest_rows(source_dir: Path, join_key: str, start: datetime, end: datetime, columns: list[str]) -> pa.Table:
-    """Per entity, the row with the latest ``event_timestamp`` in ``[start, end]`` (then latest created)."""
-    files = sorted(source_dir.glob("*.parquet"))
+def latest_rows(source_dir: Path, join_key: str, start: datetime, end: datetime, columns: list[str], batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+    """Per entity, the row with the latest ``event_timestamp`` in ``[start, end]`` (then latest
+    ``created_timestamp``, then the later file), streamed in record batches.
+
+    DuckDB picks the winning (file, row) of each entity on narrow columns; the wide rows are then
+    read batch by batch with pyarrow and the winners taken, so nothing wide is sorted or held whole."""
+    files = [str(f) for f in sorted(source_dir.glob("*.parquet"))]
     if not files:
-        return pa.table({})
+        return
     con = connect()
-    created = "created_timestamp desc," if "created_timestamp" in con.sql(f"select * from read_parquet({[str(f) for f in files]}, union_by_name = true) limit 0").columns else ""
-    cols = ", ".join([join_key, *columns, "event_timestamp"])
-    return con.sql(
-        f"""select {cols} from read_parquet({[str(f) for f in files]}, union_by_name = true)
-            where event_timestamp >= $start and event_timestamp <= $end
-            qualify row_number() over (partition by {join_key} order by event_timestamp desc, {created} {join_key}) = 1
-            order by {join_key}""",
+    has_created = "created_timestamp" in con.sql(f"select * from read_parquet({files}, union_by_name = true) limit 0").columns
+    order = "event_timestamp, created_timestamp, filename, file_row_number" if has_created else "event_timestamp, filename, file_row_number"
+    winners = con.sql(
+        f"""select w.filename, w.file_row_number from (
+                select arg_max({{'filename': filename, 'file_row_number': file_row_number}}, row({order})) as w
+                from read_parquet({files}, filename = true, file_row_number = true, union_by_name = true)
+                where event_timestamp >= $start and event_timestamp <= $end
+                group by {join_key})
+            order by 1, 2""",
         params={"start": start.astimezone(UTC), "end": end.astimezone(UTC)},
-    ).to_arrow_table()
+    ).fetchnumpy()
+    wanted = [join_key, *columns, "event_timestamp"]
+    for name in files:
+        rows = winners["file_row_number"][winners["filename"] == name].astype(np.int64)
+        if len(rows) == 0:
+            continue
+        seen = 0
+        for batch in pq.ParquetFile(name).iter_batches(batch_size=batch_rows, columns=wanted):
+            lo, hi = np.searchsorted(rows, [seen, seen + batch.num_rows])
+            if hi > lo:
+                yield batch if hi - lo == batch.num_rows else batch.take(pa.array(rows[lo:hi] - seen))
+            seen += batch.num_rows
 
 
 # writing --------------------------------------------------------------------------------------
-def write_online(settings: Settings, view: FeatureView, table: pa.Table, join_key: str) -> MaterializeReport:
-    """Write rows (``join_key``, the view's features, ``event_timestamp``) to the online store."""
+def write_online(settings: Settings, view: FeatureView, table: pa.Table, join_key: str, pipe: RespPipe | None = None) -> MaterializeReport:
+    """Write rows (``join_key``, the view's features, ``event_timestamp``) to the online store.
+    For Redis, pass an open ``RespPipe`` to keep loading across calls (one is opened otherwise)."""
     names = [f.name for f in view.features]
     n = table.num_rows
     if n == 0:
         return MaterializeReport(view.name, 0, 0, 0)
-    encoded = {name: encode_values(table.column(name).combine_chunks(), view, name) for name in names}
-    entity_keys = [
-        serialize_entity_key(EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=v)]), entity_key_serialization_version=3)
-        for v in table.column(join_key).to_pylist()
-    ]
-    ts_us = pc.cast(table.column("event_timestamp"), pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+    table = table.combine_chunks()
+    encoded = {name: encode_values(table.column(name).chunk(0), view, name) for name in names}
+    keys = entity_keys(join_key, table.column(join_key).chunk(0))
+    ts_us = pc.cast(table.column("event_timestamp"), pa.timestamp("us", tz="UTC")).cast(pa.int64()).chunk(0)
     if settings.online_store == "redis":
-        written = _write_redis(settings, view, names, encoded, entity_keys, ts_us)
+        own = pipe is None
+        pipe = pipe or open_pipe(settings)
+        try:
+            written = _write_redis(settings, view, names, encoded, keys, ts_us, pipe)
+        finally:
+            if own:
+                pipe.close()
     else:
-        written = _write_sqlite(settings, view, names, encoded, entity_keys, ts_us)
+        written = _write_sqlite(settings, view, names, encoded, keys, ts_us)
     return MaterializeReport(view.name, n, written, n - written)
 
 
-def _write_redis(settings: Settings, view: FeatureView, names: list[str], encoded: dict[str, list[bytes]], entity_keys: list[bytes], ts_us: np.ndarray) -> int:
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _bulk_parts(values: pa.Array) -> list[pa.Array | pa.Scalar]:
+    """RESP bulk strings ``$<len>\\r\\n<value>\\r\\n`` as parts of one later join (one copy)."""
+    lengths = pc.binary_length(values)
+    distinct = pc.unique(lengths).to_pylist()
+    heads = pa.array([b"$%d\r\n" % n for n in distinct], pa.binary())
+    return [heads.take(pc.index_in(lengths, value_set=pa.array(distinct, lengths.type))), values, pa.scalar(b"\r\n")]
+
+
+def _pack(parts: list[bytes]) -> bytes:
+    return b"*%d\r\n" % len(parts) + b"".join(_bulk(p) for p in parts)
+
+
+def _buffer(commands: pa.Array) -> memoryview:
+    """The bytes of a binary array's rows, back to back (no copy)."""
+    offsets = np.frombuffer(commands.buffers()[1], dtype=np.int32)[commands.offset : commands.offset + len(commands) + 1]
+    return memoryview(commands.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
+
+
+def _send(conn: redis.connection.Connection, commands: pa.Array, replies_per_command: int) -> list[object]:
+    """Send packed RESP commands on a redis-py connection and read their replies."""
+    conn.send_packed_command([_buffer(commands)], check_health=False)
+    return [conn.read_response() for _ in range(len(commands) * replies_per_command)]
+
+
+class RespPipe:
+    """Mass insertion over a plain socket, as Redis documents for bulk loading: commands are
+    written back to back and their integer replies (``:n\\r\\n``) are counted, not parsed one by
+    one. A sender thread writes and drains while the caller prepares the next batch, so server and
+    client work at the same time; replies of at most ``in_flight`` commands are left unread. An
+    error reply or a broken connection is raised by the next ``send`` or by ``close``."""
+
+    def __init__(self, url: str, timeout: float, in_flight: int = 2 * BATCH) -> None:
+        parsed = urlparse(url)
+        raw = socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=timeout)
+        self.sock = ssl.create_default_context().wrap_socket(raw, server_hostname=parsed.hostname) if parsed.scheme == "rediss" else raw
+        self.sock.settimeout(max(timeout, 30.0))  # a bulk batch may keep the server busy a while
+        self.in_flight = in_flight
+        self.pending = 0
+        self.tail = b""
+        self.error: BaseException | None = None
+        db = (parsed.path or "/0").lstrip("/") or "0"
+        if parsed.password:
+            user = [parsed.username.encode()] if parsed.username else []
+            self._now(_pack([b"AUTH", *user, parsed.password.encode()]))
+        if db != "0":
+            self._now(_pack([b"SELECT", db.encode()]))
+        self.queue: queue.Queue[tuple[pa.Array, int] | None] = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._run, name="redis-bulk-load", daemon=True)
+        self.thread.start()
+
+    def _now(self, command: bytes) -> None:
+        """Send one command and wait for its single-line reply (+OK or an error)."""
+        self.sock.sendall(command)
+        self.pending += 1
+        self._drain(0)
+
+    def send(self, commands: pa.Array, replies: int) -> None:
+        """Queue packed commands (a binary array, whole commands per row); keeps a reference."""
+        if self.error is not None:
+            raise self.error
+        self.queue.put((commands, replies))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                commands, replies = item
+                self.sock.sendall(_buffer(commands))
+                self.pending += replies
+                self._drain(self.in_flight)
+            except BaseException as exc:  # handed to the caller by send/close
+                self.error = exc
+
+    def _drain(self, keep: int) -> None:
+        while self.pending > keep:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise redis.ConnectionError("Redis closed the connection during a bulk load")
+            data = self.tail + chunk
+            end = data.rfind(b"\r\n")
+            if end < 0:
+                self.tail = data
+                continue
+            done, self.tail = data[: end + 2], data[end + 2 :]
+            if done.startswith(b"-") or b"\r\n-" in done:
+                line = done[done.find(b"-") :].split(b"\r\n", 1)[0]
+                raise redis.ResponseError(line[1:].decode(errors="replace"))
+            self.pending -= done.count(b"\r\n")
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        try:
+            if self.error is None:
+                self._drain(0)
+        finally:
+            self.sock.close()
+        if self.error is not None:
+            raise self.error
+
+
+def open_pipe(settings: Settings) -> RespPipe:
+    try:
+        return RespPipe(settings.redis_url, settings.redis_timeout_s)
+    except OSError as exc:
+        raise OnlineStoreUnavailable(f"Redis online store at {settings.redis_url} is unavailable: {exc} (timeout {settings.redis_timeout_s}s)") from exc
+
+
+def _write_redis(settings: Settings, view: FeatureView, names: list[str], encoded: dict[str, pa.Array], entity_keys: pa.Array, ts_us: pa.Array, pipe: RespPipe) -> int:
+    """HSET every row's fields in the entity's hash and EXPIRE it, skipping rows that are not newer
+    than what the hash holds (Feast's rule). Commands are packed in Arrow and bulk-loaded."""
     project = settings.feast.project.encode()
-    ts_field = f"_ts:{view.name}"
+    ts_field = f"_ts:{view.name}".encode()
     fields = [_mmh3(f"{view.name}:{name}") for name in names]
-    ttl = int(max(settings.feast.profile_ttl_days, settings.feast.item_ttl_days) * 86400)
+    ttl = str(int(max(settings.feast.profile_ttl_days, settings.feast.item_ttl_days) * 86400)).encode()
+    keys = pc.binary_join_element_wise(entity_keys, pa.scalar(project), b"")
+    stamps = encode_timestamps(ts_us)
+    hset_head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (len(names) + 1))
     client = redis_client(settings)
     written = 0
     try:
-        for lo in range(0, len(entity_keys), BATCH):
-            keys = [k + project for k in entity_keys[lo : lo + BATCH]]
-            pipe = client.pipeline(transaction=False)
-            for k in keys:
-                pipe.hget(k, ts_field)
-            previous = pipe.execute()
-            pipe = client.pipeline(transaction=False)
-            for j, (key, prev) in enumerate(zip(keys, previous)):
-                i = lo + j
-                seconds, micros = divmod(int(ts_us[i]), 1_000_000)
-                if prev and _timestamp_ns(prev) >= seconds * 1_000_000_000 + micros * 1000:
-                    continue
-                mapping = {f: encoded[name][i] for f, name in zip(fields, names)}
-                mapping[ts_field] = encode_timestamp(seconds, micros * 1000)
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, ttl)
-                written += 1
-            pipe.execute()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        conn = client.connection_pool.get_connection()
+        try:
+            for lo in range(0, len(keys), BATCH):
+                k = _bulk_parts(keys.slice(lo, BATCH))
+                previous = _send(conn, pc.binary_join_element_wise(pa.scalar(b"*3\r\n$4\r\nHGET\r\n"), *k, pa.scalar(_bulk(ts_field)), b""), 1)
+                stamp = stamps.slice(lo, BATCH).to_pylist() if any(previous) else None
+                keep = [not prev or _timestamp_ns(prev) < _timestamp_ns(stamp[j]) for j, prev in enumerate(previous)] if stamp else None
+                parts: list[pa.Array | pa.Scalar] = [pa.scalar(hset_head), *k]
+                for f, name in zip(fields, names):
+                    parts += [pa.scalar(_bulk(f)), *_bulk_parts(encoded[name].slice(lo, BATCH))]
+                parts += [pa.scalar(_bulk(ts_field)), *_bulk_parts(stamps.slice(lo, BATCH))]
+                parts += [pa.scalar(b"*3\r\n$6\r\nEXPIRE\r\n"), *k, pa.scalar(_bulk(ttl))]
+                commands = pc.binary_join_element_wise(*parts, b"")
+                if keep is not None:
+                    commands = commands.filter(pa.array(keep))
+                if len(commands):
+                    pipe.send(commands, 2 * len(commands))
+                written += len(commands)
+        finally:
+            client.connection_pool.release(conn)
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise OnlineStoreUnavailable(f"Redis online store at {settings.redis_url} is unavailable: {exc}") from exc
     finally:
         client.close()
@@ -196,9 +367,12 @@ def _timestamp_ns(raw: bytes) -> int:
     return ts.seconds * 1_000_000_000 + ts.nanos
 
 
-def _write_sqlite(settings: Settings, view: FeatureView, names: list[str], encoded: dict[str, list[bytes]], entity_keys: list[bytes], ts_us: np.ndarray) -> int:
+def _write_sqlite(settings: Settings, view: FeatureView, names: list[str], encoded: dict[str, pa.Array], entity_keys: pa.Array, ts_us: pa.Array) -> int:
     table = f"{settings.feast.project}_{view.name}"
     created = int(datetime.now(UTC).timestamp())
+    seconds = (ts_us.to_numpy(zero_copy_only=False) // 1_000_000).tolist()
+    keys = entity_keys.to_pylist()
+    values = {name: encoded[name].to_pylist() for name in names}
     con = sqlite3.connect(settings.sqlite_path)
     try:
         before = con.total_changes
@@ -208,8 +382,8 @@ def _write_sqlite(settings: Settings, view: FeatureView, names: list[str], encod
                 f"on conflict(entity_key, feature_name) do update set value = excluded.value, value_text = excluded.value_text, "
                 f'event_ts = excluded.event_ts, created_ts = excluded.created_ts where excluded.event_ts > "{table}".event_ts',
                 (
-                    (key, name, encoded[name][i], _text(encoded[name][i]), int(ts_us[i] // 1_000_000), created)
-                    for i, key in enumerate(entity_keys)
+                    (key, name, values[name][i], _text(values[name][i]), seconds[i], created)
+                    for i, key in enumerate(keys)
                     for name in names
                 ),
             )
@@ -227,7 +401,19 @@ def _text(value: bytes) -> str | None:
 
 def materialize_view(settings: Settings, store: FeatureStore, view: FeatureView, source_dir: Path, join_key: str, start: datetime, end: datetime) -> MaterializeReport:
     names = [f.name for f in view.features]
-    table = latest_rows(source_dir, join_key, start, end, names)
-    report = write_online(settings, view, table, join_key)
+    total = MaterializeReport(view.name, 0, 0, 0)
+    pipe = open_pipe(settings) if settings.online_store == "redis" else None
+    try:
+        for batch in latest_rows(source_dir, join_key, start, end, names):
+            report = write_online(settings, view, pa.Table.from_batches([batch]), join_key, pipe)
+            total.rows += report.rows
+            total.written += report.written
+            total.skipped_not_newer += report.skipped_not_newer
+    finally:
+        if pipe is not None:
+            try:
+                pipe.close()
+            except (redis.ConnectionError, OSError) as exc:
+                raise OnlineStoreUnavailable(f"Redis online store at {settings.redis_url} is unavailable: {exc}") from exc
     store.registry.apply_materialization(view, settings.feast.project, start.astimezone(UTC), end.astimezone(UTC))
-    return report
+    return total

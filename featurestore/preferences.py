@@ -189,9 +189,11 @@ def compute_preferences(
                    end as score
             from per_topic t join w using (user_id)
         ), everything as (
-            select user_id, domain, level, topic_id, exposure, score from scored
+            -- rounded: parallel sums of doubles differ in the last bits from run to run, and
+            -- recomputing a window must give the same profile (float32 keeps ~7 digits anyway)
+            select user_id, domain, level, topic_id, round(exposure, 6) as exposure, round(score, 6) as score from scored
             union all
-            select user_id, domain, level, topic_id, exposure, score from merged
+            select user_id, domain, level, topic_id, round(exposure, 6), round(score, 6) from merged
         ), ranked as (
             -- top-k per group with a total order: score, then exposure, then topic name order
             select user_id, domain, level, max_by({{'topic_id': topic_id, 'score': score}}, row(score, exposure, -topic_id), {cfg.top_k}) as top

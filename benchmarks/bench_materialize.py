@@ -1,0 +1,122 @@
+"""Materialize 1M user profiles into Redis in <= 60 s.
+
+Starts its own redis-server on a free 127.0.0.1 port, writes N synthetic user profiles (every
+one of the 24 preference lists full: 10 topics and 10 scores, the worst case) as the offline
+source, then times ``featurestore.materialize`` (our vectorised writer) for all N, and, in the
+same run, Feast's own ``FeatureStore.materialize`` on a subset (it is too slow for all N), and
+prints rows/s of both and the ratio. The two writers produce identical Redis hashes
+(tests/test_featurestore.py checks that).
+
+    .venv/bin/python benchmarks/bench_materialize.py [--users 1000000] [--feast-users 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+
+from featurestore import repo
+from featurestore.definitions import feature_definitions
+from featurestore.materialize import materialize_view
+from featurestore.preferences import profile_columns
+from topicfeed.settings import DEFAULT_TAXONOMY, FeastSettings, Settings
+from topicfeed.taxonomy import Taxonomy
+
+
+def synthetic_profiles(n: int, asof: datetime, k: int = 10, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    tax = Taxonomy.load(DEFAULT_TAXONOMY)
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    cols: dict[str, pa.Array] = {"user_id": pa.array([f"u{i:08d}" for i in range(n)])}
+    for name, _, level, kind in profile_columns(3):
+        if kind == "topics":
+            names = pa.array([t.path for t in tax if t.level == level])
+            cols[name] = pa.ListArray.from_arrays(offsets, names.take(pa.array(rng.integers(0, len(names), n * k))))
+        else:
+            scores = np.sort(rng.random((n, k), dtype=np.float32), axis=1)[:, ::-1].ravel()
+            cols[name] = pa.ListArray.from_arrays(offsets, pa.array(scores))
+    stamp = pa.array(np.full(n, int(asof.timestamp() * 1e6)), pa.timestamp("us", tz="UTC"))
+    cols["event_timestamp"] = stamp
+    cols["created_timestamp"] = stamp
+    return pa.table(cols)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(settings: Settings, rows: pa.Table, engine: str, asof: datetime) -> float:
+    folder = settings.features_dir / "user_preferences"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(rows, folder / "bench.parquet")
+    store = repo.get_store(settings)
+    repo.apply(settings, store)
+    start = time.perf_counter()
+    if engine == "feast":
+        store.materialize(asof - timedelta(days=1), asof, feature_views=["user_topic_preferences"])
+    else:
+        view = feature_definitions(settings).user_topic_preferences
+        materialize_view(settings, store, view, folder, "user_id", asof - timedelta(days=1), asof)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--feast-users", type=int, default=20_000)
+    parser.add_argument("--target-s", type=float, default=60.0)
+    args = parser.parse_args()
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (make test installs it)")
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp())
+    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        asof = datetime.now(UTC).replace(microsecond=0)
+        t = time.perf_counter()
+        profiles = synthetic_profiles(args.users, asof)
+        print(f"generated {args.users:,} profiles x 24 lists of 10 in {time.perf_counter() - t:.1f}s")
+        ours = Settings(data_dir=tmp / "ours", online_store="redis", redis_url=url, feast=FeastSettings(project="ours"))
+        ours_s = run(ours, profiles, "topicfeed", asof)
+        keys = client.dbsize()
+        memory = client.info("memory")["used_memory"] / 1e9
+        print(f"topicfeed materialize: {args.users:,} profiles into Redis in {ours_s:.1f}s = {args.users / ours_s:,.0f} rows/s ({keys:,} keys, Redis holds {memory:.2f} GB)")
+        theirs = Settings(data_dir=tmp / "feast", online_store="redis", redis_url=url, feast=FeastSettings(project="feast"))
+        feast_s = run(theirs, profiles.slice(0, args.feast_users), "feast", asof)
+        feast_rate = args.feast_users / feast_s
+        print(f"feast materialize:     {args.feast_users:,} profiles in {feast_s:.1f}s = {feast_rate:,.0f} rows/s (1M would take about {1e6 / feast_rate:,.0f}s)")
+        print(f"ratio topicfeed/feast: {args.users / ours_s / feast_rate:.1f}x rows/s")
+        print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
+        per_million = ours_s * 1e6 / args.users
+        print(f"1M profiles take {per_million:.1f}s (target <= {args.target_s:.0f}s): {'PASS' if per_million <= args.target_s else 'FAIL'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

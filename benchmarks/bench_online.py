@@ -1,0 +1,159 @@
+"""Online profile reads: one user's whole profile in <= 2x a raw read of the same bytes.
+
+For Redis (a server it starts on a free 127.0.0.1 port) and SQLite, it loads profiles of a small
+simulated world plus pushed intents, then times, over the same users in one run:
+
+* raw: redis-py ``HMGET`` of exactly the hash fields the profile needs (or the same SQLite query),
+  returning bytes, nothing decoded: the baseline;
+* ``ProfileReader.get``: our fast path, bytes decoded into a typed ``UserProfile``;
+* ``ProfileReader.get_via_sdk``: Feast's ``get_online_features`` with the ``user_profile`` service;
+
+and prints median and p99 latencies and the ratios to raw, for 1 user and for 100 users.
+
+    .venv/bin/python benchmarks/bench_online.py [--reads 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import redis
+from feast.infra.key_encoding_utils import serialize_entity_key
+
+from featurestore import repo
+from featurestore.jobs import compute_features, default_asof, refresh_online
+from featurestore.profile import INTENTS_VIEW, PREFS_VIEW, ProfileReader
+from topicfeed.ingest import ingest
+from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
+from topicfeed.simulator import simulate
+
+
+def timed(fn: Callable[[], object], reads: int) -> list[float]:
+    for _ in range(min(200, reads)):
+        fn()
+    out = []
+    for _ in range(reads):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def summary(name: str, samples: list[float], base: list[float] | None) -> str:
+    med = statistics.median(samples) * 1e6
+    p99 = sorted(samples)[int(len(samples) * 0.99) - 1] * 1e6
+    ratio = f"  ratio to raw {statistics.median(samples) / statistics.median(base):.2f}x" if base else ""
+    return f"  {name:<34} median {med:8.1f} us   p99 {p99:8.1f} us{ratio}"
+
+
+def bench_store(settings: Settings, users: list[str], reads: int) -> dict[str, float]:
+    reader = ProfileReader(settings)
+    fields = reader._redis_fields
+    results: dict[str, float] = {}
+    if settings.online_store == "redis":
+        client = redis.Redis.from_url(settings.redis_url)
+        keys = [reader.entity_key(u) for u in users]
+        from feast.infra.online_stores.helpers import _redis_key
+
+        raw_keys = [_redis_key(settings.feast.project, k, entity_key_serialization_version=3) for k in keys]
+
+        def raw_one() -> object:
+            return client.hmget(raw_keys[0], fields)
+
+        def raw_many() -> object:
+            pipe = client.pipeline(transaction=False)
+            for k in raw_keys:
+                pipe.hmget(k, fields)
+            return pipe.execute()
+    else:
+        con = sqlite3.connect(f"file:{settings.sqlite_path}?mode=ro", uri=True)
+        p = settings.feast.project
+        sql = f"select 0, feature_name, value, event_ts from {p}_{PREFS_VIEW} where entity_key = ? union all select 1, feature_name, value, event_ts from {p}_{INTENTS_VIEW} where entity_key = ?"
+        ek = [serialize_entity_key(reader.entity_key(u), entity_key_serialization_version=3) for u in users]
+
+        def raw_one() -> object:
+            return con.execute(sql, (ek[0], ek[0])).fetchall()
+
+        def raw_many() -> object:
+            return [con.execute(sql, (k, k)).fetchall() for k in ek]
+
+    one = users[0]
+    base = timed(raw_one, reads)
+    fast = timed(lambda: reader.get(one), reads)
+    sdk = timed(lambda: reader.get_via_sdk(one), max(200, reads // 10))
+    print(summary("raw read (bytes only)", base, None))
+    print(summary("ProfileReader.get (fast path)", fast, base))
+    print(summary("Feast get_online_features", sdk, base))
+    results["one_fast"] = statistics.median(fast) / statistics.median(base)
+    results["one_sdk"] = statistics.median(sdk) / statistics.median(base)
+    many_base = timed(raw_many, max(50, reads // 20))
+    many_fast = timed(lambda: reader.get_many(users), max(50, reads // 20))
+    store = repo.get_store(settings)
+    service = store.get_feature_service("user_profile")
+    rows = [{"user_id": u} for u in users]
+    many_sdk = timed(lambda: store.get_online_features(features=service, entity_rows=rows).to_dict(), max(20, reads // 100))
+    print(f"  {len(users)} users in one call:")
+    print(summary("raw read (bytes only)", many_base, None))
+    print(summary("ProfileReader.get_many (fast path)", many_fast, many_base))
+    print(summary("Feast get_online_features", many_sdk, many_base))
+    results["many_fast"] = statistics.median(many_fast) / statistics.median(many_base)
+    results["many_sdk"] = statistics.median(many_sdk) / statistics.median(many_base)
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reads", type=int, default=2000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
+    try:
+        base = Settings(data_dir=tmp / "data", simulator=SimulatorSettings(users=1000, days=7))
+        sim = simulate(base, tmp / "sim")
+        for kind in ("documents", "events"):
+            ingest(kind, sim.files[kind], base)
+        asof = default_asof(base)
+        compute_features(base, asof)
+        ratios = {}
+        for kind in ("redis", "sqlite"):
+            s = base.model_copy(update={"online_store": kind, "redis_url": f"redis://127.0.0.1:{port}/0", "feast": FeastSettings(project=f"bench_{kind}")})
+            for _ in range(50):
+                try:
+                    redis.Redis(port=port).ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.1)
+            refresh_online(s, asof)
+            newest = sorted((s.features_dir / "user_preferences").glob("*.parquet"))[-1]
+            users = sorted(pq.read_table(newest, columns=["user_id"]).column(0).to_pylist())[:100]
+            repo.push_intents(s, [{"user_id": u, "query": "q", "refined_query": f"refined {u}", "ts": datetime.now(UTC).isoformat()} for u in users])
+            print(f"{kind}: one user's whole profile (24 preference lists + intents)")
+            ratios[kind] = bench_store(s, users, args.reads)
+        ok = all(r["one_fast"] <= 2.0 for r in ratios.values())
+        print(f"target: fast path <= 2x raw for one user, Redis and SQLite: {'PASS' if ok else 'FAIL'} " + ", ".join(f"{k} {v['one_fast']:.2f}x" for k, v in ratios.items()))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Feast feature store against real SQLite and a real Redis server."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import redis
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+from hypothesis import given, settings as hsettings, strategies as st
+
+from featurestore import repo
+from featurestore.jobs import compute_features, default_asof
+from featurestore.materialize import encode_float_lists, encode_string_lists, entity_keys
+from featurestore.online import OnlineStoreUnavailable
+from featurestore.profile import ProfileReader
+from topicfeed.ingest import ingest
+from topicfeed.lake import Lake
+from topicfeed.schemas import EVENT_SCHEMA
+from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
+from topicfeed.simulator import simulate
+
+STORES = ["sqlite", "redis"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
+    """A small simulated world, ingested, with offline features computed (store independent)."""
+    base = tmp_path_factory.mktemp("world")
+    s = Settings(data_dir=base / "data", simulator=SimulatorSettings(users=300, days=5, docs_per_day=60, seed=21))
+    sim = simulate(s, base / "sim")
+    for kind in ("documents", "events"):
+        ingest(kind, sim.files[kind], s)
+    asof = default_asof(s)
+    compute_features(s, asof)
+    return base / "data", asof
+
+
+def make_settings(kind: str, world: tuple[Path, datetime], tmp_path: Path, redis_url: str) -> Settings:
+    data, _ = world
+    target = tmp_path / "data"
+    shutil.copytree(data, target)
+    project = f"t{uuid.uuid4().hex[:10]}"
+    if kind == "sqlite":
+        return Settings(data_dir=target, feast=FeastSettings(project=project))
+    return Settings(data_dir=target, online_store="redis", redis_url=redis_url, feast=FeastSettings(project=project))
+
+
+def wide_rows(s: Settings) -> dict[str, dict]:
+    files = sorted((s.features_dir / "user_preferences").glob("*.parquet"))
+    return {r["user_id"]: r for r in pq.read_table(files[-1]).to_pylist()}
+
+
+def load(s: Settings, asof: datetime, engine: str = "topicfeed") -> list:
+    store = repo.get_store(s)
+    repo.apply(s, store)
+    return repo.materialize(s, asof - timedelta(days=30), asof, store, engine=engine)
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_materialize_and_read_back_exact_values(kind: str, world, tmp_path: Path, redis_url: str) -> None:
+    s = make_settings(kind, world, tmp_path, redis_url)
+    reports = {r.view: r for r in load(s, world[1])}
+    expected = wide_rows(s)
+    assert reports["user_topic_preferences"].written == len(expected) > 0
+    reader = ProfileReader(s)
+    for user_id in list(expected)[:40]:
+        profile = reader.get(user_id)
+        row = expected[user_id]
+        assert profile.found
+        for domain in ("merged", "homefeed", "search", "main"):
+            for level in (1, 2, 3):
+                got = profile.top(level, domain)
+                assert [t.topic for t in got] == row[f"{domain}_l{level}_topics"]
+                assert np.array_equal(np.float32([t.score for t in got]), np.float32(row[f"{domain}_l{level}_scores"]))
+        # the Feast SDK reads the same values
+        assert reader.get_via_sdk(user_id).preferences == profile.preferences
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_our_materialize_writes_what_feast_writes(kind: str, world, tmp_path: Path, redis_url: str) -> None:
+    ours = make_settings(kind, world, tmp_path / "a", redis_url)
+    theirs = make_settings(kind, world, tmp_path / "b", redis_url)
+    theirs = theirs.model_copy(update={"feast": ours.feast})  # same project: same keys
+    if kind == "redis":
+        theirs = theirs.model_copy(update={"redis_url": redis_url.rsplit("/", 1)[0] + "/1"})
+    load(ours, world[1], "topicfeed")
+    load(theirs, world[1], "feast")
+    if kind == "sqlite":
+        for view in ("user_topic_preferences", "item_topics", "item_stats"):
+            q = f"select entity_key, feature_name, value, value_text, event_ts from {ours.feast.project}_{view}"
+            a = set(sqlite3.connect(ours.sqlite_path).execute(q).fetchall())
+            b = set(sqlite3.connect(theirs.sqlite_path).execute(q).fetchall())
+            assert a == b and len(a) > 0
+    else:
+        a, b = redis.Redis.from_url(redis_url), redis.Redis.from_url(theirs.redis_url)
+        keys = [k for k in a.keys() if k.endswith(ours.feast.project.encode())]
+        assert len(keys) > 0 and len(keys) == len([k for k in b.keys() if k.endswith(ours.feast.project.encode())])
+        assert all(a.hgetall(k) == b.hgetall(k) for k in keys)
+        assert 0 < a.ttl(keys[0]) <= ours.feast.item_ttl_days * 86400  # stale profiles expire by themselves
+        b.flushdb()
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_push_intent_is_readable_at_once(kind: str, world, tmp_path: Path, redis_url: str) -> None:
+    s = make_settings(kind, world, tmp_path, redis_url)
+    load(s, world[1])
+    user = next(iter(wide_rows(s)))
+    now = datetime.now(UTC)
+    start = time.perf_counter()
+    repo.push_intents(s, [{"user_id": user, "query": "aespa", "refined_query": "aespa japan album hot mess", "ts": now.isoformat()}])
+    profile = ProfileReader(s).get(user)
+    assert time.perf_counter() - start < 1.0
+    assert profile.last_query == "aespa" and profile.last_refined_query == "aespa japan album hot mess"
+    repo.push_intents(s, [{"user_id": user, "query": "aespa tour", "refined_query": "aespa world tour seoul", "ts": (now + timedelta(seconds=5)).isoformat()}])
+    profile = ProfileReader(s).get(user)
+    assert profile.recent_refined_queries == ["aespa world tour seoul", "aespa japan album hot mess"]
+    assert profile.recent_intent_ts == sorted(profile.recent_intent_ts, reverse=True)
+    assert profile.preferences  # preferences untouched by the push
+    history = pq.read_table(s.features_dir / "user_intents").to_pylist()
+    assert [r["last_query"] for r in history if r["user_id"] == user] == ["aespa", "aespa tour"] or len(history) >= 2
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_ttl_unknown_user_and_idempotence(kind: str, world, tmp_path: Path, redis_url: str) -> None:
+    s = make_settings(kind, world, tmp_path, redis_url)
+    asof = world[1]
+    load(s, asof)
+    user = next(iter(wide_rows(s)))
+    assert ProfileReader(s).get(user).found
+    late = ProfileReader(s, now=lambda: asof + timedelta(days=s.feast.profile_ttl_days + 1))
+    assert not late.get(user).found and late.get(user).preferences == {}
+    unknown = ProfileReader(s).get("nobody-" + uuid.uuid4().hex)
+    assert asdict(unknown) == asdict(type(unknown)(unknown.user_id))
+    # recomputing the same window and materializing again changes nothing
+    before = ProfileReader(s).get(user)
+    compute_features(s, asof)
+    again = {r.view: r for r in load(s, asof)}
+    assert again["user_topic_preferences"].written == 0
+    assert again["user_topic_preferences"].skipped_not_newer == again["user_topic_preferences"].rows
+    assert ProfileReader(s).get(user) == before
+
+
+def test_recomputation_is_deterministic_and_late_events_count_next_time(world, tmp_path: Path, redis_url: str) -> None:
+    s = make_settings("sqlite", world, tmp_path, redis_url)
+    asof = world[1]
+    first = compute_features(s, asof)
+    a = pq.read_table(first["preferences"]).drop_columns(["created_timestamp"]).to_pylist()
+    second = compute_features(s, asof)
+    assert pq.read_table(second["preferences"]).drop_columns(["created_timestamp"]).to_pylist() == a
+    # a late click (an hour before as-of, arriving after the first computation) counts in the next window
+    user, row = next((u, r) for u, r in wide_rows(s).items() if r["homefeed_l1_topics"])
+    docs = Lake(s.lake_dir).read("documents", columns=["doc_id", "topics"]).to_pylist()
+    target = next(d for d in docs if d["topics"] and d["topics"][0].split(" > ")[0] not in row["merged_l1_topics"][:1])
+    late = [
+        {"event_id": f"late-{i}", "user_id": user, "domain": "homefeed", "type": t, "item_id": target["doc_id"], "query": None, "position": 0, "ts": asof - timedelta(hours=1)}
+        for i, t in enumerate(["impression", "click"] * 30)
+    ]
+    Lake(s.lake_dir).append("events", pa.Table.from_pylist(late, schema=EVENT_SCHEMA))
+    compute_features(s, asof + timedelta(minutes=1))
+    after = wide_rows(s)[user]
+    assert after["homefeed_l1_topics"][0] == target["topics"][0].split(" > ")[0]
+
+
+def test_redis_unavailable_is_a_clear_error_not_a_hang(world, tmp_path: Path, free_port: int) -> None:
+    s = make_settings("redis", world, tmp_path, f"redis://127.0.0.1:{free_port}/0").model_copy(update={"redis_timeout_s": 0.5})
+    start = time.perf_counter()
+    with pytest.raises(OnlineStoreUnavailable, match=f"127.0.0.1:{free_port}"):
+        ProfileReader(s).get("u1")
+    with pytest.raises(OnlineStoreUnavailable, match="unavailable"):
+        load(s, world[1])
+    assert time.perf_counter() - start < 20
+
+
+def test_feature_store_yaml_from_settings(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, online_store="redis", redis_url="redis://:secret@10.1.2.3:6380/2")
+    cfg = repo.feature_store_config(s)
+    assert cfg["online_store"]["connection_string"] == "10.1.2.3:6380,db=2,password=secret"
+    assert cfg["online_store"]["key_ttl_seconds"] == 90 * 86400
+    assert repo.feature_store_config(Settings(data_dir=tmp_path))["online_store"] == {"type": "sqlite", "path": str((tmp_path / "online_store.db").resolve())}
+    assert "project: topicfeed" in repo.write_feature_store_yaml(s).read_text()
+    with pytest.raises(ValueError, match="redis://"):
+        repo.redis_connection_string("http://x")
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    strings=st.lists(st.none() | st.lists(st.text(max_size=150), max_size=12), min_size=1, max_size=20),
+    floats=st.lists(st.none() | st.lists(st.floats(width=32, allow_nan=False), max_size=12), min_size=1, max_size=20),
+    offset=st.integers(0, 3),
+)
+def test_encoders_write_exactly_what_feast_writes(strings: list, floats: list, offset: int) -> None:
+    col = pa.array([["pad"]] * offset + strings, pa.list_(pa.string())).slice(offset)
+    expected = [b"" if v is None else p.SerializeToString() for v, p in zip(strings, python_values_to_proto_values(strings, ValueType.STRING_LIST))]
+    assert encode_string_lists(col).to_pylist() == expected
+    fcol = pa.array([[0.0]] * offset + floats, pa.list_(pa.float32())).slice(offset)
+    as_np = [None if v is None else np.array(v, dtype=np.float32) for v in floats]
+    expected = [b"" if v is None else p.SerializeToString() for v, p in zip(as_np, python_values_to_proto_values(as_np, ValueType.FLOAT_LIST))]
+    assert encode_float_lists(fcol).to_pylist() == expected
+
+
+def test_entity_keys_are_feasts() -> None:
+    ids = ["u1", "ünïcode", "x" * 300, ""]
+    expected = [serialize_entity_key(EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(string_val=v)]), entity_key_serialization_version=3) for v in ids]
+    assert entity_keys("user_id", pa.array(ids)).to_pylist() == expected
