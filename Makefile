@@ -30,8 +30,13 @@ run: install
 test: install redis-server
 	$(BIN)/python -m pytest
 
-bench: install
+# Every speed and quality figure of the README (about 15 minutes on 2 cores).
+bench: install redis-server
 	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_preferences.py
+	$(BIN)/python benchmarks/eval_preferences.py
+	$(BIN)/python benchmarks/bench_materialize.py
+	$(BIN)/python benchmarks/bench_online.py
 
 clean:
 	rm -rf $(VENV) topicfeed-data .pytest_cache

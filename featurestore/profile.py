@@ -16,10 +16,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
-from feast.infra.online_stores.helpers import _mmh3, _redis_key
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,20 +34,21 @@ INTENTS_VIEW = "user_recent_intents"
 INTENT_FIELDS = ("last_query", "last_refined_query", "recent_refined_queries", "recent_intent_ts")
 
 
-@dataclass(frozen=True, slots=True)
-class TopicScore:
+class TopicScore(NamedTuple):
+    """A ranked topic; a plain ``(topic, score)`` tuple compares equal to it."""
+
     topic: str
     score: float
 
 
 @dataclass(slots=True)
 class UserProfile:
-    """All online features of one user. ``preferences[domain][level]`` is ranked, strongest first;
-    domains are ``merged``, ``homefeed``, ``search``, ``main``."""
+    """All online features of one user. ``preferences[domain][level]`` is a ranked list of
+    ``(topic, score)``, strongest first; domains are ``merged``, ``homefeed``, ``search``, ``main``."""
 
     user_id: str
     found: bool = False
-    preferences: dict[str, dict[int, list[TopicScore]]] = field(default_factory=dict)
+    preferences: dict[str, dict[int, list[tuple[str, float]]]] = field(default_factory=dict)
     preferences_at: datetime | None = None
     last_query: str | None = None
     last_refined_query: str | None = None
@@ -56,7 +58,21 @@ class UserProfile:
 
     def top(self, level: int = 1, domain: str = "merged", k: int | None = None) -> list[TopicScore]:
         ranked = self.preferences.get(domain, {}).get(level, [])
-        return ranked if k is None else ranked[:k]
+        return [TopicScore(t, s) for t, s in (ranked if k is None else ranked[:k])]
+
+
+# how each stored feature is decoded (protobuf field of Feast's Value): known fields skip WhichOneof
+_LIST_FIELD = {"topics": "string_list_val", "scores": "float_list_val"}
+_INTENT_FIELD = {"last_query": "string_val", "last_refined_query": "string_val", "recent_refined_queries": "string_list_val", "recent_intent_ts": "int64_list_val"}
+
+
+def _decode(raw: bytes, field_name: str) -> Any:
+    """A stored value; list fields come back as protobuf's read-only sequence (no copy)."""
+    v = ValueProto.FromString(raw)
+    if not v.HasField(field_name):  # null or another type: fall back to the generic path
+        return _value(v)
+    got = getattr(v, field_name)
+    return got.val if field_name.endswith("_list_val") else got
 
 
 def _value(v: ValueProto) -> Any:
@@ -83,10 +99,19 @@ class ProfileReader:
         self._redis_fields: list[bytes | str] = [_mmh3(f"{PREFS_VIEW}:{n}") for n in names] + [_mmh3(f"{INTENTS_VIEW}:{n}") for n in INTENT_FIELDS]
         self._redis_fields += [f"_ts:{PREFS_VIEW}", f"_ts:{INTENTS_VIEW}"]
         self._store = None
+        self._pref_decoders = [(name, _LIST_FIELD[kind]) for name, _, _, kind in self.pref_columns]
+        self._pref_kind = dict(self._pref_decoders)
+        self._pref_pairs = [(d, lv, f"{d}_l{lv}_topics", f"{d}_l{lv}_scores") for name, d, lv, kind in self.pref_columns if kind == "topics"]
+        self._key_prefix = serialize_entity_key(self.entity_key(""), entity_key_serialization_version=3)[:-4]
 
     # keys ---------------------------------------------------------------------------------
     def entity_key(self, user_id: str) -> EntityKeyProto:
         return EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(string_val=user_id)])
+
+    def serialized_key(self, user_id: str) -> bytes:
+        """Feast's serialized entity key (version 3), built directly (checked in the tests)."""
+        raw = user_id.encode()
+        return self._key_prefix + len(raw).to_bytes(4, "little") + raw
 
     # public API -----------------------------------------------------------------------------
     def get(self, user_id: str) -> UserProfile:
@@ -117,7 +142,8 @@ class ProfileReader:
         return self._redis
 
     def _redis_many(self, user_ids: Sequence[str]) -> list[UserProfile]:
-        keys = [_redis_key(self.project, self.entity_key(u), entity_key_serialization_version=3) for u in user_ids]
+        project = self.project.encode()
+        keys = [self.serialized_key(u) + project for u in user_ids]
         try:
             if len(keys) == 1:
                 replies = [self._client().hmget(keys[0], self._redis_fields)]
@@ -132,21 +158,19 @@ class ProfileReader:
         out = []
         for user_id, reply in zip(user_ids, replies):
             prefs_ts, intents_ts = _timestamp(reply[-2]), _timestamp(reply[-1])
-            prefs = {c[0]: _value(ValueProto.FromString(b)) if b else None for c, b in zip(self.pref_columns, reply[:n])}
-            intents = {name: _value(ValueProto.FromString(b)) if b else None for name, b in zip(INTENT_FIELDS, reply[n:-2])}
+            prefs = {name: _decode(b, f) if b else None for (name, f), b in zip(self._pref_decoders, reply[:n])}
+            intents = {name: _decode(b, _INTENT_FIELD[name]) if b else None for name, b in zip(INTENT_FIELDS, reply[n:-2])}
             out.append(self._build(user_id, prefs, prefs_ts, intents, intents_ts))
         return out
 
     # SQLite -------------------------------------------------------------------------------------
     def _sqlite_one(self, user_id: str) -> UserProfile:
-        from feast.infra.key_encoding_utils import serialize_entity_key
-
         if self._sqlite is None:
             path = self.settings.sqlite_path
             if not path.is_file():
                 return UserProfile(user_id)
             self._sqlite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        key = serialize_entity_key(self.entity_key(user_id), entity_key_serialization_version=3)
+        key = self.serialized_key(user_id)
         try:
             rows = self._sqlite.execute(
                 f"select 0, feature_name, value, event_ts from {self.project}_{PREFS_VIEW} where entity_key = ? "
@@ -159,11 +183,15 @@ class ProfileReader:
             raise
         prefs: dict[str, Any] = {}
         intents: dict[str, Any] = {}
-        stamps: list[datetime | None] = [None, None]
+        stamps: list[Any] = [None, None]
+        kinds = self._pref_kind
         for view, name, value, ts in rows:
-            (prefs if view == 0 else intents)[name] = _value(ValueProto.FromString(value))
-            stamps[view] = _sqlite_ts(ts)
-        return self._build(user_id, prefs, stamps[0], intents, stamps[1])
+            if view == 0:
+                prefs[name] = _decode(value, kinds[name])
+            else:
+                intents[name] = _decode(value, _INTENT_FIELD.get(name, "string_val"))
+            stamps[view] = ts
+        return self._build(user_id, prefs, _sqlite_ts(stamps[0]), intents, _sqlite_ts(stamps[1]))
 
     # assembly -----------------------------------------------------------------------------------
     def _build(self, user_id: str, prefs: dict[str, Any], prefs_ts: datetime | None, intents: dict[str, Any], intents_ts: datetime | None) -> UserProfile:
@@ -176,11 +204,9 @@ class ProfileReader:
         has_prefs = any(v is not None for v in prefs.values())
         if has_prefs:
             profile.preferences_at = prefs_ts
-            by_key = {(d, lv, kind): prefs.get(name) or [] for name, d, lv, kind in self.pref_columns}
-            for (d, lv, kind), values in by_key.items():
-                if kind == "topics":
-                    scores = by_key[(d, lv, "scores")]
-                    profile.preferences.setdefault(d, {})[lv] = [TopicScore(t, float(s)) for t, s in zip(values, scores)]
+            out = profile.preferences
+            for d, lv, topics, scores in self._pref_pairs:
+                out.setdefault(d, {})[lv] = list(zip(prefs.get(topics) or (), prefs.get(scores) or ()))
         has_intents = any(v is not None for v in intents.values())
         if has_intents:
             profile.intents_at = intents_ts
