@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -30,6 +28,7 @@ import redis
 from featurestore import repo
 from featurestore.definitions import feature_definitions
 from featurestore.materialize import materialize_view
+from featurestore.online import local_redis_server
 from featurestore.preferences import profile_columns
 from topicfeed.settings import DEFAULT_TAXONOMY, FeastSettings, Settings
 from topicfeed.taxonomy import Taxonomy
@@ -53,12 +52,6 @@ def synthetic_profiles(n: int, asof: datetime, k: int = 10, seed: int = 0) -> pa
     return pa.table(cols)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(settings: Settings, rows: pa.Table, engine: str, asof: datetime) -> float:
     folder = settings.features_dir / "user_preferences"
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,21 +73,9 @@ def main() -> None:
     parser.add_argument("--feast-users", type=int, default=20_000)
     parser.add_argument("--target-s", type=float, default=60.0)
     args = parser.parse_args()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (make test installs it)")
-    port = free_port()
     tmp = Path(tempfile.mkdtemp())
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    try:
+    with local_redis_server(tmp) as url:
+        client = redis.Redis.from_url(url)
         asof = datetime.now(UTC).replace(microsecond=0)
         t = time.perf_counter()
         profiles = synthetic_profiles(args.users, asof)
@@ -112,10 +93,7 @@ def main() -> None:
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
         per_million = ours_s * 1e6 / args.users
         print(f"1M profiles take {per_million:.1f}s (target <= {args.target_s:.0f}s): {'PASS' if per_million <= args.target_s else 'FAIL'}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

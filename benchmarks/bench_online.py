@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 
 from featurestore import repo
 from featurestore.jobs import compute_features, default_asof, refresh_online
+from featurestore.online import local_redis_server
 from featurestore.profile import INTENTS_VIEW, PREFS_VIEW, ProfileReader
 from topicfeed.ingest import ingest
 from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
@@ -112,20 +111,12 @@ def bench_store(settings: Settings, users: list[str], reads: int) -> dict[str, f
     return results
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reads", type=int, default=2000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
-    try:
+    with local_redis_server(tmp) as redis_url:
         base = Settings(data_dir=tmp / "data", simulator=SimulatorSettings(users=1000, days=7))
         sim = simulate(base, tmp / "sim")
         for kind in ("documents", "events"):
@@ -134,13 +125,7 @@ def main() -> None:
         compute_features(base, asof)
         ratios = {}
         for kind in ("redis", "sqlite"):
-            s = base.model_copy(update={"online_store": kind, "redis_url": f"redis://127.0.0.1:{port}/0", "feast": FeastSettings(project=f"bench_{kind}")})
-            for _ in range(50):
-                try:
-                    redis.Redis(port=port).ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.1)
+            s = base.model_copy(update={"online_store": kind, "redis_url": redis_url, "feast": FeastSettings(project=f"bench_{kind}")})
             refresh_online(s, asof)
             newest = sorted((s.features_dir / "user_preferences").glob("*.parquet"))[-1]
             users = sorted(pq.read_table(newest, columns=["user_id"]).column(0).to_pylist())[:100]
@@ -149,10 +134,7 @@ def main() -> None:
             ratios[kind] = bench_store(s, users, args.reads)
         ok = all(r["one_fast"] <= 2.0 for r in ratios.values())
         print(f"target: fast path <= 2x raw for one user, Redis and SQLite: {'PASS' if ok else 'FAIL'} " + ", ".join(f"{k} {v['one_fast']:.2f}x" for k, v in ratios.items()))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -113,12 +113,17 @@ def entity_keys(join_key: str, values: pa.Array) -> pa.Array:
     return _prefixed(lambda n: prefix + struct.pack("<I", n), as_bytes)
 
 
-def _prefixed(head: Callable[[int], bytes], payload: pa.Array) -> pa.Array:
-    """``head(len(payload)) + payload`` per row, with one ``head`` call per distinct length."""
+def _length_heads(head: Callable[[int], bytes], payload: pa.Array) -> pa.Array:
+    """``head(len(value))`` for every value, computed once per distinct length."""
     lengths = pc.binary_length(payload)
     distinct = pc.unique(lengths.drop_null()).to_pylist()
     heads = pa.array([head(n) for n in distinct], pa.binary())
-    return pc.binary_join_element_wise(heads.take(pc.index_in(lengths, value_set=pa.array(distinct, lengths.type))), payload, b"")
+    return heads.take(pc.index_in(lengths, value_set=pa.array(distinct, lengths.type)))
+
+
+def _prefixed(head: Callable[[int], bytes], payload: pa.Array) -> pa.Array:
+    """``head(len(payload)) + payload`` per row."""
+    return pc.binary_join_element_wise(_length_heads(head, payload), payload, b"")
 
 
 def encode_values(column: pa.Array, view: FeatureView, name: str) -> pa.Array:
@@ -212,10 +217,7 @@ def _bulk(value: bytes) -> bytes:
 
 def _bulk_parts(values: pa.Array) -> list[pa.Array | pa.Scalar]:
     """RESP bulk strings ``$<len>\\r\\n<value>\\r\\n`` as parts of one later join (one copy)."""
-    lengths = pc.binary_length(values)
-    distinct = pc.unique(lengths).to_pylist()
-    heads = pa.array([b"$%d\r\n" % n for n in distinct], pa.binary())
-    return [heads.take(pc.index_in(lengths, value_set=pa.array(distinct, lengths.type))), values, pa.scalar(b"\r\n")]
+    return [_length_heads(lambda n: b"$%d\r\n" % n, values), values, pa.scalar(b"\r\n")]
 
 
 def _pack(parts: list[bytes]) -> bytes:

@@ -6,8 +6,14 @@ server gives a clear ``OnlineStoreUnavailable`` within seconds instead of a hang
 
 from __future__ import annotations
 
+import shutil
+import socket
 import sqlite3
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -55,3 +61,38 @@ def check_online_store(settings: Settings) -> dict[str, Any]:
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
+
+
+@contextmanager
+def local_redis_server(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
+    """Start ``redis-server`` on a free 127.0.0.1 port without persistence, yield its URL, stop it.
+
+    For tests and benchmarks: a real server, never a mock."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server is not installed; `make test` installs it (apt-get install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {port}") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
