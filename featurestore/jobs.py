@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from featurestore import repo
 from featurestore.items import write_item_stats, write_item_topics
-from featurestore.preferences import run_preferences
+from featurestore.preferences import PreferenceRun, run_preferences
 from topicfeed.lake import Lake
 from topicfeed.settings import Settings
 
@@ -23,17 +24,22 @@ def default_asof(settings: Settings) -> datetime:
     return newest.astimezone(UTC) + timedelta(microseconds=1)
 
 
-def compute_features(settings: Settings, asof: datetime | None = None) -> dict[str, Any]:
+def write_features(settings: Settings, asof: datetime) -> tuple[PreferenceRun, Path, Path]:
     """User preferences, item topics and item stats as of ``asof``, written as offline Parquet."""
+    return run_preferences(settings, asof), write_item_topics(settings), write_item_stats(settings, asof)
+
+
+def compute_features(settings: Settings, asof: datetime | None = None) -> dict[str, Any]:
+    """``write_features`` with a small JSON-able summary (for the CLI and XCom)."""
     asof = asof or default_asof(settings)
-    prefs = run_preferences(settings, asof)
+    prefs, topics, stats = write_features(settings, asof)
     return {
         "asof": asof.isoformat(),
         "users": prefs.users,
         "preference_rows": prefs.rows,
         "preferences": str(prefs.path),
-        "item_topics": str(write_item_topics(settings)),
-        "item_stats": str(write_item_stats(settings, asof)),
+        "item_topics": str(topics),
+        "item_stats": str(stats),
         "timings": {k: round(v, 3) for k, v in prefs.timings.items()},
     }
 

@@ -47,6 +47,7 @@ class PreferenceRun:
     rows: int
     path: Path | None
     timings: dict[str, float] = field(default_factory=dict)
+    long: pa.Table | None = field(default=None, repr=False)  # the ranked rows behind the file
 
 
 def connect(memory_limit: str = "3GB", threads: int = 2) -> duckdb.DuckDBPyConnection:
@@ -243,4 +244,4 @@ def run_preferences(settings: Settings, asof: datetime) -> PreferenceRun:
     path = out_dir / f"asof={asof.astimezone(UTC):%Y-%m-%dT%H%M%S}.parquet"
     pq.write_table(wide, path)
     t2 = time.perf_counter()
-    return PreferenceRun(asof, wide.num_rows, long.num_rows, path, {"compute_s": t1 - t0, "wide_s": t2 - t1})
+    return PreferenceRun(asof, wide.num_rows, long.num_rows, path, {"compute_s": t1 - t0, "wide_s": t2 - t1}, long)

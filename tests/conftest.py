@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from featurestore.online import local_redis_server
+from featurestore.online import free_port, local_redis_server
 from topicfeed.settings import Settings, SimulatorSettings
 
 
@@ -28,12 +27,6 @@ def shared_data() -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis server on 127.0.0.1: TOPICFEED_TEST_REDIS_URL if set, else one started here."""
@@ -47,6 +40,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(str(exc))
 
 
-@pytest.fixture
-def free_port() -> int:
-    return _free_port()
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> int:
+    return free_port()

@@ -110,7 +110,7 @@ def run(
 ) -> None:
     """The main job on the embedded default: simulate -> ingest -> features -> online store -> profile."""
     from featurestore.evaluate import evaluate, truth_at
-    from featurestore.jobs import compute_features, default_asof, refresh_online
+    from featurestore.jobs import default_asof, refresh_online, write_features
     from featurestore.profile import ProfileReader
     from topicfeed.ingest import ingest as run_ingest
     from topicfeed.simulator import simulate as run_simulation
@@ -127,15 +127,13 @@ def run(
         typer.echo(f"[2/5] ingest {report.summary_line()} ({time.perf_counter() - t:.1f}s)")
     t = time.perf_counter()
     asof = default_asof(settings)
-    features = compute_features(settings, asof)
-    typer.echo(f"[3/5] features as of {asof:%Y-%m-%d %H:%M} UTC: preferences of {features['users']} users, item topics and stats ({time.perf_counter() - t:.1f}s)")
+    prefs, _, _ = write_features(settings, asof)
+    typer.echo(f"[3/5] features as of {asof:%Y-%m-%d %H:%M} UTC: preferences of {prefs.users} users, item topics and stats ({time.perf_counter() - t:.1f}s)")
     t = time.perf_counter()
     written = refresh_online(settings, asof)
     typer.echo(f"[4/5] online store ({settings.online_store}): " + ", ".join(f"{r['view']}={r['written']}" for r in written) + f" rows ({time.perf_counter() - t:.1f}s)")
     truth, users_gt = truth_at(sim_dir / "ground_truth")
-    from featurestore.preferences import compute_preferences
-
-    long = compute_preferences(settings, asof).to_pandas()
+    long = prefs.long.to_pandas()
     scores = evaluate(long[long.domain.isin(["merged", "homefeed"])], truth, users_gt, settings.preferences.levels)
     light = scores[scores.segment == "light"].pivot_table(index="domain", columns="level", values="ndcg@10")
     typer.echo("[5/5] nDCG@10 of recovered vs true interests, light home-feed users (columns: level):")
