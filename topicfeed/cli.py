@@ -17,6 +17,8 @@ from topicfeed.settings import Settings, get_settings
 app = typer.Typer(help="topicfeed: cross-domain topic profiles for feed personalization.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 store_app = typer.Typer(help="The online/offline feature store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+classify_app = typer.Typer(help="The topic classifier: train, predict, eval, the data pipeline's ablation.", no_args_is_help=True)
+app.add_typer(classify_app, name="classify")
 
 
 class Kind(StrEnum):
@@ -237,6 +239,83 @@ def store_check() -> None:
     except OnlineStoreUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from exc
+
+
+def _shared(path: str) -> Path:
+    return get_settings().shared_data_dir / path
+
+
+@classify_app.command("train")
+def classify_train(
+    taxonomy: Annotated[Path | None, typer.Option(help="taxonomy file (IAB TSV, MIND taxonomy.tsv or one path per line); default: MIND's")] = None,
+    data: Annotated[Path | None, typer.Option(help="labelled documents: MIND news.tsv, or JSONL/CSV/Parquet documents with topics; default: the MIND sample")] = None,
+    out: Annotated[Path | None, typer.Option(help="model directory; default: the configured classifier dir")] = None,
+) -> None:
+    """SFT the classifier on labelled documents (a dev split is held out and recorded for `eval`)."""
+    from classifier import jobs
+
+    settings = get_settings()
+    jobs.train(settings, taxonomy or _shared("mind/taxonomy.tsv"), data or _shared("mind/news_train.tsv"), out or settings.classifier_dir)
+
+
+@classify_app.command("predict")
+def classify_predict(
+    input: Annotated[Path, typer.Option("--input", help="documents (JSONL/CSV/Parquet/MIND news.tsv)")],
+    output: Annotated[Path, typer.Option(help="predictions, one JSON object per document")],
+    model: Annotated[Path | None, typer.Option(help="trained classifier directory")] = None,
+    k: Annotated[int | None, typer.Option(help="topics per document (beam width)")] = None,
+) -> None:
+    """Write the k best topics of each document with their scores."""
+    from classifier import jobs
+
+    settings = get_settings()
+    n = jobs.predict(settings, model or settings.classifier_dir, input, output, k=k)
+    typer.echo(f"wrote topics of {n} documents to {output}")
+
+
+@classify_app.command("eval")
+def classify_eval(
+    model: Annotated[Path | None, typer.Option(help="trained classifier directory")] = None,
+    data: Annotated[Path | None, typer.Option(help="labelled documents; the training file means its held-out split")] = None,
+    baselines: Annotated[bool, typer.Option(help="also TF-IDF + LR and MiniLM + LR on the same split")] = True,
+    as_json: Annotated[Path | None, typer.Option("--json", help="also write the results here")] = None,
+) -> None:
+    """Top-1 accuracy and recall@k per level, valid outputs and docs/s, with the two baselines."""
+    from classifier import jobs
+    from classifier.evaluate import format_results
+
+    settings = get_settings()
+    results = jobs.eval_model(settings, model or settings.classifier_dir, data or _shared("mind/news_train.tsv"), baselines=baselines)
+    typer.echo(format_results(results))
+    if as_json:
+        as_json.write_text(json.dumps([r.as_dict() for r in results], indent=1))
+
+
+@classify_app.command("ablate")
+def classify_ablate(
+    taxonomy: Annotated[Path | None, typer.Option(help="taxonomy file; default: MIND's")] = None,
+    data: Annotated[Path | None, typer.Option(help="labelled documents; default: the MIND sample")] = None,
+    gold_fraction: Annotated[float, typer.Option(help="share of the training split kept as gold; the rest is the unlabelled pool")] = 0.5,
+    as_json: Annotated[Path | None, typer.Option("--json", help="also write the table here")] = None,
+) -> None:
+    """Does each data step help? SFT on gold, + judged weak labels, + synthetic documents, scored on dev."""
+    from classifier import jobs
+
+    table = jobs.ablation(get_settings(), taxonomy or _shared("mind/taxonomy.tsv"), data or _shared("mind/news_train.tsv"), gold_fraction=gold_fraction)
+    typer.echo(table.table())
+    if as_json:
+        as_json.write_text(json.dumps([{"step": r.step, "train_docs": r.train_docs, "train_s": round(r.train_s), "note": r.note, **r.result.as_dict()} for r in table.rows], indent=1))
+
+
+@classify_app.command("items")
+def classify_items(model: Annotated[Path | None, typer.Option(help="trained classifier directory")] = None) -> None:
+    """Classify the lake's documents and write the offline item_topics table (with topic embeddings)."""
+    from classifier.items import classify_lake_documents
+    from classifier.model import TopicClassifier
+
+    settings = get_settings()
+    path, n = classify_lake_documents(settings, TopicClassifier.from_pretrained(model or settings.classifier_dir), progress=True)
+    typer.echo(f"classified {n} documents; item topics in {path}")
 
 
 def main() -> None:

