@@ -145,11 +145,13 @@ def beam_search(
     for step in range(max_new):
         m = len(active)
         logp = torch.log_softmax(logits.reshape(m * k, vocab), dim=-1)
-        if constrained:
+        if constrained and label_vocab:
+            logp = logp + trie.local_mask()[torch.tensor(states)]  # state -1 picks the all -inf row
+        elif constrained:
             rows, cols = [], []
             for r, s in enumerate(states):
                 if s >= 0:
-                    allowed = trie.allowed_tensor(s, local=label_vocab)
+                    allowed = trie.allowed_tensor(s)
                     rows.append(torch.full((len(allowed),), r, dtype=torch.long))
                     cols.append(allowed)
             mask = torch.full_like(logp, neg_inf)

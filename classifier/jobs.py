@@ -26,6 +26,11 @@ def set_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.classifier.threads)
 
 
+def load_classifier(settings: Settings, model_dir: Path) -> TopicClassifier:
+    clf = TopicClassifier.from_pretrained(model_dir)
+    return clf.quantize() if settings.classifier.int8 else clf
+
+
 def load(path: Path, taxonomy: Taxonomy | None, settings: Settings, *, require_topics: bool = True, log: Callable[[str], None] = print) -> LoadReport:
     report = load_documents(path, taxonomy, settings.quarantine_dir, require_topics=require_topics)
     log(f"read {report.read} records from {path}: {len(report.docs)} documents, {report.quarantined} quarantined" + (f" ({report.quarantine_path})" if report.quarantine_path else ""))
@@ -50,9 +55,9 @@ def train(settings: Settings, taxonomy_path: Path, data: Path, out: Path, *, pro
     docs = load(data, taxonomy, settings, log=log).docs
     train_docs, dev_docs = split(docs, cs.dev_fraction, cs.seed)
     log(f"training on {len(train_docs)} documents, {len(dev_docs)} held out for eval; base model {cs.base_model}")
-    clf = TopicClassifier.from_base(cs.base_model, taxonomy, prefix_lm=cs.prefix_lm, max_prompt_tokens=cs.max_prompt_tokens, seed=cs.seed)
+    clf = TopicClassifier.from_base(cs.base_model, taxonomy, prefix_lm=cs.prefix_lm, max_prompt_tokens=cs.max_prompt_tokens, verbalize=cs.verbalize_labels, seed=cs.seed)
     start = time.perf_counter()
-    clf.fit(train_docs, epochs=cs.epochs, batch_size=cs.batch_size, lr=cs.learning_rate, seed=cs.seed, progress=progress)
+    clf.fit(train_docs, epochs=cs.epochs, batch_size=cs.batch_size, lr=cs.learning_rate, label_smoothing=cs.label_smoothing, seed=cs.seed, progress=progress)
     seconds = time.perf_counter() - start
     clf.save_pretrained(out)
     meta = {"data": str(Path(data).resolve()), "dev_fraction": cs.dev_fraction, "seed": cs.seed, "dev_ids": sorted(d.doc_id for d in dev_docs)}
@@ -64,7 +69,7 @@ def train(settings: Settings, taxonomy_path: Path, data: Path, out: Path, *, pro
 def predict(settings: Settings, model_dir: Path, input_path: Path, output: Path, *, k: int | None = None, progress: bool = True, log: Callable[[str], None] = print) -> int:
     """One JSON object per document: ``{"doc_id", "topics": [{"path", "score"}, ...]}``, best first."""
     set_threads(settings)
-    clf = TopicClassifier.from_pretrained(model_dir)
+    clf = load_classifier(settings, model_dir)
     docs = load(input_path, None, settings, require_topics=False, log=log).docs
     preds = clf.predict(docs, k=k or settings.classifier.num_beams, batch_size=settings.classifier.predict_batch_size, progress=progress)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +103,7 @@ def eval_model(
     """The classifier (and the two baselines, trained on the same training documents) on held-out documents."""
     set_threads(settings)
     cs = settings.classifier
-    clf = TopicClassifier.from_pretrained(model_dir)
+    clf = load_classifier(settings, model_dir)
     docs = load(data, clf.taxonomy, settings, log=log).docs
     train_docs, test_docs = eval_split(model_dir, data, docs, settings)
     log(f"evaluating on {len(test_docs)} held-out documents (baselines trained on {len(train_docs)})")

@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_li
 from transformers.utils import logging as hf_logging
 
 from classifier.data import Doc
-from classifier.decoding import attention_mask_4d, beam_search, lm_parts, prompt_mask, restricted_head
+from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, prompt_mask, restricted_head
 from classifier.trie import TopicTrie, end_token_id
 from topicfeed.taxonomy import Taxonomy
 
@@ -61,14 +61,17 @@ class FitReport:
 
 
 class TopicClassifier:
-    def __init__(self, model, tokenizer, taxonomy: Taxonomy, *, prefix_lm: bool, max_prompt_tokens: int = 96, prompt_suffix: str = " topic:"):
+    def __init__(
+        self, model, tokenizer, taxonomy: Taxonomy, *, prefix_lm: bool, max_prompt_tokens: int = 96, prompt_suffix: str = " topic:", verbalize: bool = False
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.taxonomy = taxonomy
         self.prefix_lm = prefix_lm
         self.max_prompt_tokens = max_prompt_tokens
         self.prompt_suffix = prompt_suffix
-        self.trie = TopicTrie.build(taxonomy, tokenizer)
+        self.verbalize = verbalize
+        self.trie = TopicTrie.build(taxonomy, tokenizer, verbalize=verbalize)
         self.end_id = end_token_id(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
         start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
@@ -78,7 +81,9 @@ class TopicClassifier:
 
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
-    def from_base(cls, base: str | Path, taxonomy: Taxonomy, *, prefix_lm: bool | None = None, max_prompt_tokens: int = 96, seed: int = 0) -> TopicClassifier:
+    def from_base(
+        cls, base: str | Path, taxonomy: Taxonomy, *, prefix_lm: bool | None = None, max_prompt_tokens: int = 96, verbalize: bool = True, seed: int = 0
+    ) -> TopicClassifier:
         """A classifier to train, from a causal LM (or BERT-style encoder) saved on disk; ``"minilm"`` for the default."""
         path = resolve_base(base)
         config = AutoConfig.from_pretrained(path)
@@ -92,7 +97,9 @@ class TopicClassifier:
         finally:
             hf_logging.set_verbosity(verbosity)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, taxonomy, prefix_lm=bidirectional if prefix_lm is None else prefix_lm, max_prompt_tokens=max_prompt_tokens)
+        return cls(
+            model, tokenizer, taxonomy, prefix_lm=bidirectional if prefix_lm is None else prefix_lm, max_prompt_tokens=max_prompt_tokens, verbalize=verbalize
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> TopicClassifier:
@@ -105,7 +112,15 @@ class TopicClassifier:
         model = AutoModelForCausalLM.from_pretrained(directory)
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(directory)
-        clf = cls(model, tokenizer, taxonomy, prefix_lm=meta["prefix_lm"], max_prompt_tokens=meta["max_prompt_tokens"], prompt_suffix=meta["prompt_suffix"])
+        clf = cls(
+            model,
+            tokenizer,
+            taxonomy,
+            prefix_lm=meta["prefix_lm"],
+            max_prompt_tokens=meta["max_prompt_tokens"],
+            prompt_suffix=meta["prompt_suffix"],
+            verbalize=meta.get("verbalize", False),
+        )
         saved = {int(k): tuple(v) for k, v in meta["trie"]["sequences"].items()}
         if saved != clf.trie.sequences:
             raise ValueError(f"{directory}: the saved label tokens differ from what the tokenizer gives now; the tokenizer or taxonomy changed")
@@ -125,6 +140,7 @@ class TopicClassifier:
             "prefix_lm": self.prefix_lm,
             "max_prompt_tokens": self.max_prompt_tokens,
             "prompt_suffix": self.prompt_suffix,
+            "verbalize": self.verbalize,
             "trie": self.trie.to_json(),
             "fit": None if self.fit_report is None else self.fit_report.__dict__,
         }
@@ -275,6 +291,39 @@ class TopicClassifier:
             bar.update(len(idx))
         bar.close()
         return results
+
+    @torch.inference_mode()
+    def predict_with_generate(self, docs: Sequence[Doc | str], *, k: int = 3, batch_size: int = 32) -> list[list[TopicScore | None]]:
+        """The same answers through transformers' own ``generate(num_beams=k, prefix_allowed_tokens_fn=trie...)``
+        (full-vocabulary softmax, the prompt run once per beam): the reference path, slower than ``predict``.
+        Decoder LMs only: ``generate`` cannot keep a prefix-LM prompt bidirectional."""
+        texts = [d if isinstance(d, str) else d.text for d in docs]
+        out: list[list[TopicScore | None]] = []
+        self.model.eval()
+        for start in range(0, len(texts), batch_size):
+            ids, valid = left_pad(self.encode_prompts(texts[start : start + batch_size]), self.pad_id)
+            gen = self.model.generate(
+                input_ids=ids,
+                attention_mask=valid.long(),
+                num_beams=k,
+                num_return_sequences=k,
+                max_new_tokens=self.trie.max_len,
+                prefix_allowed_tokens_fn=self.trie.prefix_allowed_tokens_fn(ids.shape[1]),
+                pad_token_id=self.pad_id,
+                eos_token_id=self.end_id,
+                do_sample=False,
+                length_penalty=0.0,
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+            rows = gen.sequences[:, ids.shape[1] :].tolist()
+            for i in range(0, len(rows), k):
+                answers: list[TopicScore | None] = []
+                for row, lp in zip(rows[i : i + k], gen.sequences_scores[i : i + k].tolist()):
+                    node = self.trie.lookup(row[: row.index(self.end_id) + 1]) if self.end_id in row else None
+                    answers.append(None if node is None else self._score(node, lp))
+                out.append(answers)
+        return out
 
     def _score(self, node_id: int, logprob: float) -> TopicScore:
         node = self.taxonomy.nodes[node_id]

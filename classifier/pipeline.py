@@ -301,9 +301,9 @@ def run_ablation(
     """Train after each step of the pipeline and score every model on ``dev``."""
 
     def train(docs: Sequence[Doc]) -> tuple[TopicClassifier, float]:
-        clf = TopicClassifier.from_base(settings.base_model, taxonomy, prefix_lm=settings.prefix_lm, max_prompt_tokens=settings.max_prompt_tokens, seed=settings.seed)
+        clf = TopicClassifier.from_base(settings.base_model, taxonomy, prefix_lm=settings.prefix_lm, max_prompt_tokens=settings.max_prompt_tokens, verbalize=settings.verbalize_labels, seed=settings.seed)
         start = time.perf_counter()
-        clf.fit(docs, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, seed=settings.seed, progress=progress)
+        clf.fit(docs, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, label_smoothing=settings.label_smoothing, seed=settings.seed, progress=progress)
         return clf, time.perf_counter() - start
 
     def ev(name: str, clf: TopicClassifier) -> EvalResult:

@@ -8,12 +8,13 @@ never has to turn tokens back into text: the answer is the node, spelled as the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from topicfeed.taxonomy import Taxonomy
+from topicfeed.taxonomy import Taxonomy, split_path
 
 
 def end_token_id(tokenizer) -> int:
@@ -27,6 +28,54 @@ def end_token_id(tokenizer) -> int:
 
 def label_text(path: str) -> str:
     return " " + path
+
+
+class Verbalizer:
+    """Spells taxonomy names in words the tokenizer knows: ``newsscienceandtechnology`` becomes
+    ``news science and technology``, ``football_nfl`` becomes ``football nfl``. A warm-started LM's head
+    is tied to its word embeddings, so meaningful label words start with a useful prior. Names that are
+    already words (IAB's) stay as they are. The trie maps the spelled tokens back to the node."""
+
+    def __init__(self, tokenizer) -> None:
+        words = set()
+        for token in tokenizer.get_vocab():
+            if token.startswith("##"):
+                continue
+            word = token.lstrip("Ġ▁").lower()
+            if word.isalpha() and len(word) >= 2:
+                words.add(word)
+        self.words = words
+
+    def known(self, low: str) -> bool:
+        return low in self.words or (low.endswith("s") and low[:-1] in self.words) or (low.endswith("es") and low[:-2] in self.words)
+
+    def segment(self, word: str) -> list[str]:
+        """The cheapest split into known words (short pieces cost more); the word itself when it is
+        known or no split reads as words (average piece under 4 letters)."""
+        low = word.lower()
+        if not low.isalpha() or len(low) < 5 or self.known(low):
+            return [word]
+        n = len(low)
+        best: list[tuple[float, list[str]] | None] = [None] * (n + 1)
+        best[0] = (0.0, [])
+        for end in range(2, n + 1):
+            for start in range(max(0, end - 24), end - 1):
+                prev = best[start]
+                piece = low[start:end]
+                if prev is not None and self.known(piece):
+                    cost = prev[0] + 1 + (2 if len(piece) <= 3 else 0)
+                    if best[end] is None or cost < best[end][0]:
+                        best[end] = (cost, [*prev[1], piece])
+        found = best[n]
+        if found is None or n / len(found[1]) < 4:
+            return [word]
+        return found[1]
+
+    def name(self, name: str) -> str:
+        return re.sub(r"[A-Za-z]+", lambda m: " ".join(self.segment(m.group())), name.replace("_", " "))
+
+    def path(self, path: str) -> str:
+        return " > ".join(self.name(part) for part in split_path(path))
 
 
 @dataclass
@@ -43,6 +92,7 @@ class TopicTrie:
     _allowed_t: list[torch.Tensor] = field(default_factory=list, repr=False)
     _allowed_local: list[torch.Tensor] = field(default_factory=list, repr=False)
     vocab: torch.Tensor = field(init=False, repr=False)  # every token that appears in some label, sorted
+    _mask: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._state = {(): 0}
@@ -73,9 +123,10 @@ class TopicTrie:
         self._allowed_local = [torch.tensor([local[t] for t in a], dtype=torch.long) for a in self._allowed]
 
     @classmethod
-    def build(cls, taxonomy: Taxonomy, tokenizer) -> TopicTrie:
+    def build(cls, taxonomy: Taxonomy, tokenizer, *, verbalize: bool = False) -> TopicTrie:
         end = end_token_id(tokenizer)
-        paths = [label_text(n.path) for n in taxonomy]
+        spell = Verbalizer(tokenizer).path if verbalize else (lambda p: p)
+        paths = [label_text(spell(n.path)) for n in taxonomy]
         encoded = tokenizer(paths, add_special_tokens=False)["input_ids"]
         return cls({n.id: (*ids, end) for n, ids in zip(taxonomy, encoded)}, end)
 
@@ -100,6 +151,16 @@ class TopicTrie:
     def allowed_tensor(self, state: int, local: bool = False) -> torch.Tensor:
         """Allowed next tokens as a tensor of token ids, or (``local``) of positions in ``vocab``."""
         return self._allowed_local[state] if local else self._allowed_t[state]
+
+    def local_mask(self) -> torch.Tensor:
+        """(states + 1, label vocab) additive mask: 0 where a token is allowed after the state, -inf
+        elsewhere; the last row (index -1) is the state of a label that left the taxonomy."""
+        if self._mask is None:
+            mask = torch.full((self.n_states + 1, len(self.vocab)), float("-inf"))
+            for state, allowed in enumerate(self._allowed_local):
+                mask[state, allowed] = 0.0
+            self._mask = mask
+        return self._mask
 
     def node_of(self, state: int) -> int | None:
         """The node a finished sequence names, or None when the state is not the end of a label."""

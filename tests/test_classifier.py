@@ -12,11 +12,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from classifier.data import Doc, load_documents, split
-from classifier.decoding import left_pad
 from classifier.evaluate import score
 from classifier.items import topics_long
 from classifier.model import TopicClassifier, TopicScore, minilm_path
-from classifier.trie import TopicTrie
+from classifier.trie import TopicTrie, Verbalizer
 from tiny_models import save_tiny
 from topicfeed.taxonomy import Taxonomy
 
@@ -67,6 +66,20 @@ def test_trie_spells_every_iab_node_once(tokenizer_of: str, iab: Taxonomy, tiny:
     assert len(trie.allowed(trie.walk(sports[:-1]))) >= 2
 
 
+def test_verbalizer_spells_names_in_known_words(tiny: dict[str, Path], mind_taxonomy: Taxonomy, iab: Taxonomy) -> None:
+    v = Verbalizer(AutoTokenizer.from_pretrained(tiny["bert"]))
+    assert v.path("news > newsscienceandtechnology") == "news > news science and technology"
+    assert v.path("sports > football_nfl") == "sports > football nfl"
+    assert v.path("lifestyle > lifestyleroyals") == "lifestyle > lifestyle royals"
+    assert v.path("Food & Drink > Desserts and Baking") == "Food & Drink > Desserts and Baking"  # plurals of known words stay
+    # spelled labels still name one node each, and answers come back in the taxonomy's own spelling
+    for taxonomy in (mind_taxonomy, iab):
+        assert len(set(TopicTrie.build(taxonomy, AutoTokenizer.from_pretrained(tiny["bert"]), verbalize=True).sequences.values())) == len(taxonomy)
+    clf = TopicClassifier.from_base(tiny["bert"], mind_taxonomy, max_prompt_tokens=32)
+    assert clf.verbalize
+    assert all(a.path in mind_taxonomy for answers in clf.predict(DOCS, k=3) for a in answers)
+
+
 def test_trie_refuses_labels_the_tokenizer_cannot_tell_apart(tiny: dict[str, Path]) -> None:
     tokenizer = AutoTokenizer.from_pretrained(tiny["bert"])  # uncased
     with pytest.raises(ValueError, match="same label tokens"):
@@ -108,22 +121,14 @@ def test_beam_scores_are_the_exact_path_probabilities(kind: str, tiny: dict[str,
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_trie_works_with_transformers_generate(kind: str, tiny: dict[str, Path], iab: Taxonomy) -> None:
+    """transformers' own beam search with the trie's prefix_allowed_tokens_fn gives valid nodes, and the
+    same best answers as our search run with the same full-vocabulary softmax."""
     clf = TopicClassifier.from_base(tiny[kind], iab, max_prompt_tokens=32)
-    ids, valid = left_pad(clf.encode_prompts([d.text for d in DOCS]), clf.pad_id)
-    out = clf.model.generate(
-        input_ids=ids,
-        attention_mask=valid.long(),
-        num_beams=3,
-        num_return_sequences=3,
-        max_new_tokens=clf.trie.max_len,
-        prefix_allowed_tokens_fn=clf.trie.prefix_allowed_tokens_fn(ids.shape[1]),
-        pad_token_id=clf.pad_id,
-        eos_token_id=clf.end_id,
-        do_sample=False,
-    )
-    for row in out[:, ids.shape[1] :].tolist():
-        tokens = row[: row.index(clf.end_id) + 1]
-        assert clf.trie.lookup(tokens) is not None
+    native = clf.predict_with_generate(DOCS, k=3)
+    ours = clf.predict(DOCS, k=3, label_vocab=False)
+    for n, o in zip(native, ours):
+        assert all(a is not None and a.path in iab for a in n)
+        assert n[0].path == o[0].path and n[0].score == pytest.approx(o[0].score, rel=1e-3)
 
 
 def test_without_constraints_a_model_leaves_the_taxonomy(tiny: dict[str, Path], iab: Taxonomy) -> None:

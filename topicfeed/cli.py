@@ -311,10 +311,11 @@ def classify_ablate(
 def classify_items(model: Annotated[Path | None, typer.Option(help="trained classifier directory")] = None) -> None:
     """Classify the lake's documents and write the offline item_topics table (with topic embeddings)."""
     from classifier.items import classify_lake_documents
-    from classifier.model import TopicClassifier
+    from classifier.jobs import load_classifier, set_threads
 
     settings = get_settings()
-    path, n = classify_lake_documents(settings, TopicClassifier.from_pretrained(model or settings.classifier_dir), progress=True)
+    set_threads(settings)
+    path, n = classify_lake_documents(settings, load_classifier(settings, model or settings.classifier_dir), progress=True)
     typer.echo(f"classified {n} documents; item topics in {path}")
 
 

@@ -1,0 +1,81 @@
+"""Classifier throughput on the CPU with beam 3, and what the taxonomy constraint costs.
+
+On real MIND documents (title + abstract) and a trained classifier, in one run, with 2 torch threads
+(the 2-core CPU of CI) unless told otherwise:
+
+* ours, constrained: candidate beam search (one prompt pass per document, beams share its cache,
+  softmax over the label vocabulary), the trie masking every step;
+* ours, unconstrained: the very same search without the mask: the constraint's overhead is the ratio;
+* ours, full-vocabulary softmax: what the label-vocabulary head saves;
+* the baseline: ``model.generate(num_beams=3, prefix_allowed_tokens_fn=trie...)``, transformers' own
+  constrained beam search (it runs the prompt once per beam).
+
+    .venv/bin/python benchmarks/bench_classifier.py --model DIR [--docs 512] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from classifier.data import load_documents
+from classifier.model import TopicClassifier
+from topicfeed.settings import Settings
+
+
+def timed(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    settings = Settings()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=settings.classifier_dir)
+    ap.add_argument("--data", type=Path, default=settings.shared_data_dir / "mind" / "news_train.tsv")
+    ap.add_argument("--docs", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=settings.classifier.predict_batch_size)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--generate-docs", type=int, default=128, help="documents for the slower transformers generate baseline")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    clf = TopicClassifier.from_pretrained(args.model)
+    docs = load_documents(args.data, clf.taxonomy, settings.quarantine_dir).docs[: args.docs]
+    tokens = sum(len(p) for p in clf.encode_prompts([d.text for d in docs])) / len(docs)
+    print(f"{len(docs)} MIND documents, {tokens:.0f} prompt tokens on average; {args.threads} threads; beam 3; batch {args.batch_size}")
+    clf.predict(docs[: args.batch_size], k=3)  # warm-up
+
+    rows: dict[str, float] = {}
+    rows["ours, constrained"] = len(docs) / timed(lambda: clf.predict(docs, k=3, batch_size=args.batch_size), args.repeats)
+    rows["ours, unconstrained"] = len(docs) / timed(lambda: clf.predict(docs, k=3, batch_size=args.batch_size, constrained=False), args.repeats)
+    quantized = TopicClassifier.from_pretrained(args.model).quantize()
+    rows["ours, constrained, int8 linear layers"] = len(docs) / timed(lambda: quantized.predict(docs, k=3, batch_size=args.batch_size), args.repeats)
+    rows["ours, constrained, full-vocab softmax"] = len(docs) / timed(lambda: clf.predict(docs, k=3, batch_size=args.batch_size, label_vocab=False), args.repeats)
+
+    gen_docs = docs[: args.generate_docs]
+
+    def generate() -> None:
+        clf.predict_with_generate(gen_docs, k=3, batch_size=args.batch_size)
+
+    rows["transformers generate + prefix_allowed_tokens_fn"] = len(gen_docs) / timed(generate, 1)
+
+    width = max(len(k) for k in rows)
+    for name, rate in rows.items():
+        print(f"{name.ljust(width)}  {rate:7.1f} docs/s")
+    overhead = rows["ours, unconstrained"] / rows["ours, constrained"] - 1
+    print(f"constraint overhead (time constrained / unconstrained - 1): {overhead:+.1%}  (target <= +10%)")
+    print(f"ours vs transformers generate: {rows['ours, constrained'] / rows['transformers generate + prefix_allowed_tokens_fn']:.1f}x")
+    print(f"ours, constrained: {rows['ours, constrained']:.1f} docs/s  (target >= 50 on the 2-core CPU)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""`topicfeed classify train|predict|eval|items` end to end through the real console script, on a tiny
+model saved on disk (the same code path as the default MiniLM recipe, in seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from test_cli import tf
+from tiny_models import save_tiny
+
+from topicfeed.settings import DEFAULT_TAXONOMY
+from topicfeed.taxonomy import Taxonomy
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny("bert", tmp_path_factory.mktemp("tiny") / "bert")
+
+
+def test_train_predict_eval_on_mind(tmp_path: Path, shared_data: Path, tiny_bert: Path) -> None:
+    env = {
+        "TOPICFEED_DATA_DIR": str(tmp_path / "data"),
+        "TOPICFEED_CLASSIFIER__BASE_MODEL": str(tiny_bert),
+        "TOPICFEED_CLASSIFIER__EPOCHS": "2",
+        "TOPICFEED_CLASSIFIER__MAX_PROMPT_TOKENS": "32",
+    }
+    lines = (shared_data / "mind" / "news_train.tsv").read_text(encoding="utf-8").splitlines()
+    data = tmp_path / "news.tsv"
+    data.write_text("\n".join(lines[:150] + ["N0\tnews\tno_such_subcategory\tTitle\tAbstract\t\t[]\t[]"]) + "\n", encoding="utf-8")
+    taxonomy = shared_data / "mind" / "taxonomy.tsv"
+    model = tmp_path / "model"
+
+    train = tf("classify", "train", "--taxonomy", str(taxonomy), "--data", str(data), "--out", str(model), env=env)
+    assert "150 documents, 1 quarantined" in train.stdout
+    assert "field 'topics.0'" in train.stdout and "record 151" in train.stdout
+    assert (model / "topicfeed_classifier.json").is_file() and (model / "split.json").is_file()
+
+    preds = tmp_path / "preds.jsonl"
+    tf("classify", "predict", "--model", str(model), "--input", str(data), "--output", str(preds), "--k", "3", env=env)
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert len(rows) == 151  # unknown topics do not matter for prediction
+    spelled = set(Taxonomy.load(taxonomy).paths())
+    for row in rows:
+        assert set(row) == {"doc_id", "topics"} and len(row["topics"]) == 3
+        assert all(t["path"] in spelled for t in row["topics"])
+        scores = [t["score"] for t in row["topics"]]
+        assert scores == sorted(scores, reverse=True)
+
+    out = tmp_path / "eval.json"
+    ev = tf("classify", "eval", "--model", str(model), "--data", str(data), "--json", str(out), env=env).stdout
+    for name in ("LM + candidate beam search", "LM, same beam search unconstrained", "tfidf+logreg", "minilm+logreg"):
+        assert name in ev
+    assert "L1 top-1" in ev and "L2 R@3" in ev and "L3 top-1" in ev and "docs/s" in ev
+    results = {r["name"]: r for r in json.loads(out.read_text())}
+    split = json.loads((model / "split.json").read_text())
+    lm = results["LM + candidate beam search"]
+    assert lm["docs"] == len(split["dev_ids"]) and lm["valid_share"] == 1.0 and lm["l3_n"] == 0
+    assert 0 <= lm["l1_top1"] <= lm["l1_recall@3"] <= 1
+
+
+def test_items_from_lake_documents(tmp_path: Path, tiny_bert: Path) -> None:
+    env = {
+        "TOPICFEED_DATA_DIR": str(tmp_path / "data"),
+        "TOPICFEED_CLASSIFIER__BASE_MODEL": str(tiny_bert),
+        "TOPICFEED_CLASSIFIER__EPOCHS": "1",
+        "TOPICFEED_CLASSIFIER__MAX_PROMPT_TOKENS": "24",
+    }
+    sim = tmp_path / "sim"
+    tf("simulate", "--users", "50", "--days", "1", "--seed", "3", "--out", str(sim), "--format", "jsonl", env=env)
+    tf("ingest", "documents", str(sim / "documents.jsonl"), env=env)
+    tf("classify", "train", "--taxonomy", str(DEFAULT_TAXONOMY), "--data", str(sim / "documents.jsonl"), env=env)
+    out = tf("classify", "items", env=env).stdout
+    n_docs = sum(1 for _ in (sim / "documents.jsonl").open())
+    assert f"classified {n_docs} documents" in out
+    table = pq.read_table(tmp_path / "data" / "features" / "item_topics" / "item_topics.parquet")
+    assert table.num_rows == n_docs
+    taxonomy = Taxonomy.load(DEFAULT_TAXONOMY)
+    for row in table.to_pylist()[:50]:
+        assert all(t in taxonomy for t in row["topics"])
+        assert 1 in row["topic_levels"] and abs(sum(x * x for x in row["topic_embedding"]) - 1) < 1e-4
