@@ -47,10 +47,14 @@ class TrainResult:
     seconds: float
 
 
-def train(settings: Settings, taxonomy_path: Path, data: Path, out: Path, *, progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+def train(
+    settings: Settings, taxonomy_path: Path, data: Path, out: Path, *, dev_fraction: float | None = None, progress: bool = True, log: Callable[[str], None] = print
+) -> TrainResult:
     """SFT the default recipe on the labelled documents of ``data`` minus a dev split, and save it with the split."""
     set_threads(settings)
     cs = settings.classifier
+    if dev_fraction is not None:
+        cs = cs.model_copy(update={"dev_fraction": dev_fraction})
     taxonomy = Taxonomy.load(taxonomy_path)
     docs = load(data, taxonomy, settings, log=log).docs
     train_docs, dev_docs = split(docs, cs.dev_fraction, cs.seed)
@@ -87,6 +91,8 @@ def eval_split(model_dir: Path, data: Path, docs: list[Doc], settings: Settings)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
     if meta and Path(meta["data"]) == Path(data).resolve():
         dev_ids = set(meta["dev_ids"])
+        if not dev_ids:
+            raise ValueError(f"{model_dir} was trained on all of {data} (dev_fraction 0): evaluate it on other labelled documents")
         return [d for d in docs if d.doc_id not in dev_ids], [d for d in docs if d.doc_id in dev_ids]
     if meta and Path(meta["data"]).exists():
         taxonomy = Taxonomy.load(Path(model_dir) / "taxonomy.tsv")

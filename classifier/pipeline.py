@@ -160,7 +160,7 @@ class MarkovTeacher:
         for depth in range(len(parts), -1, -1):
             if parts[:depth] in tables:
                 return tables[parts[:depth]]
-        raise ValueError("the teacher has not been fitted")
+        return {}  # no text of this kind at all (e.g. documents without bodies)
 
     @staticmethod
     def _sample(table: dict[str, list[str]], rng: random.Random, start: list[str], lo: int, hi: int) -> list[str]:
@@ -186,6 +186,8 @@ class MarkovTeacher:
         return re.sub(r"\s+([^\w\s(\"'])", r"\1", text).strip()
 
     def write(self, topic: str, n: int, seed: int) -> list[Doc]:
+        if not self._titles:
+            raise ValueError("the teacher has not been fitted")
         parts = self.taxonomy.node(topic).parts
         rng = random.Random(f"{seed}:{topic}")
         titles, bodies = self._table(self._titles, parts), self._table(self._bodies, parts)
@@ -230,22 +232,27 @@ def make_teacher(settings: ClassifierSettings, taxonomy: Taxonomy, gold: Sequenc
 # -- the steps ----------------------------------------------------------------------------------------
 @dataclass
 class WeakLabels:
-    kept: list[Doc]
-    proposed: int
-    scores: list[float]
+    labelled: list[Doc]  # pool documents with the model's best topic as their topic
+    scores: list[float]  # the judge's score of each
+    threshold: float
 
     @property
-    def kept_share(self) -> float:
-        return len(self.kept) / self.proposed if self.proposed else 0.0
+    def kept(self) -> list[Doc]:
+        return [d for d, s in zip(self.labelled, self.scores) if s >= self.threshold]
+
+    @property
+    def proposed(self) -> int:
+        return len(self.labelled)
+
+    def at(self, threshold: float) -> WeakLabels:
+        return WeakLabels(self.labelled, self.scores, threshold)
 
 
 def weak_label(model: TopicClassifier, pool: Sequence[Doc], judge: Judge, threshold: float) -> WeakLabels:
     """Label ``pool`` with the model's best topic; keep the labels the judge scores at least ``threshold``."""
     preds = model.predict(pool, k=1)
-    labelled = [(d, p[0].path) for d, p in zip(pool, preds) if p and p[0] is not None]
-    scores = judge.score([d for d, _ in labelled], [t for _, t in labelled])
-    kept = [Doc(d.doc_id, d.title, d.body, (t,)) for (d, t), s in zip(labelled, scores) if s >= threshold]
-    return WeakLabels(kept, len(labelled), scores)
+    labelled = [Doc(d.doc_id, d.title, d.body, (p[0].path,)) for d, p in zip(pool, preds) if p and p[0] is not None]
+    return WeakLabels(labelled, judge.score(labelled, [d.topic for d in labelled]), threshold)
 
 
 def under_covered(taxonomy: Taxonomy, docs: Sequence[Doc], min_docs: int) -> list[str]:
@@ -321,7 +328,7 @@ def run_ablation(
     right = {d.doc_id: d.topic for d in pool if d.topics}
     precision = (sum(right.get(d.doc_id) == d.topic for d in weak.kept) / len(weak.kept)) if weak.kept and right else float("nan")
     if without_judge:
-        unfiltered = weak_label(m1, pool, judge, threshold=0.0)
+        unfiltered = weak.at(0.0)
         m, s = train([*gold, *unfiltered.kept])
         acc = (sum(right.get(d.doc_id) == d.topic for d in unfiltered.kept) / len(unfiltered.kept)) if unfiltered.kept and right else float("nan")
         ablation.rows.append(AblationRow("2a + weak labels, no judge", len(gold) + len(unfiltered.kept), ev("weak-all", m), s, f"labels right: {acc:.1%}"))

@@ -70,7 +70,7 @@ def test_weak_labels_keep_what_the_judge_passes(mind) -> None:
     kept_right = sum(1 for d in weak.kept if d.topic == next(p.topic for p in pool if p.doc_id == d.doc_id))
     assert len(weak.kept) > 0 and kept_right / len(weak.kept) >= 0.9
     assert {d.doc_id for d in weak.kept} == {p.doc_id for p, s in zip(pool, weak.scores) if s >= 80}
-    assert len(weak_label(Fixed(), pool, judge, threshold=0).kept) == 60
+    assert len(weak.at(0).kept) == 60
 
 
 def test_markov_teacher_writes_on_topic_title_then_body(mind) -> None:
@@ -139,3 +139,27 @@ def test_llm_judge_and_teacher_speak_chat_completions(chat_url: str) -> None:
     assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer secret" and req["model"] == "big-model"
     # the body prompt carries the title the teacher wrote first
     assert "Masters leader shoots 65" in _ChatServer.requests[-1]["messages"][-1]["content"]
+
+
+def test_ablation_trains_after_each_step(tmp_path: Path) -> None:
+    from test_classifier import SMALL, toy_docs
+    from tiny_models import save_tiny
+
+    from classifier.pipeline import run_ablation
+    from topicfeed.settings import ClassifierSettings
+
+    docs = toy_docs()
+    gold = [d for i, d in enumerate(docs) if i % 3 == 0]
+    pool = [d for i, d in enumerate(docs) if i % 3 == 1]
+    dev = [d for i, d in enumerate(docs) if i % 3 == 2]
+    cs = ClassifierSettings(base_model=str(save_tiny("bert", tmp_path / "bert")), epochs=2, max_prompt_tokens=16, synthetic_min_docs=2, synthetic_per_topic=3, judge_threshold=0)
+    lines: list[str] = []
+    ablation = run_ablation(SMALL, gold, pool, dev, cs, progress=False, log=lines.append)
+    steps = [r.step for r in ablation.rows]
+    assert steps == ["1 SFT on gold", "2a + weak labels, no judge", "2 + weak labels, judge >= 0", "3 + synthetic (rare topics)"]
+    sizes = [r.train_docs for r in ablation.rows]
+    assert sizes[0] == len(gold) and sizes[1] == sizes[2] == len(gold) + len(pool)
+    # every topic at the labels' depths has one gold doc (< 2): each gets 3 synthetic documents
+    assert sizes[3] > sizes[2] and "docs for" in ablation.rows[3].note
+    assert all(r.result.n_docs == len(dev) and r.result.valid_share == 1.0 for r in ablation.rows)
+    assert "L2 R@3" in ablation.table() and len(lines) == 4

@@ -250,12 +250,14 @@ def classify_train(
     taxonomy: Annotated[Path | None, typer.Option(help="taxonomy file (IAB TSV, MIND taxonomy.tsv or one path per line); default: MIND's")] = None,
     data: Annotated[Path | None, typer.Option(help="labelled documents: MIND news.tsv, or JSONL/CSV/Parquet documents with topics; default: the MIND sample")] = None,
     out: Annotated[Path | None, typer.Option(help="model directory; default: the configured classifier dir")] = None,
+    dev_fraction: Annotated[float | None, typer.Option(help="share held out for eval; 0 trains on everything (a model to ship)")] = None,
 ) -> None:
     """SFT the classifier on labelled documents (a dev split is held out and recorded for `eval`)."""
     from classifier import jobs
 
     settings = get_settings()
-    jobs.train(settings, taxonomy or _shared("mind/taxonomy.tsv"), data or _shared("mind/news_train.tsv"), out or settings.classifier_dir)
+    data = data or _shared("mind/news_train.tsv")
+    jobs.train(settings, taxonomy or _shared("mind/taxonomy.tsv"), data, out or settings.classifier_dir, dev_fraction=dev_fraction)
 
 
 @classify_app.command("predict")

@@ -106,8 +106,8 @@ class ClassifierSettings(BaseModel):
     prefix_lm: bool | None = Field(None, description="let the prompt attend both ways; default: yes for BERT-style encoders")
     max_prompt_tokens: int = Field(64, ge=8, description="document tokens (title first) the model reads")
     verbalize_labels: bool = Field(True, description="spell taxonomy names in known words (newsscienceandtechnology -> news science and technology)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    epochs: int = Field(8, ge=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(6, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
     seed: int = 13
