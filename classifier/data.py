@@ -122,7 +122,7 @@ def split(docs: Sequence[Doc], dev_fraction: float, seed: int) -> tuple[list[Doc
     for topic in sorted(by_topic):
         group = by_topic[topic][:]
         rng.shuffle(group)
-        n_dev = int(round(len(group) * dev_fraction))
+        n_dev = round(len(group) * dev_fraction)
         n_dev = min(n_dev, len(group) - 1)
         dev.extend(group[:n_dev])
         train.extend(group[n_dev:])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import save_tiny
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from classifier.data import Doc, load_documents, split
@@ -16,7 +17,6 @@ from classifier.evaluate import score
 from classifier.items import topics_long
 from classifier.model import TopicClassifier, TopicScore, minilm_path
 from classifier.trie import TopicTrie, Verbalizer
-from tiny_models import save_tiny
 from topicfeed.taxonomy import Taxonomy
 
 KINDS = ["bert", "gpt2", "llama"]

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -77,7 +78,7 @@ def test_markov_teacher_writes_on_topic_title_then_body(mind) -> None:
     taxonomy, train, _ = mind
     teacher = MarkovTeacher(taxonomy).fit(train)
     counts = Counter(d.topic for d in train)
-    topic = sorted(t for t, c in counts.items() if 3 <= c < 8)[0]
+    topic = min(t for t, c in counts.items() if 3 <= c < 8)
     written = teacher.write(topic, 5, seed=1)
     assert len(written) == 5 and all(d.topics == (topic,) and d.title and d.body for d in written)
     assert len({d.doc_id for d in written}) == 5
@@ -93,9 +94,9 @@ def test_markov_teacher_writes_on_topic_title_then_body(mind) -> None:
 class _ChatServer(BaseHTTPRequestHandler):
     """Answers chat completions the way an OpenAI-compatible server does, from fixed rules."""
 
-    requests: list[dict] = []
+    requests: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
         prompt = body["messages"][-1]["content"]
