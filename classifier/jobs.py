@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from classifier.baselines import EmbeddingTopicClassifier, TfidfTopicClassifier
 from classifier.data import Doc, LoadReport, load_documents, split
 from classifier.evaluate import EvalResult, evaluate
-from classifier.model import TopicClassifier
+from classifier.model import TopicClassifier, train_recipe
 from classifier.pipeline import Ablation, run_ablation
 from topicfeed.settings import Settings
 from topicfeed.taxonomy import Taxonomy
@@ -59,10 +58,7 @@ def train(
     docs = load(data, taxonomy, settings, log=log).docs
     train_docs, dev_docs = split(docs, cs.dev_fraction, cs.seed)
     log(f"training on {len(train_docs)} documents, {len(dev_docs)} held out for eval; base model {cs.base_model}")
-    clf = TopicClassifier.from_base(cs.base_model, taxonomy, prefix_lm=cs.prefix_lm, max_prompt_tokens=cs.max_prompt_tokens, verbalize=cs.verbalize_labels, seed=cs.seed)
-    start = time.perf_counter()
-    clf.fit(train_docs, epochs=cs.epochs, batch_size=cs.batch_size, lr=cs.learning_rate, label_smoothing=cs.label_smoothing, seed=cs.seed, progress=progress)
-    seconds = time.perf_counter() - start
+    clf, seconds = train_recipe(cs, taxonomy, train_docs, progress=progress)
     clf.save_pretrained(out)
     meta = {"data": str(Path(data).resolve()), "dev_fraction": cs.dev_fraction, "seed": cs.seed, "dev_ids": sorted(d.doc_id for d in dev_docs)}
     (Path(out) / SPLIT_NAME).write_text(json.dumps(meta), encoding="utf-8")

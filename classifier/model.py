@@ -26,6 +26,7 @@ from transformers.utils import logging as hf_logging
 from classifier.data import Doc
 from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, prompt_mask, restricted_head
 from classifier.trie import TopicTrie, end_token_id
+from topicfeed.settings import ClassifierSettings
 from topicfeed.taxonomy import Taxonomy
 
 CONFIG_NAME = "topicfeed_classifier.json"
@@ -333,3 +334,13 @@ class TopicClassifier:
         """int8 dynamic quantization of the linear layers, for CPU inference (not for further training)."""
         self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         return self
+
+
+def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequence[Doc], *, progress: bool = True) -> tuple[TopicClassifier, float]:
+    """The configured recipe, from its base model to a fitted classifier; returns it and the training seconds."""
+    clf = TopicClassifier.from_base(
+        settings.base_model, taxonomy, prefix_lm=settings.prefix_lm, max_prompt_tokens=settings.max_prompt_tokens, verbalize=settings.verbalize_labels, seed=settings.seed
+    )
+    start = time.perf_counter()
+    clf.fit(docs, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, label_smoothing=settings.label_smoothing, seed=settings.seed, progress=progress)
+    return clf, time.perf_counter() - start

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import random
 import re
-import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 from classifier.baselines import EmbeddingTopicClassifier
 from classifier.data import Doc
 from classifier.evaluate import EvalResult, evaluate
-from classifier.model import TopicClassifier
+from classifier.model import TopicClassifier, train_recipe
 from topicfeed.settings import ClassifierSettings
 from topicfeed.taxonomy import Taxonomy, split_path
 
@@ -309,10 +308,7 @@ def run_ablation(
     """Train after each step of the pipeline and score every model on ``dev``."""
 
     def train(docs: Sequence[Doc]) -> tuple[TopicClassifier, float]:
-        clf = TopicClassifier.from_base(settings.base_model, taxonomy, prefix_lm=settings.prefix_lm, max_prompt_tokens=settings.max_prompt_tokens, verbalize=settings.verbalize_labels, seed=settings.seed)
-        start = time.perf_counter()
-        clf.fit(docs, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, label_smoothing=settings.label_smoothing, seed=settings.seed, progress=progress)
-        return clf, time.perf_counter() - start
+        return train_recipe(settings, taxonomy, docs, progress=progress)
 
     def ev(name: str, clf: TopicClassifier) -> EvalResult:
         return evaluate(name, clf, dev, taxonomy, k=settings.num_beams, batch_size=settings.predict_batch_size)
