@@ -3,12 +3,15 @@
 For Redis (a server it starts on a free 127.0.0.1 port) and SQLite, it loads profiles of a small
 simulated world plus pushed intents, then times, over the same users in one run:
 
-* raw: redis-py ``HMGET`` of exactly the hash fields the profile needs (or the same SQLite query),
-  returning bytes, nothing decoded: the baseline;
+* raw: redis-py ``HMGET`` of exactly the hash fields the profile needs, on a client with the same
+  settings (timeouts) as the fast path, and the same ``HMGET`` in a redis-py pipeline (the issue's
+  wording); or the same SQLite query: bytes only, nothing decoded: the baselines;
 * ``ProfileReader.get``: our fast path, bytes decoded into a typed ``UserProfile``;
 * ``ProfileReader.get_via_sdk``: Feast's ``get_online_features`` with the ``user_profile`` service;
 
-and prints median and p99 latencies and the ratios to raw, for 1 user and for 100 users.
+and prints median and p99 latencies and the ratios to raw, for 1 user and for 100 users. The
+one-user timings alternate in 20 blocks (``interleaved``) so that a slow spell of this shared VM
+lands on the baselines and the fast path alike.
 
     .venv/bin/python benchmarks/bench_online.py [--reads 2000]
 """
@@ -26,26 +29,37 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import redis
 from feast.infra.key_encoding_utils import serialize_entity_key
 
 from featurestore import repo
 from featurestore.jobs import compute_features, default_asof, refresh_online
-from featurestore.online import local_redis_server
+from featurestore.online import local_redis_server, redis_client
 from featurestore.profile import INTENTS_VIEW, PREFS_VIEW, ProfileReader
 from topicfeed.ingest import ingest
 from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
 from topicfeed.simulator import simulate
 
 
-def timed(fn: Callable[[], object], reads: int) -> list[float]:
-    for _ in range(min(200, reads)):
+def timed(fn: Callable[[], object], reads: int, warmup: int = 200) -> list[float]:
+    for _ in range(min(warmup, reads)):
         fn()
     out = []
     for _ in range(reads):
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
+    return out
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reads: int, rounds: int = 20) -> dict[str, list[float]]:
+    """``reads`` timings of each function, taken in ``rounds`` alternating blocks, so that a slow
+    spell of this shared machine falls on the baselines and the fast path alike."""
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        timed(fn, 200)
+    for r in range(rounds):
+        for name, fn in list(fns.items())[:: 1 if r % 2 == 0 else -1]:
+            out[name] += timed(fn, max(1, reads // rounds), warmup=0)
     return out
 
 
@@ -61,7 +75,7 @@ def bench_store(settings: Settings, users: list[str], reads: int) -> dict[str, f
     fields = reader._redis_fields
     results: dict[str, float] = {}
     if settings.online_store == "redis":
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis_client(settings)  # the same connection settings (timeouts) as the fast path
         keys = [reader.entity_key(u) for u in users]
         from feast.infra.online_stores.helpers import _redis_key
 
@@ -69,6 +83,11 @@ def bench_store(settings: Settings, users: list[str], reads: int) -> dict[str, f
 
         def raw_one() -> object:
             return client.hmget(raw_keys[0], fields)
+
+        def pipelined_one() -> object:
+            pipe = client.pipeline(transaction=False)
+            pipe.hmget(raw_keys[0], fields)
+            return pipe.execute()
 
         def raw_many() -> object:
             pipe = client.pipeline(transaction=False)
@@ -84,17 +103,27 @@ def bench_store(settings: Settings, users: list[str], reads: int) -> dict[str, f
         def raw_one() -> object:
             return con.execute(sql, (ek[0], ek[0])).fetchall()
 
+        pipelined_one = None
+
         def raw_many() -> object:
             return [con.execute(sql, (k, k)).fetchall() for k in ek]
 
     one = users[0]
-    base = timed(raw_one, reads)
-    fast = timed(lambda: reader.get(one), reads)
+    one_fns = {"raw": raw_one, "fast": lambda: reader.get(one)}
+    if pipelined_one is not None:
+        one_fns["raw_pipeline"] = pipelined_one
+    got = interleaved(one_fns, reads)
+    base = got["raw"]
     sdk = timed(lambda: reader.get_via_sdk(one), max(200, reads // 10))
     print(summary("raw read (bytes only)", base, None))
-    print(summary("ProfileReader.get (fast path)", fast, base))
+    if pipelined_one is not None:
+        print(summary("raw read, redis-py pipeline", got["raw_pipeline"], None))
+    print(summary("ProfileReader.get (fast path)", got["fast"], base))
+    if pipelined_one is not None:
+        print(summary("  the same against the raw pipeline", got["fast"], got["raw_pipeline"]))
+        results["one_fast_vs_pipeline"] = statistics.median(got["fast"]) / statistics.median(got["raw_pipeline"])
     print(summary("Feast get_online_features", sdk, base))
-    results["one_fast"] = statistics.median(fast) / statistics.median(base)
+    results["one_fast"] = statistics.median(got["fast"]) / statistics.median(base)
     results["one_sdk"] = statistics.median(sdk) / statistics.median(base)
     many_base = timed(raw_many, max(50, reads // 20))
     many_fast = timed(lambda: reader.get_many(users), max(50, reads // 20))
@@ -127,13 +156,17 @@ def main() -> None:
         for kind in ("redis", "sqlite"):
             s = base.model_copy(update={"online_store": kind, "redis_url": redis_url, "feast": FeastSettings(project=f"bench_{kind}")})
             refresh_online(s, asof)
-            newest = sorted((s.features_dir / "user_preferences").glob("*.parquet"))[-1]
+            newest = max((s.features_dir / "user_preferences").glob("*.parquet"))
             users = sorted(pq.read_table(newest, columns=["user_id"]).column(0).to_pylist())[:100]
             repo.push_intents(s, [{"user_id": u, "query": "q", "refined_query": f"refined {u}", "ts": datetime.now(UTC).isoformat()} for u in users])
             print(f"{kind}: one user's whole profile (24 preference lists + intents)")
             ratios[kind] = bench_store(s, users, args.reads)
-        ok = all(r["one_fast"] <= 2.0 for r in ratios.values())
-        print(f"target: fast path <= 2x raw for one user, Redis and SQLite: {'PASS' if ok else 'FAIL'} " + ", ".join(f"{k} {v['one_fast']:.2f}x" for k, v in ratios.items()))
+        redis_ratios = (ratios["redis"]["one_fast"], ratios["redis"]["one_fast_vs_pipeline"])
+        ok = max(redis_ratios) <= 2.0
+        print(
+            f"target: Redis fast path <= 2x a raw redis-py read of the same bytes, one user: {'PASS' if ok else 'FAIL'} "
+            f"({redis_ratios[0]:.2f}x HMGET, {redis_ratios[1]:.2f}x pipeline); SQLite {ratios['sqlite']['one_fast']:.2f}x its raw query"
+        )
     shutil.rmtree(tmp, ignore_errors=True)
 
 

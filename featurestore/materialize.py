@@ -36,6 +36,7 @@ from feast.type_map import python_values_to_proto_values
 
 from featurestore.online import OnlineStoreUnavailable, redis_client
 from featurestore.preferences import connect
+from featurestore.wire import FLOAT_LIST_TAG, STRING_LIST_TAG, varint
 from topicfeed.settings import Settings
 
 BATCH = 5_000
@@ -49,26 +50,10 @@ class MaterializeReport:
     skipped_not_newer: int
 
 
-# protobuf wire format -------------------------------------------------------------------------
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-STRING_LIST_TAG = b"b"  # Value.string_list_val = 12, length-delimited
-FLOAT_LIST_TAG = b"\x82\x01"  # Value.float_list_val = 16, length-delimited
-
-
+# protobuf wire format (featurestore.wire) -----------------------------------------------------
 def _with_heads(tag: bytes, payload: pa.Array) -> pa.Array:
     """``tag + varint(len(payload)) + payload`` per row, in Arrow (null rows stay null)."""
-    return _prefixed(lambda n: tag + _varint(n), payload)
+    return _prefixed(lambda n: tag + varint(n), payload)
 
 
 def encode_string_lists(column: pa.Array) -> pa.Array:
@@ -78,7 +63,7 @@ def encode_string_lists(column: pa.Array) -> pa.Array:
     rows' items are joined in C++ and the ``Value`` header put in front."""
     column = column.cast(pa.list_(pa.string()))
     encoded = pc.dictionary_encode(column.flatten())
-    items = pa.array([b"\n" + _varint(len(raw)) + raw for raw in (v.encode() for v in encoded.dictionary.to_pylist())], pa.binary())
+    items = pa.array([b"\n" + varint(len(raw)) + raw for raw in (v.encode() for v in encoded.dictionary.to_pylist())], pa.binary())
     offsets = pc.subtract(column.offsets, column.offsets[0])
     rows = pa.ListArray.from_arrays(offsets, items.take(encoded.indices), mask=column.is_null())
     return pc.fill_null(_with_heads(STRING_LIST_TAG, pc.binary_join(rows, b"")), b"")
@@ -140,8 +125,8 @@ def encode_values(column: pa.Array, view: FeatureView, name: str) -> pa.Array:
 
 def encode_timestamp(seconds: int, nanos: int = 0) -> bytes:
     """``google.protobuf.Timestamp`` bytes."""
-    out = b"\x08" + _varint(seconds) if seconds else b""
-    return out + (b"\x10" + _varint(nanos) if nanos else b"")
+    out = b"\x08" + varint(seconds) if seconds else b""
+    return out + (b"\x10" + varint(nanos) if nanos else b"")
 
 
 def encode_timestamps(ts_us: pa.Array) -> pa.Array:

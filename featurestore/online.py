@@ -71,14 +71,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_redis_server(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
-    """Start ``redis-server`` on a free 127.0.0.1 port without persistence, yield its URL, stop it.
+def local_redis_server(workdir: Path, timeout_s: float = 10.0, port: int | None = None) -> Iterator[str]:
+    """Start ``redis-server`` on ``port`` (a free one by default) of 127.0.0.1 without persistence,
+    yield its URL, stop it.
 
     For tests and benchmarks: a real server, never a mock."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed; `make test` installs it (apt-get install redis-server)")
-    port = free_port()
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL,

@@ -1,13 +1,15 @@
 """One call, one typed user profile: every user feature the feed needs.
 
 ``ProfileReader.get`` reads what Feast wrote, in Feast's own layout, with one round trip: one
-``HMGET`` of the user's hash in Redis (all views of an entity share it), or one indexed query in
-SQLite; values are Feast ``ValueProto``s, keys are built with Feast's own helpers. It exists
-because the Feast SDK's ``get_online_features`` costs several times the raw store read
-(``benchmarks/bench_online.py``); ``ProfileReader.get_via_sdk`` returns the same profile through
-the SDK. Views older than their TTL are treated as absent. An unknown user gets an empty profile
-(``found=False``), never an error; an unreachable Redis raises ``OnlineStoreUnavailable`` within
-the configured timeout.
+``HMGET`` of the user's hash in Redis (all views of an entity share it), sent on a pooled
+connection, or one indexed query in SQLite. Values are Feast ``ValueProto`` bytes, decoded by
+hand (``featurestore.wire``: a float list is one ``array.frombytes``), keys are built as Feast's
+own helpers build them. It exists because the Feast SDK's ``get_online_features`` costs about 100x
+the raw store read here (``benchmarks/bench_online.py``); ``ProfileReader.get_via_sdk`` returns
+the same profile through the SDK. Views older than their TTL are treated as absent. An unknown
+user gets an empty profile (``found=False``), never an error; an unreachable Redis raises
+``OnlineStoreUnavailable`` within the configured timeout, and a connection broken mid-read is
+closed, never reused.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from featurestore.online import OnlineStoreUnavailable, redis_client
 from featurestore.preferences import profile_columns
+from featurestore.wire import decode_float_list, decode_int64_list, decode_string, decode_string_list, decode_timestamp
 from topicfeed.settings import Settings
 
 PREFS_VIEW = "user_topic_preferences"
@@ -61,26 +63,9 @@ class UserProfile:
         return [TopicScore(t, s) for t, s in (ranked if k is None else ranked[:k])]
 
 
-# how each stored feature is decoded (protobuf field of Feast's Value): known fields skip WhichOneof
-_LIST_FIELD = {"topics": "string_list_val", "scores": "float_list_val"}
-_INTENT_FIELD = {"last_query": "string_val", "last_refined_query": "string_val", "recent_refined_queries": "string_list_val", "recent_intent_ts": "int64_list_val"}
-
-
-def _decode(raw: bytes, field_name: str) -> Any:
-    """A stored value; list fields come back as protobuf's read-only sequence (no copy)."""
-    v = ValueProto.FromString(raw)
-    if not v.HasField(field_name):  # null or another type: fall back to the generic path
-        return _value(v)
-    got = getattr(v, field_name)
-    return got.val if field_name.endswith("_list_val") else got
-
-
-def _value(v: ValueProto) -> Any:
-    kind = v.WhichOneof("val")
-    if kind is None or kind == "null_val":
-        return None
-    raw = getattr(v, kind)
-    return list(raw.val) if kind.endswith("_list_val") else raw
+# how each stored feature is decoded: preference lists by hand (featurestore.wire), intents by protobuf
+_LIST_DECODER = {"topics": decode_string_list, "scores": decode_float_list}
+_INTENT_DECODERS = (decode_string, decode_string, decode_string_list, decode_int64_list)  # INTENT_FIELDS order
 
 
 class ProfileReader:
@@ -99,9 +84,11 @@ class ProfileReader:
         self._redis_fields: list[bytes | str] = [_mmh3(f"{PREFS_VIEW}:{n}") for n in names] + [_mmh3(f"{INTENTS_VIEW}:{n}") for n in INTENT_FIELDS]
         self._redis_fields += [f"_ts:{PREFS_VIEW}", f"_ts:{INTENTS_VIEW}"]
         self._store = None
-        self._pref_decoders = [(name, _LIST_FIELD[kind]) for name, _, _, kind in self.pref_columns]
-        self._pref_kind = dict(self._pref_decoders)
-        self._pref_pairs = [(d, lv, f"{d}_l{lv}_topics", f"{d}_l{lv}_scores") for name, d, lv, kind in self.pref_columns if kind == "topics"]
+        # profile_columns come as (topics, scores) pairs per (domain, level)
+        self._pref_index = {name: i for i, name in enumerate(names)}
+        self._pref_slots = [(d, lv) for _, d, lv, kind in self.pref_columns if kind == "topics"]
+        self._pref_decoders = [_LIST_DECODER[kind] for *_, kind in self.pref_columns]
+        self._domains = list(dict.fromkeys(d for d, _ in self._pref_slots))
         self._key_prefix = serialize_entity_key(self.entity_key(""), entity_key_serialization_version=3)[:-4]
 
     # keys ---------------------------------------------------------------------------------
@@ -131,8 +118,8 @@ class ProfileReader:
         store = self._store
         result = store.get_online_features(features=store.get_feature_service("user_profile"), entity_rows=[{"user_id": user_id}])
         data = {k: v[0] for k, v in result.to_dict().items()}
-        prefs = {name: data.get(name) for name, *_ in self.pref_columns}
-        intents = {name: data.get(name) for name in INTENT_FIELDS}
+        prefs = [data.get(name) for name, *_ in self.pref_columns]
+        intents = [data.get(name) for name in INTENT_FIELDS]
         return self._build(user_id, prefs, None, intents, None)
 
     # Redis ------------------------------------------------------------------------------------
@@ -143,25 +130,40 @@ class ProfileReader:
 
     def _redis_many(self, user_ids: Sequence[str]) -> list[UserProfile]:
         project = self.project.encode()
-        keys = [self.serialized_key(u) + project for u in user_ids]
-        try:
-            if len(keys) == 1:
-                replies = [self._client().hmget(keys[0], self._redis_fields)]
-            else:
-                pipe = self._client().pipeline(transaction=False)
-                for k in keys:
-                    pipe.hmget(k, self._redis_fields)
-                replies = pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise OnlineStoreUnavailable(f"Redis online store at {self.settings.redis_url} is unavailable: {exc} (timeout {self.settings.redis_timeout_s}s)") from exc
+        replies = self._hmget_all([self.serialized_key(u) + project for u in user_ids])
         n = len(self.pref_columns)
+        decoders = self._pref_decoders
         out = []
         for user_id, reply in zip(user_ids, replies):
-            prefs_ts, intents_ts = _timestamp(reply[-2]), _timestamp(reply[-1])
-            prefs = {name: _decode(b, f) if b else None for (name, f), b in zip(self._pref_decoders, reply[:n])}
-            intents = {name: _decode(b, _INTENT_FIELD[name]) if b else None for name, b in zip(INTENT_FIELDS, reply[n:-2])}
-            out.append(self._build(user_id, prefs, prefs_ts, intents, intents_ts))
+            prefs = [decode(raw) for decode, raw in zip(decoders, reply[:n])]
+            intents = [decode(raw) for decode, raw in zip(_INTENT_DECODERS, reply[n:-2])]
+            out.append(self._build(user_id, prefs, decode_timestamp(reply[-2]), intents, decode_timestamp(reply[-1])))
         return out
+
+    def _hmget_all(self, keys: list[bytes]) -> list[list[bytes | None]]:
+        """``HMGET key *fields`` for every key, in one write and one read on a pooled connection
+        (the same wire traffic as a redis-py pipeline, without its per-command bookkeeping).
+        A connection left in an unknown state by an error is closed, not reused."""
+        pool = self._client().connection_pool
+        try:
+            conn = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            conn.send_packed_command(conn.pack_commands([(b"HMGET", k, *self._redis_fields) for k in keys]))
+            return [conn.read_response() for _ in keys]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            conn.disconnect()
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def _unavailable(self, exc: Exception) -> OnlineStoreUnavailable:
+        s = self.settings
+        return OnlineStoreUnavailable(f"Redis online store at {s.redis_url} is unavailable: {exc} (timeout {s.redis_timeout_s}s)")
 
     # SQLite -------------------------------------------------------------------------------------
     def _sqlite_one(self, user_id: str) -> UserProfile:
@@ -181,49 +183,44 @@ class ProfileReader:
             if "no such table" in str(exc):
                 return UserProfile(user_id)
             raise
-        prefs: dict[str, Any] = {}
-        intents: dict[str, Any] = {}
+        raw_prefs: list[bytes | None] = [None] * len(self.pref_columns)
+        raw_intents: dict[str, bytes] = {}
         stamps: list[Any] = [None, None]
-        kinds = self._pref_kind
+        index = self._pref_index
         for view, name, value, ts in rows:
             if view == 0:
-                prefs[name] = _decode(value, kinds[name])
+                if name in index:
+                    raw_prefs[index[name]] = value
             else:
-                intents[name] = _decode(value, _INTENT_FIELD.get(name, "string_val"))
+                raw_intents[name] = value
             stamps[view] = ts
+        prefs = [decode(raw) for decode, raw in zip(self._pref_decoders, raw_prefs)]
+        intents = [decode(raw_intents.get(name)) for decode, name in zip(_INTENT_DECODERS, INTENT_FIELDS)]
         return self._build(user_id, prefs, _sqlite_ts(stamps[0]), intents, _sqlite_ts(stamps[1]))
 
     # assembly -----------------------------------------------------------------------------------
-    def _build(self, user_id: str, prefs: dict[str, Any], prefs_ts: datetime | None, intents: dict[str, Any], intents_ts: datetime | None) -> UserProfile:
+    def _build(self, user_id: str, prefs: list[Any], prefs_ts: datetime | None, intents: list[Any], intents_ts: datetime | None) -> UserProfile:
+        """``prefs``: decoded values in ``pref_columns`` order; ``intents``: in ``INTENT_FIELDS`` order
+        (``None`` = absent). A view older than its TTL counts as absent."""
         now = self.now()
-        if prefs_ts is not None and prefs_ts + self.prefs_ttl < now:
-            prefs = {}
-        if intents_ts is not None and intents_ts + self.intents_ttl < now:
-            intents = {}
         profile = UserProfile(user_id)
-        has_prefs = any(v is not None for v in prefs.values())
-        if has_prefs:
+        if prefs.count(None) != len(prefs) and not (prefs_ts is not None and prefs_ts + self.prefs_ttl < now):
             profile.preferences_at = prefs_ts
-            out = profile.preferences
-            for d, lv, topics, scores in self._pref_pairs:
-                out.setdefault(d, {})[lv] = list(zip(prefs.get(topics) or (), prefs.get(scores) or ()))
-        has_intents = any(v is not None for v in intents.values())
-        if has_intents:
+            out: dict[str, dict[int, list[tuple[str, float]]]] = {d: {} for d in self._domains}
+            it = iter(prefs)
+            for (d, lv), topics, scores in zip(self._pref_slots, it, it):
+                out[d][lv] = list(zip(topics or (), scores or ()))
+            profile.preferences = out
+            profile.found = True
+        if intents.count(None) != len(intents) and not (intents_ts is not None and intents_ts + self.intents_ttl < now):
+            last_query, last_refined, recent, recent_ts = intents
             profile.intents_at = intents_ts
-            profile.last_query = intents.get("last_query")
-            profile.last_refined_query = intents.get("last_refined_query")
-            profile.recent_refined_queries = list(intents.get("recent_refined_queries") or [])
-            profile.recent_intent_ts = [int(x) for x in intents.get("recent_intent_ts") or []]
-        profile.found = has_prefs or has_intents
+            profile.last_query = last_query
+            profile.last_refined_query = last_refined
+            profile.recent_refined_queries = list(recent or ())
+            profile.recent_intent_ts = [int(x) for x in recent_ts or ()]
+            profile.found = True
         return profile
-
-
-def _timestamp(raw: bytes | None) -> datetime | None:
-    if not raw:
-        return None
-    ts = Timestamp()
-    ts.ParseFromString(raw)
-    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
 
 
 def _sqlite_ts(raw: Any) -> datetime | None:

@@ -20,12 +20,14 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from featurestore import repo
 from featurestore.jobs import compute_features, default_asof
 from featurestore.materialize import encode_float_lists, encode_string_lists, entity_keys
-from featurestore.online import OnlineStoreUnavailable
+from featurestore.online import OnlineStoreUnavailable, local_redis_server
 from featurestore.profile import ProfileReader
 from topicfeed.ingest import ingest
 from topicfeed.lake import Lake
@@ -183,6 +185,28 @@ def test_redis_unavailable_is_a_clear_error_not_a_hang(world, tmp_path: Path, fr
     with pytest.raises(OnlineStoreUnavailable, match="unavailable"):
         load(s, world[1])
     assert time.perf_counter() - start < 20
+
+
+def test_redis_lost_mid_session_is_a_clear_error_then_recovers(world, tmp_path: Path) -> None:
+    """A reader whose pooled connection dies (server stopped) raises OnlineStoreUnavailable quickly;
+    a server back on the same port is used again, with no stale connection reused."""
+    with local_redis_server(tmp_path / "r1") as url:
+        s = make_settings("redis", world, tmp_path, url).model_copy(update={"redis_timeout_s": 0.5})
+        load(s, world[1])
+        reader = ProfileReader(s)
+        user = next(iter(wide_rows(s)))
+        before = reader.get(user)
+        assert before.found
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+    start = time.perf_counter()
+    for call in (lambda: reader.get(user), lambda: reader.get_many([user, "nobody"])):
+        with pytest.raises(OnlineStoreUnavailable, match=f"127.0.0.1:{port}"):
+            call()
+    assert time.perf_counter() - start < 10
+    with local_redis_server(tmp_path / "r2", port=port):
+        load(s, world[1])
+        assert reader.get(user) == before
+        assert [p.found for p in reader.get_many([user, "nobody"])] == [True, False]
 
 
 def test_feature_store_yaml_from_settings(tmp_path: Path) -> None:
