@@ -40,12 +40,12 @@ def topics_long(doc_ids: Sequence[str], preds: Sequence[Sequence[TopicScore | No
 
 def classify_lake_documents(settings: Settings, clf: TopicClassifier, *, progress: bool = False) -> tuple[Path, int]:
     """Classify every document in the lake and write the offline ``item_topics`` table from the answers."""
-    expected = Taxonomy.load(settings.taxonomy_path).paths()
-    if clf.taxonomy.paths() != expected:
+    configured = Taxonomy.load(settings.taxonomy_path)
+    if clf.taxonomy.paths() != configured.paths():
         raise ValueError(f"the classifier was trained on another taxonomy than {settings.taxonomy_path}; item topics must use the configured one")
     table = Lake(settings.lake_dir).read("documents", columns=["doc_id", "title", "body"])
     docs = [Doc(r["doc_id"], r["title"], r["body"] or "") for r in table.to_pylist()]
     cs = settings.classifier
     preds = clf.predict(docs, k=cs.num_beams, batch_size=cs.predict_batch_size, progress=progress)
     long = topics_long([d.doc_id for d in docs], preds, settings.preferences.levels)
-    return write_item_topics(settings, long), len(docs)
+    return write_item_topics(settings, long, configured), len(docs)

@@ -52,13 +52,14 @@ def item_topics_table(long: pa.Table, taxonomy: Taxonomy, created_at: pa.Table) 
     )
 
 
-def write_item_topics(settings: Settings, long: pa.Table | None = None) -> Path:
+def write_item_topics(settings: Settings, long: pa.Table | None = None, taxonomy: Taxonomy | None = None) -> Path:
     """The offline ``item_topics`` table, from long ``item_id, topic, level, score`` rows: the classifier's
-    (``classifier/items.py``) or, by default, the documents' gold topics. Replaces the previous table."""
+    (``classifier/items.py``) or, by default, the documents' gold topics. Replaces the previous table.
+    ``taxonomy``: the configured one, if the caller has it loaded already."""
     if long is None:
         long = item_topics_from_documents(settings, connect())
     docs = Lake(settings.lake_dir).read("documents", columns=["doc_id", "created_at"])
-    table = item_topics_table(long, Taxonomy.load(settings.taxonomy_path), docs)
+    table = item_topics_table(long, taxonomy or Taxonomy.load(settings.taxonomy_path), docs)
     out = settings.features_dir / "item_topics"
     out.mkdir(parents=True, exist_ok=True)
     path = out / "item_topics.parquet"
