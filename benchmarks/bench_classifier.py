@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=settings.classifier.predict_batch_size)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds over the variants; each variant's best round counts")
     ap.add_argument("--generate-docs", type=int, default=128, help="documents for the slower transformers generate baseline")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,12 +54,19 @@ def main() -> None:
     print(f"{len(docs)} MIND documents, {tokens:.0f} prompt tokens on average; {args.threads} threads; beam 3; batch {args.batch_size}")
     clf.predict(docs[: args.batch_size], k=3)  # warm-up
 
-    rows: dict[str, float] = {}
-    rows["ours, constrained"] = len(docs) / timed(lambda: clf.predict(docs, k=3, batch_size=args.batch_size), args.repeats)
-    rows["ours, unconstrained"] = len(docs) / timed(lambda: clf.predict(docs, k=3, batch_size=args.batch_size, constrained=False), args.repeats)
     quantized = TopicClassifier.from_pretrained(args.model).quantize()
-    rows["ours, constrained, int8 linear layers"] = len(docs) / timed(lambda: quantized.predict(docs, k=3, batch_size=args.batch_size), args.repeats)
-    rows["ours, constrained, full-vocab softmax"] = len(docs) / timed(lambda: clf.predict(docs, k=3, batch_size=args.batch_size, label_vocab=False), args.repeats)
+    variants = {
+        "ours, constrained": lambda: clf.predict(docs, k=3, batch_size=args.batch_size),
+        "ours, unconstrained": lambda: clf.predict(docs, k=3, batch_size=args.batch_size, constrained=False),
+        "ours, constrained, int8 linear layers": lambda: quantized.predict(docs, k=3, batch_size=args.batch_size),
+        "ours, constrained, full-vocab softmax": lambda: clf.predict(docs, k=3, batch_size=args.batch_size, label_vocab=False),
+    }
+    # rounds over all variants, best time of each: a slow spell of this shared VM hits them all alike
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(args.repeats):
+        for name, fn in variants.items():
+            best[name] = min(best[name], timed(fn, 1))
+    rows: dict[str, float] = {name: len(docs) / t for name, t in best.items()}
 
     gen_docs = docs[: args.generate_docs]
 

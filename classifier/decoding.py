@@ -60,27 +60,28 @@ def attention_mask_4d(allowed: torch.Tensor, model: nn.Module) -> torch.Tensor:
     mask = allowed[:, None]
     if getattr(model.config, "_attn_implementation", "eager") == "eager":
         dtype = next(model.parameters()).dtype
-        return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
     return mask
 
 
 def prompt_mask(valid: torch.Tensor, prefix_lm: bool) -> torch.Tensor:
     """Who may attend to whom inside left- or right-padded prompts (batch, L, L); pads attend to themselves."""
-    length = valid.shape[1]
+    length, device = valid.shape[1], valid.device
     allowed = valid[:, None, :].expand(-1, length, -1)
     if not prefix_lm:
-        allowed = allowed & torch.ones(length, length, dtype=torch.bool).tril()
-    return allowed | torch.eye(length, dtype=torch.bool)
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    return allowed | torch.eye(length, dtype=torch.bool, device=device)
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
-    valid = torch.zeros((len(prompts), length), dtype=torch.bool)
-    for i, p in enumerate(prompts):
-        ids[i, length - len(p) :] = torch.tensor(p, dtype=torch.long)
-        valid[i, length - len(p) :] = True
+    ids = torch.tensor([[pad_id] * (length - len(p)) + list(p) for p in prompts], dtype=torch.long, device=device)
+    valid = torch.tensor([[False] * (length - len(p)) + [True] * len(p) for p in prompts], dtype=torch.bool, device=device)
     return ids, valid
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.inference_mode()
@@ -114,12 +115,13 @@ def beam_search(
     if k < 1:
         raise ValueError("k must be at least 1")
     body, head = lm_parts(model)
+    dev = model_device(model)
     if label_vocab:
-        head = restricted_head(head, trie.vocab)
+        head = restricted_head(head, trie.vocab.to(dev))
         token_of = trie.vocab.tolist()
     max_new = max_new_tokens or trie.max_len
     n = len(prompts)
-    ids, valid = left_pad(prompts, pad_id)
+    ids, valid = left_pad(prompts, pad_id, dev)
     positions = (valid.long().cumsum(1) - 1).clamp(min=0)
     out = body(
         input_ids=ids,
@@ -131,8 +133,8 @@ def beam_search(
     logits = head(out.last_hidden_state[:, -1:]).float().expand(-1, k, -1)  # every beam starts from the prompt
     next_pos = positions[:, -1] + 1
     kv_valid = valid  # (m, L): which prompt columns of each cache row are real tokens
-    ancestry = torch.zeros((n, k, 0), dtype=torch.bool)  # (m, k, label columns) each beam may see
-    scores = torch.full((n, k), float("-inf"))
+    ancestry = torch.zeros((n, k, 0), dtype=torch.bool, device=dev)  # (m, k, label columns) each beam may see
+    scores = torch.full((n, k), float("-inf"), device=dev)
     scores[:, 0] = 0.0  # the k beams are one empty label: let only the first expand
     states = [0] * (n * k)
     active = list(range(n))  # the document of each cache row
@@ -140,13 +142,14 @@ def beam_search(
     vocab = logits.shape[-1]
     end = trie.end_id
     neg_inf = float("-inf")
-    eye = torch.eye(k, dtype=torch.bool)
+    eye = torch.eye(k, dtype=torch.bool, device=dev)
+    local_mask = trie.local_mask(dev) if constrained and label_vocab else None
 
     for step in range(max_new):
         m = len(active)
         logp = torch.log_softmax(logits.reshape(m * k, vocab), dim=-1)
         if constrained and label_vocab:
-            logp = logp + trie.local_mask()[torch.tensor(states)]  # state -1 picks the all -inf row
+            logp = logp + local_mask[torch.tensor(states, device=dev)]  # state -1 picks the all -inf row
         elif constrained:
             rows, cols = [], []
             for r, s in enumerate(states):
@@ -156,20 +159,22 @@ def beam_search(
                     cols.append(allowed)
             mask = torch.full_like(logp, neg_inf)
             if rows:
-                mask[torch.cat(rows), torch.cat(cols)] = 0.0
+                mask[torch.cat(rows).to(dev), torch.cat(cols).to(dev)] = 0.0
             logp = logp + mask
         cand = (scores.view(m * k, 1) + logp).view(m, k * vocab)
         top_s, top_i = cand.topk(2 * k, dim=1)
         top_s_l, top_i_l = top_s.tolist(), top_i.tolist()
 
-        new_scores = torch.full((m, k), neg_inf)
-        src = torch.arange(k).repeat(m, 1)
-        tokens = torch.full((m, k), end, dtype=torch.long)
+        # the next step's beams, built as lists and sent to the device once
+        score_rows = [[neg_inf] * k for _ in range(m)]
+        src_rows = [list(range(k)) for _ in range(m)]
+        token_rows = [[end] * k for _ in range(m)]
         new_states = [-1] * (m * k)
         keep = []
         for b in range(m):
             live = 0
             doc = finished[active[b]]
+            row_s, row_src, row_tok = score_rows[b], src_rows[b], token_rows[b]
             for s, flat in zip(top_s_l[b], top_i_l[b]):
                 if s == neg_inf:
                     break
@@ -181,20 +186,23 @@ def beam_search(
                     after = trie.step(state, tok)
                     doc.append(Hypothesis(trie.node_of(after) if after >= 0 else None, s))
                 elif live < k:
-                    src[b, live] = beam
-                    tokens[b, live] = tok
+                    row_src[live] = beam
+                    row_tok[live] = tok
                     new_states[b * k + live] = trie.step(state, tok)
-                    new_scores[b, live] = s
+                    row_s[live] = s
                     live += 1
-            best_live = new_scores[b, 0].item()  # candidates come best first
+            best_live = row_s[0]  # candidates come best first
             final = live == 0 or (len(doc) >= k and sorted((h.logprob for h in doc), reverse=True)[k - 1] >= best_live)
             if not final:
                 keep.append(b)
         if not keep or step == max_new - 1:
             break
+        src = torch.tensor(src_rows, device=dev)
+        tokens = torch.tensor(token_rows, dtype=torch.long, device=dev)
+        new_scores = torch.tensor(score_rows, dtype=scores.dtype, device=dev)
         ancestry = torch.cat([ancestry.gather(1, src[:, :, None].expand(-1, -1, ancestry.shape[2])), eye.expand(m, k, k)], dim=2)
         if len(keep) < m:
-            keep_t = torch.tensor(keep, dtype=torch.long)
+            keep_t = torch.tensor(keep, dtype=torch.long, device=dev)
             cache.batch_select_indices(keep_t)
             kv_valid, ancestry, next_pos, tokens, new_scores = kv_valid[keep_t], ancestry[keep_t], next_pos[keep_t], tokens[keep_t], new_scores[keep_t]
             new_states = [new_states[b * k + j] for b in keep for j in range(k)]

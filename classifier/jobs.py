@@ -26,7 +26,7 @@ def set_threads(settings: Settings) -> None:
 
 
 def load_classifier(settings: Settings, model_dir: Path) -> TopicClassifier:
-    clf = TopicClassifier.from_pretrained(model_dir)
+    clf = TopicClassifier.from_pretrained(model_dir).to(settings.classifier.device)
     return clf.quantize() if settings.classifier.int8 else clf
 
 

@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_li
 from transformers.utils import logging as hf_logging
 
 from classifier.data import Doc
-from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, prompt_mask, restricted_head
+from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, model_device, prompt_mask, restricted_head
 from classifier.trie import TopicTrie, end_token_id
 from topicfeed.settings import ClassifierSettings
 from topicfeed.taxonomy import Taxonomy
@@ -160,20 +160,18 @@ class TopicClassifier:
     def _label_hidden(self, prompts: list[list[int]], labels: list[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher forcing: the hidden states that predict each label token, the tokens, and their example index."""
         body, _ = lm_parts(self.model)
+        dev = model_device(self.model)
         seqs = [p + list(lab) for p, lab in zip(prompts, labels)]
         length = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), length), self.pad_id, dtype=torch.long)
-        valid = torch.zeros((len(seqs), length), dtype=torch.bool)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            valid[i, : len(s)] = True
+        ids = torch.tensor([s + [self.pad_id] * (length - len(s)) for s in seqs], dtype=torch.long, device=dev)
+        valid = torch.tensor([[True] * len(s) + [False] * (length - len(s)) for s in seqs], dtype=torch.bool, device=dev)
         # right padding: the prompt may see itself both ways (prefix LM), labels are causal
         allowed = prompt_mask(valid, prefix_lm=False)
         if self.prefix_lm:
-            plen = torch.tensor([len(p) for p in prompts])
-            in_prompt = torch.arange(length)[None, :] < plen[:, None]
+            plen = torch.tensor([len(p) for p in prompts], device=dev)
+            in_prompt = torch.arange(length, device=dev)[None, :] < plen[:, None]
             allowed = allowed | (in_prompt[:, None, :] & in_prompt[:, :, None])
-        positions = torch.arange(length)[None, :].expand(len(seqs), -1)
+        positions = torch.arange(length, device=dev)[None, :].expand(len(seqs), -1)
         hidden = body(input_ids=ids, attention_mask=attention_mask_4d(allowed, self.model), position_ids=positions, use_cache=False).last_hidden_state
         rows, cols, targets = [], [], []
         for i, (p, lab) in enumerate(zip(prompts, labels)):
@@ -181,8 +179,8 @@ class TopicClassifier:
                 rows.append(i)
                 cols.append(len(p) - 1 + j)
                 targets.append(tok)
-        rows_t = torch.tensor(rows)
-        return hidden[rows_t, torch.tensor(cols)], torch.tensor(targets), rows_t
+        rows_t = torch.tensor(rows, device=dev)
+        return hidden[rows_t, torch.tensor(cols, device=dev)], torch.tensor(targets, device=dev), rows_t
 
     def _loss(self, prompts: list[list[int]], labels: list[tuple[int, ...]], label_smoothing: float) -> torch.Tensor:
         hidden, targets, _ = self._label_hidden(prompts, labels)
@@ -197,13 +195,13 @@ class TopicClassifier:
         hidden, targets, rows = self._label_hidden(self.encode_prompts(texts), [self.label_ids(p) for p in paths])
         _, head = lm_parts(self.model)
         if label_vocab:
-            logits = restricted_head(head, self.trie.vocab)(hidden).float()
+            logits = restricted_head(head, self.trie.vocab.to(hidden.device))(hidden).float()
             local = {t: i for i, t in enumerate(self.trie.vocab.tolist())}
-            targets = torch.tensor([local[t] for t in targets.tolist()])
+            targets = torch.tensor([local[t] for t in targets.tolist()], device=hidden.device)
         else:
             logits = head(hidden).float()
         token_lp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]
-        return torch.zeros(len(texts)).index_add_(0, rows, token_lp).tolist()
+        return torch.zeros(len(texts), device=hidden.device).index_add_(0, rows, token_lp).tolist()
 
     def fit(
         self,
@@ -302,7 +300,7 @@ class TopicClassifier:
         out: list[list[TopicScore | None]] = []
         self.model.eval()
         for start in range(0, len(texts), batch_size):
-            ids, valid = left_pad(self.encode_prompts(texts[start : start + batch_size]), self.pad_id)
+            ids, valid = left_pad(self.encode_prompts(texts[start : start + batch_size]), self.pad_id, model_device(self.model))
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=valid.long(),
@@ -330,8 +328,15 @@ class TopicClassifier:
         node = self.taxonomy.nodes[node_id]
         return TopicScore(node.path, node.level, math.exp(logprob))
 
+    def to(self, device: torch.device | str) -> TopicClassifier:
+        """Move the model to ``device`` (``"cuda"``...): training and ``predict`` then run there."""
+        self.model.to(device)
+        return self
+
     def quantize(self) -> TopicClassifier:
         """int8 dynamic quantization of the linear layers, for CPU inference (not for further training)."""
+        if model_device(self.model).type != "cpu":
+            raise ValueError("int8 dynamic quantization runs on the CPU only; move the model with .to('cpu') first")
         self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         return self
 
@@ -341,6 +346,7 @@ def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequenc
     clf = TopicClassifier.from_base(
         settings.base_model, taxonomy, prefix_lm=settings.prefix_lm, max_prompt_tokens=settings.max_prompt_tokens, verbalize=settings.verbalize_labels, seed=settings.seed
     )
+    clf.to(settings.device)
     start = time.perf_counter()
     clf.fit(docs, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, label_smoothing=settings.label_smoothing, seed=settings.seed, progress=progress)
     return clf, time.perf_counter() - start

@@ -92,7 +92,7 @@ class TopicTrie:
     _allowed_t: list[torch.Tensor] = field(default_factory=list, repr=False)
     _allowed_local: list[torch.Tensor] = field(default_factory=list, repr=False)
     vocab: torch.Tensor = field(init=False, repr=False)  # every token that appears in some label, sorted
-    _mask: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _mask: dict[torch.device, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._state = {(): 0}
@@ -152,15 +152,19 @@ class TopicTrie:
         """Allowed next tokens as a tensor of token ids, or (``local``) of positions in ``vocab``."""
         return self._allowed_local[state] if local else self._allowed_t[state]
 
-    def local_mask(self) -> torch.Tensor:
+    def local_mask(self, device: torch.device | str | None = None) -> torch.Tensor:
         """(states + 1, label vocab) additive mask: 0 where a token is allowed after the state, -inf
-        elsewhere; the last row (index -1) is the state of a label that left the taxonomy."""
+        elsewhere; the last row (index -1) is the state of a label that left the taxonomy. Built
+        once, and copied once to each device asked for."""
         if self._mask is None:
             mask = torch.full((self.n_states + 1, len(self.vocab)), float("-inf"))
             for state, allowed in enumerate(self._allowed_local):
                 mask[state, allowed] = 0.0
-            self._mask = mask
-        return self._mask
+            self._mask = {mask.device: mask}
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        if device not in self._mask:
+            self._mask[device] = next(iter(self._mask.values())).to(device)
+        return self._mask[device]
 
     def node_of(self, state: int) -> int | None:
         """The node a finished sequence names, or None when the state is not the end of a label."""

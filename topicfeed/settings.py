@@ -116,6 +116,7 @@ class ClassifierSettings(BaseModel):
     predict_batch_size: int = Field(32, ge=1)
     int8: bool = Field(False, description="int8 dynamic quantization of the linear layers for CPU inference (faster, slightly less accurate)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    device: str = Field("cpu", description="torch device for training and inference, e.g. cpu, cuda, cuda:1 (int8 is CPU only)")
     judge_threshold: float = Field(80.0, ge=0, le=100, description="weak labels with a judge score below this are dropped")
     synthetic_min_docs: int = Field(8, ge=1, description="a topic with fewer training documents than this gets synthetic ones")
     synthetic_per_topic: int = Field(8, ge=0, description="synthetic documents written for each under-covered topic")
