@@ -63,7 +63,7 @@ class UserProfile:
         return [TopicScore(t, s) for t, s in (ranked if k is None else ranked[:k])]
 
 
-# how each stored feature is decoded: preference lists by hand (featurestore.wire), intents by protobuf
+# how each stored feature is decoded (featurestore.wire: by hand, protobuf for anything unexpected)
 _LIST_DECODER = {"topics": decode_string_list, "scores": decode_float_list}
 _INTENT_DECODERS = (decode_string, decode_string, decode_string_list, decode_int64_list)  # INTENT_FIELDS order
 
