@@ -108,6 +108,29 @@ def _string_list(raw: bytes) -> list[str] | None:
         return value_of(raw)
 
 
+def _packed(raw: bytes, head: int) -> int | None:
+    """Where the items of a canonical packed list start: ``raw`` is a ``head``-byte tag, the
+    varint size, then (unless empty) ``0x0A varint(n)`` and ``n`` bytes of items that run to its end.
+    ``len(raw)`` for an empty list, ``None`` for any other layout; IndexError when truncated."""
+    size, i = _read_varint(raw, head)
+    end = len(raw)
+    if i + size != end:
+        return None
+    if size == 0:
+        return end
+    if raw[i] != _ITEM:
+        return None
+    n, j = _read_varint(raw, i + 1)
+    return j if j + n == end else None
+
+
+def _floats(payload: bytes) -> list[float]:
+    floats = array("f", payload)
+    if _BIG_ENDIAN:
+        floats.byteswap()
+    return floats.tolist()
+
+
 def decode_float_list(raw: bytes | None) -> list[float] | None:
     """``Value(float_list_val=...)`` bytes (packed float32) -> ``list[float]``; ``None`` for null/absent."""
     if not raw:
@@ -115,30 +138,16 @@ def decode_float_list(raw: bytes | None) -> list[float] | None:
     end = len(raw)
     # fast path: fewer than 32 floats (one-byte lengths)
     if end > 5 and raw[2] == end - 3 and raw[4] == end - 5 and raw[3] == 0x0A and raw[:2] == FLOAT_LIST_TAG and not (end - 5) & 3:
-        floats = array("f", raw[5:])
-        if _BIG_ENDIAN:
-            floats.byteswap()
-        return floats.tolist()
+        return _floats(raw[5:])
     if raw[:2] != FLOAT_LIST_TAG:
         return value_of(raw)
     try:
-        size, i = _read_varint(raw, 2)
-        if i + size != end:
-            return value_of(raw)
-        if size == 0:
-            return []
-        if raw[i] != _ITEM:
-            return value_of(raw)
-        n, j = _read_varint(raw, i + 1)
+        start = _packed(raw, 2)
     except IndexError:
         return value_of(raw)
-    if j + n != end or n % 4:
+    if start is None or (end - start) % 4:
         return value_of(raw)
-    floats = array("f")
-    floats.frombytes(raw[j:])
-    if _BIG_ENDIAN:
-        floats.byteswap()
-    return floats.tolist()
+    return _floats(raw[start:])
 
 
 def decode_string(raw: bytes | None) -> str | None:
@@ -161,22 +170,14 @@ def decode_int64_list(raw: bytes | None) -> list[int] | None:
     if raw[0] != INT64_LIST_TAG:
         return value_of(raw)
     try:
-        size, i = _read_varint(raw, 1)
-        end = len(raw)
-        if i + size != end:
-            return value_of(raw)
-        if size == 0:
-            return []
-        if raw[i] != _ITEM:
-            return value_of(raw)
-        n, i = _read_varint(raw, i + 1)
-        if i + n != end:
+        i = _packed(raw, 1)
+        if i is None:
             return value_of(raw)
         out = []
-        while i < end:
+        while i < len(raw):  # a varint running past the end raises IndexError
             v, i = _read_varint(raw, i)
             out.append(v - (1 << 64) if v >= 1 << 63 else v)
-        return out if i == end else value_of(raw)
+        return out
     except IndexError:
         return value_of(raw)
 

@@ -59,6 +59,9 @@ def test_timestamps_decode_as_protobuf(seconds: int, nanos: int) -> None:
 def test_anything_but_the_canonical_encoding_goes_to_protobuf() -> None:
     strings = ValueProto(string_list_val=StringList(val=["a", "b"])).SerializeToString()
     floats = ValueProto(float_list_val=FloatList(val=[0.5, 0.25])).SerializeToString()
+    ints = ValueProto(int64_list_val=Int64List(val=[1_700_000_000, -1])).SerializeToString()
+    text = ValueProto(string_val="aespa").SerializeToString()
+    canonical = ((strings, decode_string_list), (floats, decode_float_list), (ints, decode_int64_list), (text, decode_string))
     # null / absent
     for decode in (decode_string_list, decode_float_list, decode_int64_list, decode_string, decode_timestamp):
         assert decode(None) is None
@@ -73,11 +76,11 @@ def test_anything_but_the_canonical_encoding_goes_to_protobuf() -> None:
     unpacked = b"\x82\x01" + varint(len(inner)) + inner
     assert decode_float_list(unpacked) == [0.5, 0.25]
     # an unknown field after a canonical list: protobuf skips it, so must we
-    for raw, decode in ((strings, decode_string_list), (floats, decode_float_list)):
+    for raw, decode in canonical:
         extra = raw + b"\xa8\x06\x01"  # field 101, varint 1
         assert decode(extra) == protobuf(extra)
     # truncated bytes are an error in protobuf too, not a silent short list
-    for raw, decode in ((strings, decode_string_list), (floats, decode_float_list)):
+    for raw, decode in canonical:
         try:
             expected = protobuf(raw[:-1])
         except Exception as exc:  # noqa: BLE001 - whatever protobuf raises, we raise
