@@ -1,8 +1,8 @@
 """One call, one typed user profile: every user feature the feed needs.
 
 ``ProfileReader.get`` reads what Feast wrote, in Feast's own layout, with one round trip: one
-``HMGET`` of the user's hash in Redis (all views of an entity share it), sent on a pooled
-connection, or one indexed query in SQLite. Values are Feast ``ValueProto`` bytes, decoded by
+``HMGET`` of the user's hash in Redis (all views of an entity share it), sent on a connection of
+the calling thread's own, or one indexed query in SQLite. Values are Feast ``ValueProto`` bytes, decoded by
 hand (``featurestore.wire``: a float list is one ``array.frombytes``), keys are built as Feast's
 own helpers build them. It exists because the Feast SDK's ``get_online_features`` costs about 100x
 the raw store read here (``benchmarks/bench_online.py``); ``ProfileReader.get_via_sdk`` returns
@@ -15,7 +15,9 @@ collections over the libraries' objects otherwise land inside reads (a 100-profi
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -80,6 +82,7 @@ class ProfileReader:
         self.prefs_ttl = timedelta(days=settings.feast.profile_ttl_days)
         self.intents_ttl = timedelta(days=settings.feast.intent_ttl_days)
         self._redis: redis.Redis | None = None
+        self._local = threading.local()
         self._sqlite: sqlite3.Connection | None = None
         names = [c[0] for c in self.pref_columns]
         self._redis_fields: list[bytes | str] = [_mmh3(f"{PREFS_VIEW}:{n}") for n in names] + [_mmh3(f"{INTENTS_VIEW}:{n}") for n in INTENT_FIELDS]
@@ -141,15 +144,20 @@ class ProfileReader:
             out.append(self._build(user_id, prefs, decode_timestamp(reply[-2]), intents, decode_timestamp(reply[-1])))
         return out
 
+    def _connection(self) -> redis.Connection:
+        """This thread's own Redis connection (made with the client's settings and timeouts on first
+        use, and again in a forked child). Reads skip the pool's per-call checkout and socket poll."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.conn = self._client().connection_pool.make_connection()
+            local.pid = os.getpid()
+        return local.conn
+
     def _hmget_all(self, keys: list[bytes]) -> list[list[bytes | None]]:
-        """``HMGET key *fields`` for every key, in one write and one read on a pooled connection
-        (the same wire traffic as a redis-py pipeline, without its per-command bookkeeping).
-        A connection left in an unknown state by an error is closed, not reused."""
-        pool = self._client().connection_pool
-        try:
-            conn = pool.get_connection()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise self._unavailable(exc) from exc
+        """``HMGET key *fields`` for every key, in one write and one read on this thread's connection
+        (the wire traffic of a redis-py pipeline). A connection left in an unknown state by an error
+        is closed; the next read opens it again."""
+        conn = self._connection()
         try:
             conn.send_packed_command(conn.pack_commands([(b"HMGET", k, *self._redis_fields) for k in keys]))
             return [conn.read_response() for _ in keys]
@@ -159,8 +167,19 @@ class ProfileReader:
         except BaseException:
             conn.disconnect()
             raise
-        finally:
-            pool.release(conn)
+
+    def close(self) -> None:
+        """Close this thread's Redis connection, the client's pool and the SQLite handle (a later read reopens them)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.disconnect()
+            self._local = threading.local()
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
     def _unavailable(self, exc: Exception) -> OnlineStoreUnavailable:
         s = self.settings

@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,6 +186,23 @@ def test_redis_unavailable_is_a_clear_error_not_a_hang(world, tmp_path: Path, fr
     with pytest.raises(OnlineStoreUnavailable, match="unavailable"):
         load(s, world[1])
     assert time.perf_counter() - start < 20
+
+
+def test_one_reader_shared_by_threads_reads_each_profile_whole(world, tmp_path: Path, redis_url: str) -> None:
+    """Each thread reads on its own connection: replies never cross between concurrent readers."""
+    s = make_settings("redis", world, tmp_path, redis_url)
+    load(s, world[1])
+    users = sorted(wide_rows(s))[:40]
+    reader = ProfileReader(s)
+    expected = {u: reader.get(u) for u in users}
+    assert all(p.found for p in expected.values())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda u: (u, reader.get(u)), users * 10))
+        many = list(pool.map(lambda i: reader.get_many(users[i : i + 7]), range(0, 40, 7)))
+    assert all(p == expected[u] for u, p in got)
+    assert [p for batch in many for p in batch] == [expected[u] for u in users]
+    reader.close()
+    assert reader.get(users[0]) == expected[users[0]]  # reopens after close
 
 
 def test_redis_lost_mid_session_is_a_clear_error_then_recovers(world, tmp_path: Path) -> None:
