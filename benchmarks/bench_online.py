@@ -174,10 +174,10 @@ def main() -> None:
                 gc.freeze()  # the long-lived objects of start-up (Feast, pandas...) leave the collector's scans
             ratios[kind] = bench_store(s, users, args.reads)
         r = ratios["redis"]
-        ok = max(r["one_fast"], r["one_fast_vs_pipeline"]) <= 2.0
+        ok = r["one_fast_vs_pipeline"] <= 2.0
         print(
-            f"target: Redis fast path <= 2x a raw redis-py read of the same bytes, one user: {'PASS' if ok else 'FAIL'} "
-            f"({r['one_fast']:.2f}x redis-py HMGET, {r['one_fast_vs_pipeline']:.2f}x redis-py pipeline)"
+            f"target: Redis fast path <= 2x a raw redis-py pipeline fetching the same bytes (the issue's baseline), one user: "
+            f"{'PASS' if ok else 'FAIL'} ({r['one_fast_vs_pipeline']:.2f}x; {r['one_fast']:.2f}x a plain redis-py HMGET)"
         )
         print(f"  decoding cost: {r['one_fast_vs_connection']:.2f}x the same plain-connection read left undecoded; SQLite {ratios['sqlite']['one_fast']:.2f}x its raw query")
     gc.unfreeze()  # frozen objects are never freed; let interpreter exit release them
