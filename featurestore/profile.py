@@ -83,6 +83,7 @@ class ProfileReader:
         self.intents_ttl = timedelta(days=settings.feast.intent_ttl_days)
         self._redis: redis.Redis | None = None
         self._local = threading.local()
+        self._view_times: dict[bytes, datetime | None] = {}
         self._sqlite: sqlite3.Connection | None = None
         names = [c[0] for c in self.pref_columns]
         self._redis_fields: list[bytes | str] = [_mmh3(f"{PREFS_VIEW}:{n}") for n in names] + [_mmh3(f"{INTENTS_VIEW}:{n}") for n in INTENT_FIELDS]
@@ -141,8 +142,20 @@ class ProfileReader:
         for user_id, reply in zip(user_ids, replies):
             prefs = [decode(raw) for decode, raw in zip(decoders, reply[:n])]
             intents = [decode(raw) for decode, raw in zip(_INTENT_DECODERS, reply[n:-2])]
-            out.append(self._build(user_id, prefs, decode_timestamp(reply[-2]), intents, decode_timestamp(reply[-1])))
+            out.append(self._build(user_id, prefs, self._view_time(reply[-2]), intents, decode_timestamp(reply[-1])))
         return out
+
+    def _view_time(self, raw: bytes | None) -> datetime | None:
+        """The preference view's ``_ts``: every user of one materialization shares it, so the last
+        few are remembered."""
+        if raw is None:
+            return None
+        got = self._view_times.get(raw)
+        if got is None:
+            if len(self._view_times) >= 64:
+                self._view_times.clear()
+            got = self._view_times[raw] = decode_timestamp(raw)
+        return got
 
     def _connection(self) -> redis.Connection:
         """This thread's own Redis connection (made with the client's settings and timeouts on first
@@ -159,7 +172,10 @@ class ProfileReader:
         is closed; the next read opens it again."""
         conn = self._connection()
         try:
-            conn.send_packed_command(conn.pack_commands([(b"HMGET", k, *self._redis_fields) for k in keys]))
+            if len(keys) == 1:
+                conn.send_packed_command(conn.pack_command(b"HMGET", keys[0], *self._redis_fields))
+            else:
+                conn.send_packed_command(conn.pack_commands([(b"HMGET", k, *self._redis_fields) for k in keys]))
             return [conn.read_response() for _ in keys]
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             conn.disconnect()
