@@ -1,16 +1,17 @@
 """One call, one typed user profile: every user feature the feed needs.
 
 ``ProfileReader.get`` reads what Feast wrote, in Feast's own layout, with one round trip: one
-``HMGET`` of the user's hash in Redis (all views of an entity share it), sent on a connection of
-the calling thread's own, or one indexed query in SQLite. Values are Feast ``ValueProto`` bytes, decoded by
-hand (``featurestore.wire``: a float list is one ``array.frombytes``), keys are built as Feast's
-own helpers build them. It exists because the Feast SDK's ``get_online_features`` costs about 100x
-the raw store read here (``benchmarks/bench_online.py``); ``ProfileReader.get_via_sdk`` returns
-the same profile through the SDK. Views older than their TTL are treated as absent. An unknown
-user gets an empty profile (``found=False``), never an error; an unreachable Redis raises
+``HMGET`` of the user's hash in Redis (all views of an entity share it), sent on the calling
+thread's own connection, or one indexed query in SQLite. Values are Feast ``ValueProto`` bytes,
+decoded by hand (``featurestore.wire``: a float list is one ``array.frombytes``); keys are built
+as Feast's own helpers build them. It exists because the Feast SDK's ``get_online_features`` costs
+about 100x the raw store read here (``benchmarks/bench_online.py``); ``get_via_sdk`` returns the
+same profile through the SDK. Views older than their TTL are treated as absent. An unknown user
+gets an empty profile (``found=False``), never an error; an unreachable Redis raises
 ``OnlineStoreUnavailable`` within the configured timeout, and a connection broken mid-read is
 closed, never reused. A serving process should call ``gc.freeze()`` after start-up: full garbage
-collections over the libraries' objects otherwise land inside reads (a 100-profile p99 of 7-11 times the median).
+collections over the libraries' objects otherwise land inside reads (a 100-profile p99 of 7-11
+times the median).
 """
 
 from __future__ import annotations
