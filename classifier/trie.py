@@ -148,9 +148,9 @@ class TopicTrie:
     def allowed(self, state: int) -> list[int]:
         return self._allowed[state] if state >= 0 else []
 
-    def allowed_tensor(self, state: int, local: bool = False) -> torch.Tensor:
-        """Allowed next tokens as a tensor of token ids, or (``local``) of positions in ``vocab``."""
-        return self._allowed_local[state] if local else self._allowed_t[state]
+    def allowed_tensor(self, state: int) -> torch.Tensor:
+        """Allowed next tokens as a tensor of token ids (``local_mask`` covers the label vocabulary)."""
+        return self._allowed_t[state]
 
     def local_mask(self, device: torch.device | str | None = None) -> torch.Tensor:
         """(states + 1, label vocab) additive mask: 0 where a token is allowed after the state, -inf
