@@ -8,6 +8,7 @@ Both predict the main topic's full path as one class and, like the LM, return ra
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,12 @@ class _LogRegTopics:
         x = self._features([d.text for d in docs], fit=True)
         self.clf.fit(x, [d.topic for d in docs])
         return self
+
+    def path_proba(self, docs: Sequence[Doc | str]) -> list[dict[str, float]]:
+        """P(main topic = path | document) for every path seen in training."""
+        proba = self.clf.predict_proba(self._features([d if isinstance(d, str) else d.text for d in docs], fit=False))
+        classes = [str(c) for c in self.clf.classes_]
+        return [dict(zip(classes, row.tolist())) for row in proba]
 
     def predict(self, docs: Sequence[Doc | str], *, k: int = 3) -> list[list[TopicScore]]:
         x = self._features([d if isinstance(d, str) else d.text for d in docs], fit=False)
@@ -72,3 +79,26 @@ class EmbeddingTopicClassifier(_LogRegTopics):
 
     def _features(self, texts: list[str], fit: bool) -> np.ndarray:
         return self.encode(texts)
+
+    def save(self, directory: str | Path) -> Path:
+        """The logistic regression as plain arrays (``logreg.npz``) and the encoder's location (``expert.json``)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "logreg.npz", coef=self.clf.coef_, intercept=self.clf.intercept_, classes=np.array([str(c) for c in self.clf.classes_]))
+        encoder = "minilm" if self.model_path == minilm_path() else str(self.model_path)
+        (directory / "expert.json").write_text(json.dumps({"kind": self.name, "encoder": encoder, "C": self.clf.C}), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, taxonomy: Taxonomy) -> EmbeddingTopicClassifier:
+        directory = Path(directory)
+        meta = json.loads((directory / "expert.json").read_text(encoding="utf-8"))
+        if meta.get("kind") != cls.name:
+            raise ValueError(f"{directory}: expert.json describes {meta.get('kind')!r}, not {cls.name!r}")
+        arrays = np.load(directory / "logreg.npz")
+        model = cls(taxonomy, C=meta["C"], model_path=None if meta["encoder"] == "minilm" else meta["encoder"])
+        unknown = [c for c in arrays["classes"].tolist() if c not in taxonomy]
+        if unknown:
+            raise ValueError(f"{directory}: the expert predicts {unknown[:3]}, which are not paths of the taxonomy {taxonomy.name!r}")
+        model.clf.coef_, model.clf.intercept_, model.clf.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
+        return model

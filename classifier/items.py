@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from classifier.data import Doc, level_path
 from classifier.model import TopicClassifier, TopicScore
+from classifier.rescore import RescoredClassifier
 from featurestore.items import write_item_topics
 from topicfeed.lake import Lake
 from topicfeed.settings import Settings
@@ -38,7 +39,7 @@ def topics_long(doc_ids: Sequence[str], preds: Sequence[Sequence[TopicScore | No
     )
 
 
-def classify_lake_documents(settings: Settings, clf: TopicClassifier, *, progress: bool = False) -> tuple[Path, int]:
+def classify_lake_documents(settings: Settings, clf: TopicClassifier | RescoredClassifier, *, progress: bool = False) -> tuple[Path, int]:
     """Classify every document in the lake and write the offline ``item_topics`` table from the answers."""
     configured = Taxonomy.load(settings.taxonomy_path)
     if clf.taxonomy.paths() != configured.paths():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from classifier.data import Doc, LoadReport, load_documents, split
 from classifier.evaluate import EvalResult, evaluate
 from classifier.model import TopicClassifier, train_recipe
 from classifier.pipeline import Ablation, run_ablation
+from classifier.rescore import DEFAULT_WEIGHT, EXPERT_DIR, RescoredClassifier
 from topicfeed.settings import Settings
 from topicfeed.taxonomy import Taxonomy
 
@@ -25,9 +27,18 @@ def set_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.classifier.threads)
 
 
-def load_classifier(settings: Settings, model_dir: Path) -> TopicClassifier:
+def load_lm(settings: Settings, model_dir: Path) -> TopicClassifier:
     clf = TopicClassifier.from_pretrained(model_dir).to(settings.classifier.device)
     return clf.quantize() if settings.classifier.int8 else clf
+
+
+def load_classifier(settings: Settings, model_dir: Path) -> TopicClassifier | RescoredClassifier:
+    """The classifier as configured: the LM, or in quality mode (``rescore_weight > 0``) the LM re-ranked by its expert."""
+    cs = settings.classifier
+    lm = load_lm(settings, model_dir)
+    if cs.rescore_weight <= 0:
+        return lm
+    return RescoredClassifier.with_saved_expert(lm, model_dir, weight=cs.rescore_weight, beams=cs.rescore_beams)
 
 
 def load(path: Path, taxonomy: Taxonomy | None, settings: Settings, *, require_topics: bool = True, log: Callable[[str], None] = print) -> LoadReport:
@@ -60,6 +71,9 @@ def train(
     log(f"training on {len(train_docs)} documents, {len(dev_docs)} held out for eval; base model {cs.base_model}")
     clf, seconds = train_recipe(cs, taxonomy, train_docs, progress=progress)
     clf.save_pretrained(out)
+    start = time.perf_counter()
+    EmbeddingTopicClassifier(taxonomy).fit(train_docs).save(Path(out) / EXPERT_DIR)
+    log(f"quality mode's expert (MiniLM + LR) fitted in {time.perf_counter() - start:.0f} s")
     meta = {"data": str(Path(data).resolve()), "dev_fraction": cs.dev_fraction, "seed": cs.seed, "dev_ids": sorted(d.doc_id for d in dev_docs)}
     (Path(out) / SPLIT_NAME).write_text(json.dumps(meta), encoding="utf-8")
     log(f"trained in {seconds:.0f} s; saved to {out}")
@@ -105,7 +119,7 @@ def eval_model(
     """The classifier (and the two baselines, trained on the same training documents) on held-out documents."""
     set_threads(settings)
     cs = settings.classifier
-    clf = load_classifier(settings, model_dir)
+    clf = load_lm(settings, model_dir)
     docs = load(data, clf.taxonomy, settings, log=log).docs
     train_docs, test_docs = eval_split(model_dir, data, docs, settings)
     log(f"evaluating on {len(test_docs)} held-out documents (baselines trained on {len(train_docs)})")
@@ -113,6 +127,11 @@ def eval_model(
     results = [evaluate("LM + candidate beam search", clf, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size)]
     if unconstrained:
         results.append(evaluate("LM, same beam search unconstrained", clf, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size, constrained=False))
+    if (Path(model_dir) / EXPERT_DIR).is_dir():
+        weight = cs.rescore_weight or DEFAULT_WEIGHT
+        quality = RescoredClassifier.with_saved_expert(clf, model_dir, weight=weight, beams=cs.rescore_beams)
+        label = f"quality mode: LM beam {cs.rescore_beams} re-ranked by MiniLM + LR (w {weight:g})"
+        results.append(evaluate(label, quality, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size))
     if baselines:
         for base in (TfidfTopicClassifier(clf.taxonomy), EmbeddingTopicClassifier(clf.taxonomy)):
             base.fit(train_docs)

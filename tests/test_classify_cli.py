@@ -37,6 +37,7 @@ def test_train_predict_eval_on_mind(tmp_path: Path, shared_data: Path, tiny_bert
     assert "150 documents, 1 quarantined" in train.stdout
     assert "field 'topics.0'" in train.stdout and "record 151" in train.stdout
     assert (model / "topicfeed_classifier.json").is_file() and (model / "split.json").is_file()
+    assert {"logreg.npz", "expert.json"} <= {p.name for p in (model / "expert").iterdir()}
 
     preds = tmp_path / "preds.jsonl"
     tf("classify", "predict", "--model", str(model), "--input", str(data), "--output", str(preds), "--k", "3", env=env)
@@ -49,9 +50,22 @@ def test_train_predict_eval_on_mind(tmp_path: Path, shared_data: Path, tiny_bert
         scores = [t["score"] for t in row["topics"]]
         assert scores == sorted(scores, reverse=True)
 
+    # quality mode: the LM's 5 best re-ranked by the saved expert; still 3 distinct taxonomy paths, best first
+    rescored = tmp_path / "rescored.jsonl"
+    quality_env = env | {"TOPICFEED_CLASSIFIER__RESCORE_WEIGHT": "1.5", "TOPICFEED_CLASSIFIER__RESCORE_BEAMS": "5"}
+    tf("classify", "predict", "--model", str(model), "--input", str(data), "--output", str(rescored), env=quality_env)
+    quality_rows = [json.loads(line) for line in rescored.read_text().splitlines()]
+    assert [r["doc_id"] for r in quality_rows] == [r["doc_id"] for r in rows]
+    for row in quality_rows:
+        paths = [t["path"] for t in row["topics"]]
+        assert len(paths) == len(set(paths)) == 3 and all(p in spelled for p in paths)
+        scores = [t["score"] for t in row["topics"]]
+        assert scores == sorted(scores, reverse=True) and sum(scores) <= 1 + 1e-5
+    assert quality_rows != rows  # the expert's probabilities change the scores (and often the order)
+
     out = tmp_path / "eval.json"
     ev = tf("classify", "eval", "--model", str(model), "--data", str(data), "--json", str(out), env=env).stdout
-    for name in ("LM + candidate beam search", "LM, same beam search unconstrained", "tfidf+logreg", "minilm+logreg"):
+    for name in ("LM + candidate beam search", "LM, same beam search unconstrained", "tfidf+logreg", "minilm+logreg", "quality mode"):
         assert name in ev
     assert "L1 top-1" in ev and "L2 R@3" in ev and "L3 top-1" in ev and "docs/s" in ev
     results = {r["name"]: r for r in json.loads(out.read_text())}

@@ -114,6 +114,10 @@ class ClassifierSettings(BaseModel):
     dev_fraction: float = Field(0.2, ge=0, lt=1, description="share of labelled documents held out by `classify train` / `eval`")
     num_beams: int = Field(3, ge=1, description="topics returned per document (beam width of the candidate beam search)")
     predict_batch_size: int = Field(32, ge=1)
+    rescore_weight: float = Field(
+        0.0, ge=0, description="quality mode: re-rank the LM's beams with the MiniLM + LR expert saved beside it, at this weight (1.5 chosen by CV); 0 is off"
+    )
+    rescore_beams: int = Field(5, ge=1, description="LM answers the quality mode re-ranks")
     int8: bool = Field(False, description="int8 dynamic quantization of the linear layers for CPU inference (faster, slightly less accurate)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     device: str = Field("cpu", description="torch device for training and inference, e.g. cpu, cuda, cuda:1 (int8 is CPU only)")
