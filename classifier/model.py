@@ -214,14 +214,18 @@ class TopicClassifier:
         warmup: float = 0.06,
         label_smoothing: float = 0.0,
         all_topics: bool = True,
+        views: bool = False,
         seed: int = 0,
         progress: bool = True,
     ) -> TopicClassifier:
-        """Fine-tune on documents with gold topics; with ``all_topics`` every topic of a document is a target."""
-        pairs = [(d, t) for d in docs for t in (d.topics if all_topics else d.topics[:1])]
+        """Fine-tune on documents with gold topics; with ``all_topics`` every topic of a document is a target.
+
+        With ``views`` a document that has both a title and a body is also seen as its title alone and as
+        its body alone (three examples per topic), a data augmentation for small gold sets."""
+        pairs = [(text, t) for d in docs for t in (d.topics if all_topics else d.topics[:1]) for text in _views(d, views)]
         if not pairs:
             raise ValueError("fit needs at least one document with a topic")
-        prompts = self.encode_prompts([d.text for d, _ in pairs])
+        prompts = self.encode_prompts([text for text, _ in pairs])
         labels = [self.label_ids(t) for _, t in pairs]
         rng = random.Random(seed)
         torch.manual_seed(seed)
@@ -341,6 +345,11 @@ class TopicClassifier:
         return self
 
 
+def _views(doc: Doc, views: bool) -> list[str]:
+    title, body = doc.title.strip(), doc.body.strip()
+    return [doc.text, title, body] if views and title and body else [doc.text]
+
+
 def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequence[Doc], *, progress: bool = True) -> tuple[TopicClassifier, float]:
     """The configured recipe, from its base model to a fitted classifier; returns it and the training seconds."""
     clf = TopicClassifier.from_base(
@@ -348,5 +357,14 @@ def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequenc
     )
     clf.to(settings.device)
     start = time.perf_counter()
-    clf.fit(docs, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, label_smoothing=settings.label_smoothing, seed=settings.seed, progress=progress)
+    clf.fit(
+        docs,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.learning_rate,
+        label_smoothing=settings.label_smoothing,
+        views=settings.augment_views,
+        seed=settings.seed,
+        progress=progress,
+    )
     return clf, time.perf_counter() - start

@@ -171,6 +171,15 @@ def test_fit_learns_and_save_load_predicts_the_same(tiny: dict[str, Path], tmp_p
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "model")).__name__ == "BertLMHeadModel"
 
 
+def test_fit_with_views_also_trains_on_title_alone_and_body_alone(tiny: dict[str, Path]) -> None:
+    docs = [Doc("a", "Senate vote", "The bill passed late at night.", ("News > Politics", "News > Crime")), Doc("b", "Robbery downtown", "", ("News > Crime",))]
+    plain = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16).fit(docs, epochs=1, progress=False)
+    viewed = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16).fit(docs, epochs=1, views=True, progress=False)
+    assert plain.fit_report is not None and viewed.fit_report is not None
+    assert plain.fit_report.examples == 3  # one example per (document, topic)
+    assert viewed.fit_report.examples == 7  # "a": whole, title, body for each of its two topics; "b" has no body
+
+
 def test_loading_refuses_a_changed_tokenizer(tiny: dict[str, Path], tmp_path: Path) -> None:
     TopicClassifier.from_base(tiny["gpt2"], SMALL).save_pretrained(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "topicfeed_classifier.json").read_text())

@@ -107,6 +107,7 @@ class ClassifierSettings(BaseModel):
     max_prompt_tokens: int = Field(64, ge=8, description="document tokens (title first) the model reads")
     verbalize_labels: bool = Field(True, description="spell taxonomy names in known words (newsscienceandtechnology -> news science and technology)")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    augment_views: bool = Field(False, description="also train on each document's title alone and body alone")
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
