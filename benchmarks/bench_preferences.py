@@ -102,7 +102,7 @@ def worker_pandas(cache: Path) -> dict:
 
 
 def run_worker(name: str, cache: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", name, "--cache", str(cache)], capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run([sys.executable, __file__, "--worker", name, "--cache", str(cache)], check=False, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
