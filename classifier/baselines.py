@@ -64,10 +64,14 @@ class TfidfTopicClassifier(_LogRegTopics):
 class EmbeddingTopicClassifier(_LogRegTopics):
     name = "minilm+logreg"
 
-    def __init__(self, taxonomy: Taxonomy, C: float = 10.0, model_path: str | Path | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self, taxonomy: Taxonomy, C: float = 10.0, model_path: str | Path | None = None, batch_size: int = 64, max_tokens: int | None = None
+    ) -> None:
+        """``max_tokens``: document tokens the encoder reads (default: the encoder's own limit, 256 for MiniLM)."""
         super().__init__(taxonomy, C=C)
         self.model_path = Path(model_path) if model_path else minilm_path()
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         self._encoder = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -75,6 +79,8 @@ class EmbeddingTopicClassifier(_LogRegTopics):
             from sentence_transformers import SentenceTransformer
 
             self._encoder = SentenceTransformer(str(self.model_path), device="cpu")
+            if self.max_tokens:
+                self._encoder.max_seq_length = self.max_tokens
         return self._encoder.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
 
     def _features(self, texts: list[str], fit: bool) -> np.ndarray:
@@ -86,7 +92,7 @@ class EmbeddingTopicClassifier(_LogRegTopics):
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / "logreg.npz", coef=self.clf.coef_, intercept=self.clf.intercept_, classes=np.array([str(c) for c in self.clf.classes_]))
         encoder = "minilm" if self.model_path == minilm_path() else str(self.model_path)
-        (directory / "expert.json").write_text(json.dumps({"kind": self.name, "encoder": encoder, "C": self.clf.C}), encoding="utf-8")
+        (directory / "expert.json").write_text(json.dumps({"kind": self.name, "encoder": encoder, "C": self.clf.C, "max_tokens": self.max_tokens}), encoding="utf-8")
         return directory
 
     @classmethod
@@ -96,7 +102,7 @@ class EmbeddingTopicClassifier(_LogRegTopics):
         if meta.get("kind") != cls.name:
             raise ValueError(f"{directory}: expert.json describes {meta.get('kind')!r}, not {cls.name!r}")
         arrays = np.load(directory / "logreg.npz")
-        model = cls(taxonomy, C=meta["C"], model_path=None if meta["encoder"] == "minilm" else meta["encoder"])
+        model = cls(taxonomy, C=meta["C"], model_path=None if meta["encoder"] == "minilm" else meta["encoder"], max_tokens=meta.get("max_tokens"))
         unknown = [c for c in arrays["classes"].tolist() if c not in taxonomy]
         if unknown:
             raise ValueError(f"{directory}: the expert predicts {unknown[:3]}, which are not paths of the taxonomy {taxonomy.name!r}")

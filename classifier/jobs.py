@@ -72,7 +72,7 @@ def train(
     clf, seconds = train_recipe(cs, taxonomy, train_docs, progress=progress)
     clf.save_pretrained(out)
     start = time.perf_counter()
-    EmbeddingTopicClassifier(taxonomy).fit(train_docs).save(Path(out) / EXPERT_DIR)
+    EmbeddingTopicClassifier(taxonomy, max_tokens=cs.max_prompt_tokens).fit(train_docs).save(Path(out) / EXPERT_DIR)  # reads what the LM reads
     log(f"quality mode's expert (MiniLM + LR) fitted in {time.perf_counter() - start:.0f} s")
     meta = {"data": str(Path(data).resolve()), "dev_fraction": cs.dev_fraction, "seed": cs.seed, "dev_ids": sorted(d.doc_id for d in dev_docs)}
     (Path(out) / SPLIT_NAME).write_text(json.dumps(meta), encoding="utf-8")

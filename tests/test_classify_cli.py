@@ -38,6 +38,7 @@ def test_train_predict_eval_on_mind(tmp_path: Path, shared_data: Path, tiny_bert
     assert "field 'topics.0'" in train.stdout and "record 151" in train.stdout
     assert (model / "topicfeed_classifier.json").is_file() and (model / "split.json").is_file()
     assert {"logreg.npz", "expert.json"} <= {p.name for p in (model / "expert").iterdir()}
+    assert json.loads((model / "expert" / "expert.json").read_text())["max_tokens"] == 32  # the expert reads what the LM reads
 
     preds = tmp_path / "preds.jsonl"
     tf("classify", "predict", "--model", str(model), "--input", str(data), "--output", str(preds), "--k", "3", env=env)
