@@ -1,4 +1,4 @@
-"""The classifier's jobs (train, predict, eval, ablation), called by ``topicfeed classify`` and the DAGs."""
+"""The classifier's jobs (train, predict, eval, ablation), called by ``topicfeed classify`` (and by the DAGs, when they come)."""
 
 from __future__ import annotations
 
