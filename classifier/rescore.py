@@ -9,9 +9,8 @@ constrained beams, so it is still a valid node. Scores are renormalised over the
 The two models make different errors: the LM reads the words, the expert a sentence embedding
 trained on a billion sentence pairs. On the MIND sample, 5-fold cross-validation picked ``weight``
 1.5 (see ``benchmarks/cv_classifier.py``; the README has the figures): recall@3 gains about 0.02-0.03
-at both levels, top-1 stays where it was. The price is one more encoder
-pass per document and a wider beam, so this mode is off by default:
-``TOPICFEED_CLASSIFIER__RESCORE_WEIGHT=1.5`` turns it on.
+at both levels, top-1 stays where it was. The price is one more encoder pass per document and a
+wider beam, so this mode is off by default: ``TOPICFEED_CLASSIFIER__RESCORE_WEIGHT=1.5`` turns it on.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from pathlib import Path
 from classifier.baselines import EmbeddingTopicClassifier
 from classifier.data import Doc
 from classifier.model import TopicClassifier, TopicScore
+from topicfeed.taxonomy import Taxonomy
 
 EXPERT_DIR = "expert"
 DEFAULT_WEIGHT = 1.5
@@ -54,7 +54,7 @@ class RescoredClassifier:
         self.beams = beams
 
     @property
-    def taxonomy(self):
+    def taxonomy(self) -> Taxonomy:
         return self.lm.taxonomy
 
     @classmethod
