@@ -9,7 +9,8 @@ On real MIND documents (title + abstract) and a trained classifier, in one run, 
 * ours, full-vocabulary softmax: what the label-vocabulary head saves;
 * the baseline: ``model.generate(num_beams=3, prefix_allowed_tokens_fn=trie...)``, transformers' own
   constrained beam search (it runs the prompt once per beam);
-* the quality mode, when the model directory has its ``expert/``: beam 10 re-ranked by MiniLM + LR.
+* the quality mode, when the model directory has its ``expert/``: the LM's best ``rescore_beams`` (5)
+  re-ranked by MiniLM + LR.
 
     .venv/bin/python benchmarks/bench_classifier.py --model DIR [--docs 512] [--threads 2]
 """

@@ -7,10 +7,11 @@ same folds, pooled over all 1,401 documents (standard error about 0.012).
 
 It also scores the quality mode (``classifier/rescore.py``): the LM's best paths (``rescore_beams``, 5,
 taken from a 10-wide search) re-ranked by ``log p_LM + w * log p_expert``, for the MiniLM + LR expert
-as ``classify train`` fits it (reading the LM's 64 document tokens) and, for comparison, TF-IDF + LR. The weight ``w`` of each fold is chosen on the other folds'
-out-of-fold answers, so the figure is not fitted to the documents it is scored on.
+as ``classify train`` fits it (reading the LM's 64 document tokens) and, for comparison, TF-IDF + LR.
+The weight ``w`` of each fold is chosen on the other folds' out-of-fold answers, so the figure is not
+fitted to the documents it is scored on.
 
-    .venv/bin/python benchmarks/cv_classifier.py [--folds 5] [--out /tmp/cv]   # about 8 min a fold here
+    .venv/bin/python benchmarks/cv_classifier.py [--folds 5] [--out /tmp/cv]   # 5-7 min a fold here
 
 Out-of-fold answers are written to ``--out`` (one JSONL file per method) so that other ways of
 combining them can be scored without training again (``--rescore-only``).
@@ -110,6 +111,7 @@ def main() -> None:
     answers = {name: read(args.out / f"{name}.jsonl") for name in methods}
     ordered = [d for d in docs if d.doc_id in answers["lm"]]
     fold_of = {d.doc_id: g for d, g in zip(docs, fold)}
+    scored_folds = sorted({fold_of[d.doc_id] for d in ordered})
     results = [score(label, ordered, [answers[name][d.doc_id][:k] for d in ordered], taxonomy, seconds=0, k=k) for name, label in methods.items()]
     for other in args.compare:
         theirs = read(other / "lm.jsonl")
@@ -119,7 +121,7 @@ def main() -> None:
     proba = {"tfidf": {i: {a.path: a.score for a in v} for i, v in answers["tfidf"].items()}, "expert": {}}
     # the quality mode's expert as `classify train` fits it (reading the LM's document tokens), out of fold
     expert_model = EmbeddingTopicClassifier(taxonomy, max_tokens=cs.max_prompt_tokens)
-    for f in sorted({fold_of[d.doc_id] for d in ordered}):
+    for f in scored_folds:
         test = [d for d in ordered if fold_of[d.doc_id] == f]
         expert_model.fit([d for d in docs if fold_of[d.doc_id] != f])
         proba["expert"].update(zip((d.doc_id for d in test), expert_model.path_proba(test)))
@@ -128,7 +130,7 @@ def main() -> None:
     for expert in ("expert", "tfidf"):
         combined: dict[str, list[TopicScore]] = {}
         chosen = []
-        for f in sorted({fold_of[d.doc_id] for d in ordered}):
+        for f in scored_folds:
             others = [d for d in ordered if fold_of[d.doc_id] != f]
 
             def quality(w: float, others: list[Doc] = others, expert: str = expert) -> float:
