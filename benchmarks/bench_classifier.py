@@ -7,6 +7,8 @@ On real MIND documents (title + abstract) and a trained classifier, in one run, 
   softmax over the label vocabulary), the trie masking every step;
 * ours, unconstrained: the very same search without the mask: the constraint's overhead is the ratio;
 * ours, full-vocabulary softmax: what the label-vocabulary head saves;
+* with a topic head (the default recipe trains one): the LM's best ``rescore_beams`` (5) re-ranked by
+  it, what ``predict`` does by default; every other row of ours is the LM's own beam 3 (``head_weight=0``);
 * the baseline: ``model.generate(num_beams=3, prefix_allowed_tokens_fn=trie...)``, transformers' own
   constrained beam search (it runs the prompt once per beam);
 * the quality mode, when the model directory has its ``expert/``: the LM's best ``rescore_beams`` (5)
@@ -55,15 +57,19 @@ def main() -> None:
     docs = load_documents(args.data, clf.taxonomy, settings.quarantine_dir).docs[: args.docs]
     tokens = sum(len(p) for p in clf.encode_prompts([d.text for d in docs])) / len(docs)
     print(f"{len(docs)} MIND documents, {tokens:.0f} prompt tokens on average; {args.threads} threads; beam 3; batch {args.batch_size}")
+    clf.head_beams = settings.classifier.rescore_beams
     clf.predict(docs[: args.batch_size], k=3)  # warm-up
 
     quantized = TopicClassifier.from_pretrained(args.model).quantize()
+    lm_only = {"k": 3, "batch_size": args.batch_size, "head_weight": 0.0}
     variants = {
-        "ours, constrained": lambda: clf.predict(docs, k=3, batch_size=args.batch_size),
-        "ours, unconstrained": lambda: clf.predict(docs, k=3, batch_size=args.batch_size, constrained=False),
-        "ours, constrained, int8 linear layers": lambda: quantized.predict(docs, k=3, batch_size=args.batch_size),
-        "ours, constrained, full-vocab softmax": lambda: clf.predict(docs, k=3, batch_size=args.batch_size, label_vocab=False),
+        "ours, constrained": lambda: clf.predict(docs, **lm_only),
+        "ours, unconstrained": lambda: clf.predict(docs, constrained=False, **lm_only),
+        "ours, constrained, int8 linear layers": lambda: quantized.predict(docs, **lm_only),
+        "ours, constrained, full-vocab softmax": lambda: clf.predict(docs, label_vocab=False, **lm_only),
     }
+    if clf.topic_head is not None:
+        variants[f"ours, beam {clf.head_beams} re-ranked by the topic head (default)"] = lambda: clf.predict(docs, k=3, batch_size=args.batch_size, head_weight=settings.classifier.head_weight)
     if (args.model / EXPERT_DIR).is_dir():
         quality = RescoredClassifier.from_pretrained(args.model, beams=settings.classifier.rescore_beams)
         quality.predict(docs[: args.batch_size], k=3)  # loads the sentence encoder

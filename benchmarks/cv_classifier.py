@@ -5,6 +5,8 @@ recipe differences. This script scores every document once, out of fold: ``--fol
 default recipe (5: 1,120 training documents each on the MIND sample), TF-IDF + LR and MiniLM + LR on the
 same folds, pooled over all 1,401 documents (standard error about 0.012).
 
+With a topic head (the default recipe trains one) it also scores what ``predict`` returns by default:
+the LM's best ``rescore_beams`` re-ranked by the head; the ``lm`` rows are the LM's own beams.
 It also scores the quality mode (``classifier/rescore.py``): the LM's best paths (``rescore_beams``, 5,
 taken from a 10-wide search) re-ranked by ``log p_LM + w * log p_expert``, for the MiniLM + LR expert
 as ``classify train`` fits it (reading the LM's 64 document tokens) and, for comparison, TF-IDF + LR.
@@ -92,7 +94,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     methods = {"lm": "LM + candidate beam search (beam 3)", "lm10": "LM, beam 10", "tfidf": "tfidf+logreg", "minilm": "minilm+logreg"}
     if not args.rescore_only:
-        for name in methods:
+        for name in [*methods, "head"]:
             (args.out / f"{name}.jsonl").unlink(missing_ok=True)
         embed = EmbeddingTopicClassifier(taxonomy)  # its encoder loaded once; fit() refits the LR
         for f in range(args.max_folds or args.folds):
@@ -100,14 +102,18 @@ def main() -> None:
             test = [d for d, g in zip(docs, fold) if g == f]
             clf, seconds = train_recipe(cs, taxonomy, train, progress=False)
             start = time.perf_counter()
-            dump(args.out / "lm.jsonl", test, clf.predict(test, k=k, batch_size=cs.predict_batch_size))
+            dump(args.out / "lm.jsonl", test, clf.predict(test, k=k, batch_size=cs.predict_batch_size, head_weight=0.0))
             lm_s = time.perf_counter() - start
-            dump(args.out / "lm10.jsonl", test, clf.predict(test, k=10, batch_size=cs.predict_batch_size))
+            dump(args.out / "lm10.jsonl", test, clf.predict(test, k=10, batch_size=cs.predict_batch_size, head_weight=0.0))
+            if clf.topic_head is not None:
+                dump(args.out / "head.jsonl", test, clf.predict(test, k=k, batch_size=cs.predict_batch_size))
             dump(args.out / "tfidf.jsonl", test, TfidfTopicClassifier(taxonomy).fit(train).predict(test, k=len(taxonomy)))
             dump(args.out / "minilm.jsonl", test, embed.fit(train).predict(test, k=len(taxonomy)))
             print(f"fold {f + 1}/{args.folds}: trained on {len(train)} in {seconds:.0f} s, {len(test)} scored ({len(test) / lm_s:.1f} docs/s)", flush=True)
             del clf
 
+    if (args.out / "head.jsonl").exists():  # the default recipe's topic head re-ranking the LM's best rescore_beams
+        methods["head"] = f"LM beam {cs.rescore_beams} re-ranked by its topic head (w {cs.head_weight:g}, the default)"
     answers = {name: read(args.out / f"{name}.jsonl") for name in methods}
     ordered = [d for d in docs if d.doc_id in answers["lm"]]
     fold_of = {d.doc_id: g for d, g in zip(docs, fold)}

@@ -13,7 +13,7 @@ pre-trained) while label tokens stay causal; the model must have been trained th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +96,7 @@ def beam_search(
     pad_id: int = 0,
     max_new_tokens: int | None = None,
     label_vocab: bool = True,
+    on_prompt: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """The ``k`` best labels of each prompt, best first.
 
@@ -111,6 +112,9 @@ def beam_search(
     With ``label_vocab`` (the default) the softmax runs over the tokens that occur in some label rather
     than the whole vocabulary, constrained or not: the LM head then costs a few hundred rows instead of
     tens of thousands. Without constraints the search may still join those tokens into a non-node.
+
+    ``on_prompt(hidden, valid)``, when given, is called once with the prompt pass's last hidden states
+    (batch, L, d) and which of their positions are real tokens (left padding), e.g. to pool them.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -129,6 +133,8 @@ def beam_search(
         position_ids=positions,
         use_cache=True,
     )
+    if on_prompt is not None:
+        on_prompt(out.last_hidden_state, valid)
     cache = out.past_key_values
     logits = head(out.last_hidden_state[:, -1:]).float().expand(-1, k, -1)  # every beam starts from the prompt
     next_pos = positions[:, -1] + 1

@@ -28,8 +28,10 @@ def set_threads(settings: Settings) -> None:
 
 
 def load_lm(settings: Settings, model_dir: Path) -> TopicClassifier:
-    clf = TopicClassifier.from_pretrained(model_dir).to(settings.classifier.device)
-    return clf.quantize() if settings.classifier.int8 else clf
+    cs = settings.classifier
+    clf = TopicClassifier.from_pretrained(model_dir).to(cs.device)
+    clf.head_weight, clf.head_beams = cs.head_weight, cs.rescore_beams
+    return clf.quantize() if cs.int8 else clf
 
 
 def load_classifier(settings: Settings, model_dir: Path) -> TopicClassifier | RescoredClassifier:
@@ -124,7 +126,11 @@ def eval_model(
     train_docs, test_docs = eval_split(model_dir, data, docs, settings)
     log(f"evaluating on {len(test_docs)} held-out documents (baselines trained on {len(train_docs)})")
     clf.predict(test_docs[: cs.predict_batch_size], k=cs.num_beams)  # warm-up, not timed
-    results = [evaluate("LM + candidate beam search", clf, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size)]
+    results = []
+    if clf.topic_head is not None and clf.head_weight > 0:
+        label = f"LM + candidate beam search, beam {max(cs.num_beams, clf.head_beams)} re-ranked by its topic head (w {clf.head_weight:g})"
+        results.append(evaluate(label, clf, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size))
+    results.append(evaluate("LM + candidate beam search", clf, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size, head_weight=0.0))
     if unconstrained:
         results.append(evaluate("LM, same beam search unconstrained", clf, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size, constrained=False))
     if (Path(model_dir) / EXPERT_DIR).is_dir():

@@ -6,6 +6,12 @@ checkpoint, loaded as a causal LM with ``is_decoder=True``); ``fit`` / ``predict
 / ``from_pretrained`` follow scikit-learn and transformers. A saved classifier is one directory: the
 model and tokenizer in the transformers format, ``taxonomy.tsv`` and ``topicfeed_classifier.json``
 (prompt settings and the trie's token sequences, checked against the tokenizer when loading).
+
+The default recipe also trains a *topic head*: a linear layer over the mean of the prompt's hidden
+states, one class per taxonomy node, trained jointly with the LM loss. Reading it needs no extra model
+pass (the search's prompt pass computes those states anyway); it is saved as ``topic_head.safetensors``.
+``predict`` then widens the search to ``head_beams`` and re-ranks those valid answers by
+``log p_LM + head_weight * log p_head`` (see ``classifier.rescore``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
@@ -31,6 +38,10 @@ from topicfeed.taxonomy import Taxonomy
 
 CONFIG_NAME = "topicfeed_classifier.json"
 TAXONOMY_NAME = "taxonomy.tsv"
+HEAD_NAME = "topic_head.safetensors"
+HEAD_LR_SCALE = 10.0  # the topic head starts from scratch: it learns at 10x the body's learning rate
+DEFAULT_HEAD_WEIGHT = 1.5  # chosen by 5-fold cross-validation (README)
+DEFAULT_HEAD_BEAMS = 5
 # encoder checkpoints that were pre-trained with bidirectional attention: by default their prompt stays so
 BIDIRECTIONAL = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie"}
 
@@ -61,10 +72,26 @@ class FitReport:
     losses: list[float] = field(default_factory=list)  # mean loss per epoch
 
 
+def mean_pool(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The mean of each row's hidden states over its real tokens: (batch, L, d), (batch, L) -> (batch, d)."""
+    weights = valid.to(hidden.dtype)[:, :, None]
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
 class TopicClassifier:
     def __init__(
-        self, model, tokenizer, taxonomy: Taxonomy, *, prefix_lm: bool, max_prompt_tokens: int = 96, prompt_suffix: str = " topic:", verbalize: bool = False
+        self,
+        model,
+        tokenizer,
+        taxonomy: Taxonomy,
+        *,
+        prefix_lm: bool,
+        max_prompt_tokens: int = 96,
+        prompt_suffix: str = " topic:",
+        verbalize: bool = False,
+        topic_head: torch.nn.Linear | None = None,
     ):
+        """``topic_head``: a linear layer from the mean prompt state to one logit per taxonomy node (node ids as classes)."""
         self.model = model
         self.tokenizer = tokenizer
         self.taxonomy = taxonomy
@@ -79,13 +106,28 @@ class TopicClassifier:
         self._start = [int(start)] if start is not None else []
         self._suffix = tokenizer(prompt_suffix, add_special_tokens=False)["input_ids"]
         self.fit_report: FitReport | None = None
+        if topic_head is not None and topic_head.out_features != len(taxonomy.nodes):
+            raise ValueError(f"the topic head has {topic_head.out_features} classes, the taxonomy {len(taxonomy.nodes)} nodes")
+        self.topic_head = topic_head
+        # inference: re-rank the head_beams best answers with the head (when there is one and head_weight > 0)
+        self.head_weight = DEFAULT_HEAD_WEIGHT
+        self.head_beams = DEFAULT_HEAD_BEAMS
 
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
     def from_base(
-        cls, base: str | Path, taxonomy: Taxonomy, *, prefix_lm: bool | None = None, max_prompt_tokens: int = 96, verbalize: bool = True, seed: int = 0
+        cls,
+        base: str | Path,
+        taxonomy: Taxonomy,
+        *,
+        prefix_lm: bool | None = None,
+        max_prompt_tokens: int = 96,
+        verbalize: bool = True,
+        topic_head: bool = False,
+        seed: int = 0,
     ) -> TopicClassifier:
-        """A classifier to train, from a causal LM (or BERT-style encoder) saved on disk; ``"minilm"`` for the default."""
+        """A classifier to train, from a causal LM (or BERT-style encoder) saved on disk; ``"minilm"`` for the default.
+        With ``topic_head`` a new head over the mean prompt state is trained along with the LM."""
         path = resolve_base(base)
         config = AutoConfig.from_pretrained(path)
         bidirectional = config.model_type in BIDIRECTIONAL and not config.is_decoder
@@ -98,8 +140,15 @@ class TopicClassifier:
         finally:
             hf_logging.set_verbosity(verbosity)
         tokenizer = AutoTokenizer.from_pretrained(path)
+        head = torch.nn.Linear(model.config.hidden_size, len(taxonomy.nodes)) if topic_head else None
         return cls(
-            model, tokenizer, taxonomy, prefix_lm=bidirectional if prefix_lm is None else prefix_lm, max_prompt_tokens=max_prompt_tokens, verbalize=verbalize
+            model,
+            tokenizer,
+            taxonomy,
+            prefix_lm=bidirectional if prefix_lm is None else prefix_lm,
+            max_prompt_tokens=max_prompt_tokens,
+            verbalize=verbalize,
+            topic_head=head,
         )
 
     @classmethod
@@ -113,6 +162,12 @@ class TopicClassifier:
         model = AutoModelForCausalLM.from_pretrained(directory)
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(directory)
+        head = None
+        if meta.get("topic_head"):
+            state = load_file(directory / HEAD_NAME)
+            head = torch.nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
+            head.load_state_dict(state)
+            head.eval()
         clf = cls(
             model,
             tokenizer,
@@ -121,6 +176,7 @@ class TopicClassifier:
             max_prompt_tokens=meta["max_prompt_tokens"],
             prompt_suffix=meta["prompt_suffix"],
             verbalize=meta.get("verbalize", False),
+            topic_head=head,
         )
         saved = {int(k): tuple(v) for k, v in meta["trie"]["sequences"].items()}
         if saved != clf.trie.sequences:
@@ -134,6 +190,8 @@ class TopicClassifier:
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
+        if self.topic_head is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.topic_head.state_dict().items()}, directory / HEAD_NAME)
         (directory / TAXONOMY_NAME).write_text("".join(p + "\n" for p in self.taxonomy.paths()), encoding="utf-8")
         meta = {
             "format": 1,
@@ -142,6 +200,7 @@ class TopicClassifier:
             "max_prompt_tokens": self.max_prompt_tokens,
             "prompt_suffix": self.prompt_suffix,
             "verbalize": self.verbalize,
+            "topic_head": self.topic_head is not None,
             "trie": self.trie.to_json(),
             "fit": None if self.fit_report is None else self.fit_report.__dict__,
         }
@@ -157,8 +216,9 @@ class TopicClassifier:
         return self.trie.sequences[self.taxonomy.node(path).id]
 
     # -- training -------------------------------------------------------------------------------------
-    def _label_hidden(self, prompts: list[list[int]], labels: list[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Teacher forcing: the hidden states that predict each label token, the tokens, and their example index."""
+    def _label_hidden(self, prompts: list[list[int]], labels: list[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher forcing: the hidden states that predict each label token, the tokens, their example index,
+        and each example's mean prompt state (what the topic head reads)."""
         body, _ = lm_parts(self.model)
         dev = model_device(self.model)
         seqs = [p + list(lab) for p, lab in zip(prompts, labels)]
@@ -167,9 +227,9 @@ class TopicClassifier:
         valid = torch.tensor([[True] * len(s) + [False] * (length - len(s)) for s in seqs], dtype=torch.bool, device=dev)
         # right padding: the prompt may see itself both ways (prefix LM), labels are causal
         allowed = prompt_mask(valid, prefix_lm=False)
+        plen = torch.tensor([len(p) for p in prompts], device=dev)
+        in_prompt = torch.arange(length, device=dev)[None, :] < plen[:, None]
         if self.prefix_lm:
-            plen = torch.tensor([len(p) for p in prompts], device=dev)
-            in_prompt = torch.arange(length, device=dev)[None, :] < plen[:, None]
             allowed = allowed | (in_prompt[:, None, :] & in_prompt[:, :, None])
         positions = torch.arange(length, device=dev)[None, :].expand(len(seqs), -1)
         hidden = body(input_ids=ids, attention_mask=attention_mask_4d(allowed, self.model), position_ids=positions, use_cache=False).last_hidden_state
@@ -179,20 +239,36 @@ class TopicClassifier:
                 rows.append(i)
                 cols.append(len(p) - 1 + j)
                 targets.append(tok)
-        rows_t = torch.tensor(rows, device=dev)
-        return hidden[rows_t, torch.tensor(cols, device=dev)], torch.tensor(targets, device=dev), rows_t
+        rows_t = torch.tensor(rows, dtype=torch.long, device=dev)
+        cols_t = torch.tensor(cols, dtype=torch.long, device=dev)
+        return hidden[rows_t, cols_t], torch.tensor(targets, dtype=torch.long, device=dev), rows_t, mean_pool(hidden, in_prompt)
 
-    def _loss(self, prompts: list[list[int]], labels: list[tuple[int, ...]], label_smoothing: float) -> torch.Tensor:
-        hidden, targets, _ = self._label_hidden(prompts, labels)
+    def _loss(self, prompts: list[list[int]], labels: list[tuple[int, ...]], label_smoothing: float, head_loss: float = 1.0) -> torch.Tensor:
+        hidden, targets, _, pooled = self._label_hidden(prompts, labels)
         _, head = lm_parts(self.model)
-        return torch.nn.functional.cross_entropy(head(hidden).float(), targets, label_smoothing=label_smoothing)
+        loss = torch.nn.functional.cross_entropy(head(hidden).float(), targets, label_smoothing=label_smoothing)
+        if self.topic_head is not None and head_loss > 0:
+            nodes = torch.tensor([self.trie.lookup(lab) for lab in labels], dtype=torch.long, device=pooled.device)
+            loss = loss + head_loss * torch.nn.functional.cross_entropy(self.topic_head(pooled).float(), nodes, label_smoothing=label_smoothing)
+        return loss
+
+    @torch.inference_mode()
+    def head_log_proba(self, docs: Sequence[Doc | str]) -> torch.Tensor:
+        """log P(node | document) from the topic head, (documents, taxonomy nodes); node ids index the columns."""
+        if self.topic_head is None:
+            raise ValueError("this classifier has no topic head (train it with topic_head=True)")
+        self.model.eval()
+        texts = [d if isinstance(d, str) else d.text for d in docs]
+        prompts = self.encode_prompts(texts)
+        *_, pooled = self._label_hidden(prompts, [() for _ in prompts])
+        return torch.log_softmax(self.topic_head(pooled).float(), dim=-1)
 
     @torch.inference_mode()
     def log_prob(self, docs: Sequence[Doc | str], paths: Sequence[str], *, label_vocab: bool = True) -> list[float]:
         """log P(path | document) by teacher forcing, normalised as ``predict`` normalises (see ``beam_search``)."""
         self.model.eval()
         texts = [d if isinstance(d, str) else d.text for d in docs]
-        hidden, targets, rows = self._label_hidden(self.encode_prompts(texts), [self.label_ids(p) for p in paths])
+        hidden, targets, rows, _ = self._label_hidden(self.encode_prompts(texts), [self.label_ids(p) for p in paths])
         _, head = lm_parts(self.model)
         if label_vocab:
             logits = restricted_head(head, self.trie.vocab.to(hidden.device))(hidden).float()
@@ -215,13 +291,17 @@ class TopicClassifier:
         label_smoothing: float = 0.0,
         all_topics: bool = True,
         views: bool = False,
+        head_loss: float = 1.0,
         seed: int = 0,
         progress: bool = True,
     ) -> TopicClassifier:
         """Fine-tune on documents with gold topics; with ``all_topics`` every topic of a document is a target.
 
         With ``views`` a document that has both a title and a body is also seen as its title alone and as
-        its body alone (three examples per topic), a data augmentation for small gold sets."""
+        its body alone (three examples per topic), a data augmentation for small gold sets.
+
+        A topic head, when the classifier has one, is trained with the LM: its cross-entropy is added to
+        the LM loss at ``head_loss``, and it learns at ``HEAD_LR_SCALE`` times ``lr``."""
         pairs = [(text, t) for d in docs for t in (d.topics if all_topics else d.topics[:1]) for text in _views(d, views)]
         if not pairs:
             raise ValueError("fit needs at least one document with a topic")
@@ -232,7 +312,12 @@ class TopicClassifier:
         self.model.train()
         decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if self.topic_head is not None:
+            self.topic_head.to(model_device(self.model)).train()
+            groups.append({"params": list(self.topic_head.parameters()), "weight_decay": weight_decay, "lr": lr * HEAD_LR_SCALE})
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+        params = [p for g in groups for p in g["params"]]
         steps_per_epoch = math.ceil(len(pairs) / batch_size)
         total = steps_per_epoch * epochs
         schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * total), total)
@@ -249,9 +334,9 @@ class TopicClassifier:
             rng.shuffle(batches)
             total_loss = 0.0
             for batch in batches:
-                loss = self._loss([prompts[i] for i in batch], [labels[i] for i in batch], label_smoothing)
+                loss = self._loss([prompts[i] for i in batch], [labels[i] for i in batch], label_smoothing, head_loss)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -261,6 +346,8 @@ class TopicClassifier:
             report.losses.append(total_loss / len(batches))
         bar.close()
         self.model.eval()
+        if self.topic_head is not None:
+            self.topic_head.eval()
         report.seconds = time.perf_counter() - start
         self.fit_report = report
         return self
@@ -274,23 +361,49 @@ class TopicClassifier:
         batch_size: int = 32,
         constrained: bool = True,
         label_vocab: bool = True,
+        head_weight: float | None = None,
         progress: bool = False,
     ) -> list[list[TopicScore | None]]:
         """The ``k`` best topics of each document, best first (``None`` marks an answer that is not a node,
-        which only happens with ``constrained=False``)."""
+        which only happens with ``constrained=False``).
+
+        With a topic head and ``head_weight`` > 0 (default: ``self.head_weight``), the search keeps the
+        ``max(k, self.head_beams)`` best answers and returns the ``k`` best by ``log p_LM + head_weight *
+        log p_head``, scores renormalised over those answers. ``head_weight=0`` (or ``constrained=False``)
+        gives the LM's own beams."""
+        from classifier.rescore import rescore
+
+        weight = self.head_weight if head_weight is None else head_weight
+        use_head = self.topic_head is not None and weight > 0 and constrained  # unconstrained answers stay the LM's own
+        width = max(k, self.head_beams) if use_head else k
         texts = [d if isinstance(d, str) else d.text for d in docs]
         prompts = self.encode_prompts(texts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[list[TopicScore | None]] = [[] for _ in prompts]
         self.model.eval()
+        nodes = [n.path for n in self.taxonomy.nodes]
+        pooled: list[torch.Tensor] = []
         bar = tqdm(total=len(prompts), desc="predict", unit="doc", disable=not progress)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
+            pooled.clear()
             hyps = beam_search(
-                self.model, [prompts[i] for i in idx], self.trie, k=k, constrained=constrained, prefix_lm=self.prefix_lm, pad_id=self.pad_id, label_vocab=label_vocab
+                self.model,
+                [prompts[i] for i in idx],
+                self.trie,
+                k=width,
+                constrained=constrained,
+                prefix_lm=self.prefix_lm,
+                pad_id=self.pad_id,
+                label_vocab=label_vocab,
+                on_prompt=(lambda hidden, valid: pooled.append(mean_pool(hidden, valid))) if use_head else None,
             )
-            for i, hs in zip(idx, hyps):
-                results[i] = [None if h.node_id is None else self._score(h.node_id, h.logprob) for h in hs]
+            if use_head:
+                with torch.inference_mode():
+                    head_p = torch.softmax(self.topic_head(pooled[0]).float(), dim=-1).tolist()
+            for j, (i, hs) in enumerate(zip(idx, hyps)):
+                answers = [None if h.node_id is None else self._score(h.node_id, h.logprob) for h in hs]
+                results[i] = rescore(answers, dict(zip(nodes, head_p[j])), weight, k) if use_head else answers
             bar.update(len(idx))
         bar.close()
         return results
@@ -335,6 +448,8 @@ class TopicClassifier:
     def to(self, device: torch.device | str) -> TopicClassifier:
         """Move the model to ``device`` (``"cuda"``...): training and ``predict`` then run there."""
         self.model.to(device)
+        if self.topic_head is not None:
+            self.topic_head.to(device)
         return self
 
     def quantize(self) -> TopicClassifier:
@@ -353,9 +468,16 @@ def _views(doc: Doc, views: bool) -> list[str]:
 def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequence[Doc], *, progress: bool = True) -> tuple[TopicClassifier, float]:
     """The configured recipe, from its base model to a fitted classifier; returns it and the training seconds."""
     clf = TopicClassifier.from_base(
-        settings.base_model, taxonomy, prefix_lm=settings.prefix_lm, max_prompt_tokens=settings.max_prompt_tokens, verbalize=settings.verbalize_labels, seed=settings.seed
+        settings.base_model,
+        taxonomy,
+        prefix_lm=settings.prefix_lm,
+        max_prompt_tokens=settings.max_prompt_tokens,
+        verbalize=settings.verbalize_labels,
+        topic_head=settings.topic_head,
+        seed=settings.seed,
     )
     clf.to(settings.device)
+    clf.head_weight, clf.head_beams = settings.head_weight, settings.rescore_beams
     start = time.perf_counter()
     clf.fit(
         docs,
@@ -364,6 +486,7 @@ def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequenc
         lr=settings.learning_rate,
         label_smoothing=settings.label_smoothing,
         views=settings.augment_views,
+        head_loss=settings.topic_head_loss,
         seed=settings.seed,
         progress=progress,
     )

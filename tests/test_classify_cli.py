@@ -39,6 +39,7 @@ def test_train_predict_eval_on_mind(tmp_path: Path, shared_data: Path, tiny_bert
     assert (model / "topicfeed_classifier.json").is_file() and (model / "split.json").is_file()
     assert {"logreg.npz", "expert.json"} <= {p.name for p in (model / "expert").iterdir()}
     assert json.loads((model / "expert" / "expert.json").read_text())["max_tokens"] == 32  # the expert reads what the LM reads
+    assert (model / "topic_head.safetensors").is_file()  # the default recipe trains a topic head with the LM
 
     preds = tmp_path / "preds.jsonl"
     tf("classify", "predict", "--model", str(model), "--input", str(data), "--output", str(preds), "--k", "3", env=env)
@@ -66,7 +67,7 @@ def test_train_predict_eval_on_mind(tmp_path: Path, shared_data: Path, tiny_bert
 
     out = tmp_path / "eval.json"
     ev = tf("classify", "eval", "--model", str(model), "--data", str(data), "--json", str(out), env=env).stdout
-    for name in ("LM + candidate beam search", "LM, same beam search unconstrained", "tfidf+logreg", "minilm+logreg", "quality mode"):
+    for name in ("LM + candidate beam search", "re-ranked by its topic head", "LM, same beam search unconstrained", "tfidf+logreg", "minilm+logreg", "quality mode"):
         assert name in ev
     assert "L1 top-1" in ev and "L2 R@3" in ev and "L3 top-1" in ev and "docs/s" in ev
     results = {r["name"]: r for r in json.loads(out.read_text())}

@@ -108,6 +108,9 @@ class ClassifierSettings(BaseModel):
     verbalize_labels: bool = Field(True, description="spell taxonomy names in known words (newsscienceandtechnology -> news science and technology)")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     augment_views: bool = Field(False, description="also train on each document's title alone and body alone")
+    topic_head: bool = Field(True, description="train a topic head (linear, over the mean prompt state) along with the LM")
+    topic_head_loss: float = Field(1.0, ge=0, description="weight of the topic head's cross-entropy in the training loss")
+    head_weight: float = Field(1.5, ge=0, description="inference: re-rank the LM's best `rescore_beams` answers by log p_LM + head_weight * log p_head; 0 is off")
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
@@ -118,7 +121,7 @@ class ClassifierSettings(BaseModel):
     rescore_weight: float = Field(
         0.0, ge=0, description="quality mode: re-rank the LM's beams with the MiniLM + LR expert saved beside it, at this weight (1.5 chosen by CV); 0 is off"
     )
-    rescore_beams: int = Field(5, ge=1, description="LM answers the quality mode re-ranks")
+    rescore_beams: int = Field(5, ge=1, description="LM answers that the topic head and the quality mode re-rank")
     int8: bool = Field(False, description="int8 dynamic quantization of the linear layers for CPU inference (faster, slightly less accurate)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     device: str = Field("cpu", description="torch device for training and inference, e.g. cpu, cuda, cuda:1 (int8 is CPU only)")
