@@ -381,7 +381,6 @@ class TopicClassifier:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[list[TopicScore | None]] = [[] for _ in prompts]
         self.model.eval()
-        nodes = [n.path for n in self.taxonomy.nodes]
         pooled: list[torch.Tensor] = []
         bar = tqdm(total=len(prompts), desc="predict", unit="doc", disable=not progress)
         for start in range(0, len(order), batch_size):
@@ -403,7 +402,10 @@ class TopicClassifier:
                     head_p = torch.softmax(self.topic_head(pooled[0]).float(), dim=-1).tolist()
             for j, (i, hs) in enumerate(zip(idx, hyps)):
                 answers = [None if h.node_id is None else self._score(h.node_id, h.logprob) for h in hs]
-                results[i] = rescore(answers, dict(zip(nodes, head_p[j])), weight, k) if use_head else answers
+                if use_head:  # the head's probability of each candidate only, not of every node
+                    head_of = {a.path: head_p[j][h.node_id] for a, h in zip(answers, hs) if a is not None}
+                    answers = rescore(answers, head_of, weight, k)
+                results[i] = answers
             bar.update(len(idx))
         bar.close()
         return results
