@@ -16,7 +16,8 @@ fitted to the documents it is scored on.
     .venv/bin/python benchmarks/cv_classifier.py [--folds 5] [--out /tmp/cv]   # 5-7 min a fold here
 
 Out-of-fold answers are written to ``--out`` (one JSONL file per method) so that other ways of
-combining them can be scored without training again (``--rescore-only``).
+combining them can be scored without training again (``--rescore-only``). Last, it prints where the
+default's level-1 answers go wrong: per gold topic, the most common confusions, and by the top score.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 
 from classifier.baselines import EmbeddingTopicClassifier, TfidfTopicClassifier
 from classifier.data import Doc, load_documents
-from classifier.evaluate import format_results, score
+from classifier.evaluate import error_report, format_results, score
 from classifier.model import TopicScore, train_recipe
 from classifier.rescore import rescore
 from topicfeed.settings import Settings
@@ -152,6 +153,9 @@ def main() -> None:
         results.append(score(label, ordered, [combined[d.doc_id] for d in ordered], taxonomy, seconds=0, k=k))
     print(f"{len(ordered)} documents scored out of fold ({len(chosen)} of {args.folds} folds)")
     print(format_results(results).replace("inf", " - "))
+    default = "head" if "head" in answers else "lm"
+    print(f"\nwhere {methods[default]} goes wrong:")
+    print(error_report(ordered, [answers[default][d.doc_id][:k] for d in ordered], level=1).format())
 
 
 if __name__ == "__main__":

@@ -110,3 +110,56 @@ def format_results(results: Sequence[EvalResult]) -> str:
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows)
+
+
+@dataclass
+class ErrorReport:
+    """Where a classifier's top-1 answers go wrong at one level: per gold topic, the confusions, and by confidence."""
+
+    level: int
+    n: int
+    per_topic: list[tuple[str, int, int]]  # (gold topic, documents, wrong), most documents first
+    confusions: list[tuple[str, str, int]]  # (gold, answered, count), most frequent first
+    by_confidence: list[tuple[float, float, int, int]]  # (low, high, documents, wrong) by the top answer's score
+
+    def format(self, top: int = 10) -> str:
+        wrong = sum(w for _, _, w in self.per_topic)
+        lines = [f"L{self.level} top-1 errors: {wrong} of {self.n}"]
+        lines += [f"  {t:<28} {n:5d} docs  {w:4d} wrong  acc {1 - w / n:.2f}" for t, n, w in self.per_topic]
+        lines.append("  most common confusions (gold -> answered): " + ", ".join(f"{g} -> {p} {c}" for g, p, c in self.confusions[:top]))
+        lines += [f"  top score in [{lo:.2f}, {hi:.2f}): {n:5d} docs, acc {1 - w / n:.3f}" for lo, hi, n, w in self.by_confidence if n]
+        return "\n".join(lines)
+
+
+def error_report(
+    docs: Sequence[Doc], preds: Sequence[Sequence[TopicScore | None]], *, level: int = 1, bins: Sequence[float] = (0.0, 0.5, 0.8, 0.95, 1.0)
+) -> ErrorReport:
+    """Top-1 errors at ``level`` (ranked as ``score`` ranks them), per gold topic, as confusions and by the top answer's score."""
+    if len(docs) != len(preds):
+        raise ValueError(f"{len(docs)} documents but {len(preds)} predictions")
+    n_docs: dict[str, int] = defaultdict(int)
+    n_wrong: dict[str, int] = defaultdict(int)
+    confusions: dict[tuple[str, str], int] = defaultdict(int)
+    edges = list(bins)
+    in_bin = [[0, 0] for _ in edges[:-1]]
+    n = 0
+    for d, answers in zip(docs, preds):
+        gold = level_path(d.topic, level)
+        if gold is None:
+            continue
+        n += 1
+        ranking = level_ranking(answers, level)
+        answered = ranking[0] if ranking else "(none)"
+        ok = answered == gold
+        n_docs[gold] += 1
+        top = max((a.score for a in answers if a is not None), default=0.0)
+        b = next((i for i in range(len(edges) - 1) if top < edges[i + 1]), len(edges) - 2)
+        in_bin[b][0] += 1
+        if not ok:
+            n_wrong[gold] += 1
+            confusions[(gold, answered)] += 1
+            in_bin[b][1] += 1
+    per_topic = sorted(((t, c, n_wrong[t]) for t, c in n_docs.items()), key=lambda r: (-r[1], r[0]))
+    ranked = sorted(((g, p, c) for (g, p), c in confusions.items()), key=lambda r: (-r[2], r[0], r[1]))
+    by_conf = [(edges[i], edges[i + 1], c[0], c[1]) for i, c in enumerate(in_bin)]
+    return ErrorReport(level, n, per_topic, ranked, by_conf)

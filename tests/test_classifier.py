@@ -13,7 +13,7 @@ from tiny_models import save_tiny
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from classifier.data import Doc, load_documents, split
-from classifier.evaluate import score
+from classifier.evaluate import error_report, score
 from classifier.items import topics_long
 from classifier.model import TopicClassifier, TopicScore, minilm_path
 from classifier.trie import TopicTrie, Verbalizer
@@ -237,6 +237,24 @@ def test_scores_per_level() -> None:
     assert (l3.n, l3.top1, l3.recall) == (1, 1.0, 1.0)
     assert r.valid_share == pytest.approx(8 / 9) and r.docs_per_s == 1.5
 
+
+
+def test_error_report_counts_top1_errors_per_topic_confusion_and_confidence() -> None:
+    docs = [Doc("a", "t", topics=("News > Politics",)), Doc("b", "t", topics=("Sports > Football",)), Doc("c", "t", topics=("News > Crime",)), Doc("d", "t", topics=("News",))]
+    preds = [
+        [TopicScore("Sports > Football", 2, 0.97), TopicScore("News > Politics", 2, 0.02)],  # wrong though sure
+        [TopicScore("Sports > Football", 2, 0.6)],  # right
+        [TopicScore("Sports > Football", 2, 0.3), TopicScore("News > Crime", 2, 0.25), TopicScore("News > Politics", 2, 0.2)],  # News 0.45 wins L1
+        [],  # no answer: wrong
+    ]
+    r = error_report(docs, preds, level=1)
+    assert r.n == 4
+    assert r.per_topic == [("News", 3, 2), ("Sports", 1, 0)]
+    assert r.confusions == [("News", "(none)", 1), ("News", "Sports", 1)]
+    assert r.by_confidence == [(0.0, 0.5, 2, 1), (0.5, 0.8, 1, 0), (0.8, 0.95, 0, 0), (0.95, 1.0, 1, 1)]
+    l2 = error_report(docs, preds, level=2)
+    assert l2.n == 3 and l2.per_topic == [("News > Crime", 1, 1), ("News > Politics", 1, 1), ("Sports > Football", 1, 0)]
+    assert "L1 top-1 errors: 2 of 4" in r.format() and "News -> Sports 1" in r.format()
 
 def test_item_topics_include_ancestors_with_summed_scores() -> None:
     preds = [[TopicScore("Sports > Football", 2, 0.5), TopicScore("Sports > Water Sports > Scuba Diving", 3, 0.3), TopicScore("News", 1, 0.1)]]
