@@ -17,7 +17,8 @@ fitted to the documents it is scored on.
 
 Out-of-fold answers are written to ``--out`` (one JSONL file per method) so that other ways of
 combining them can be scored without training again (``--rescore-only``). Last, it prints where the
-default's level-1 answers go wrong: per gold topic, the most common confusions, and by the top score.
+default's level-1 answers go wrong: per gold topic, the most common confusions, and by the top score;
+``--show-errors N`` adds N random confident errors to read.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from pathlib import Path
 import torch
 
 from classifier.baselines import EmbeddingTopicClassifier, TfidfTopicClassifier
-from classifier.data import Doc, load_documents
-from classifier.evaluate import error_report, format_results, score
+from classifier.data import Doc, level_path, load_documents
+from classifier.evaluate import error_report, format_results, level_ranking, score
 from classifier.model import TopicScore, train_recipe
 from classifier.rescore import rescore
 from topicfeed.settings import Settings
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--max-folds", type=int, default=None, help="train and score only the first N folds (a paired comparison on fewer documents)")
     ap.add_argument("--rescore-only", action="store_true", help="score the answers already in --out")
     ap.add_argument("--compare", type=Path, action="append", default=[], help="another run's --out: its LM scored on the same documents")
+    ap.add_argument("--show-errors", type=int, default=0, metavar="N", help="print N random confident level-1 errors of the default (top score >= 0.95) to read")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cs = settings.classifier
@@ -156,6 +158,11 @@ def main() -> None:
     default = "head" if "head" in answers else "lm"
     print(f"\nwhere {methods[default]} goes wrong:")
     print(error_report(ordered, [answers[default][d.doc_id][:k] for d in ordered], level=1).format())
+    if args.show_errors:
+        sure = [d for d in ordered if answers[default][d.doc_id][0].score >= 0.95 and level_ranking(answers[default][d.doc_id][:k], 1)[0] != level_path(d.topic, 1)]
+        print(f"\n{min(args.show_errors, len(sure))} of the {len(sure)} level-1 errors with a top score >= 0.95 (gold | answered):")
+        for n, d in enumerate(random.Random(1).sample(sorted(sure, key=lambda d: d.doc_id), min(args.show_errors, len(sure))), 1):
+            print(f"{n}. {d.doc_id} {d.topic} | {answers[default][d.doc_id][0].path}\n   {d.title} || {d.body[:160]}")
 
 
 if __name__ == "__main__":
