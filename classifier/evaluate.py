@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,6 +66,16 @@ def level_ranking(answers: Sequence[TopicScore | None], level: int) -> list[str]
     return sorted(totals, key=lambda p: (-totals[p], first[p]))
 
 
+def ranked_at_level(docs: Sequence[Doc], preds: Sequence[Sequence[TopicScore | None]], level: int) -> Iterator[tuple[Sequence[TopicScore | None], str, list[str]]]:
+    """``(answers, gold, ranking)`` at ``level`` for each document whose main topic is at least that deep."""
+    if len(docs) != len(preds):
+        raise ValueError(f"{len(docs)} documents but {len(preds)} predictions")
+    for d, answers in zip(docs, preds):
+        gold = level_path(d.topic, level)
+        if gold is not None:
+            yield answers, gold, level_ranking(answers, level)
+
+
 def score(
     name: str, docs: Sequence[Doc], preds: Sequence[Sequence[TopicScore | None]], taxonomy: Taxonomy, *, seconds: float, k: int = 3, levels: Sequence[int] = (1, 2, 3)
 ) -> EvalResult:
@@ -74,12 +84,8 @@ def score(
     out = []
     for level in levels:
         n = hits = found = 0
-        for d, answers in zip(docs, preds):
-            gold = level_path(d.topic, level)
-            if gold is None:
-                continue
+        for _, gold, ranking in ranked_at_level(docs, preds, level):
             n += 1
-            ranking = level_ranking(answers, level)
             hits += bool(ranking) and ranking[0] == gold
             found += gold in ranking[:k]
         out.append(LevelScore(level, n, hits / n if n else 0.0, found / n if n else 0.0))
@@ -135,20 +141,14 @@ def error_report(
     docs: Sequence[Doc], preds: Sequence[Sequence[TopicScore | None]], *, level: int = 1, bins: Sequence[float] = (0.0, 0.5, 0.8, 0.95, 1.0)
 ) -> ErrorReport:
     """Top-1 errors at ``level`` (ranked as ``score`` ranks them), per gold topic, as confusions and by the top answer's score."""
-    if len(docs) != len(preds):
-        raise ValueError(f"{len(docs)} documents but {len(preds)} predictions")
     n_docs: dict[str, int] = defaultdict(int)
     n_wrong: dict[str, int] = defaultdict(int)
     confusions: dict[tuple[str, str], int] = defaultdict(int)
     edges = list(bins)
     in_bin = [[0, 0] for _ in edges[:-1]]
     n = 0
-    for d, answers in zip(docs, preds):
-        gold = level_path(d.topic, level)
-        if gold is None:
-            continue
+    for answers, gold, ranking in ranked_at_level(docs, preds, level):
         n += 1
-        ranking = level_ranking(answers, level)
         answered = ranking[0] if ranking else "(none)"
         ok = answered == gold
         n_docs[gold] += 1
