@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from classifier.data import load_documents
-from classifier.model import TopicClassifier
+from classifier.model import TopicClassifier, use_settings
 from classifier.rescore import EXPERT_DIR, RescoredClassifier
 from topicfeed.settings import Settings
 
@@ -57,7 +57,7 @@ def main() -> None:
     docs = load_documents(args.data, clf.taxonomy, settings.quarantine_dir).docs[: args.docs]
     tokens = sum(len(p) for p in clf.encode_prompts([d.text for d in docs])) / len(docs)
     print(f"{len(docs)} MIND documents, {tokens:.0f} prompt tokens on average; {args.threads} threads; beam 3; batch {args.batch_size}")
-    clf.head_beams = settings.classifier.rescore_beams
+    use_settings(clf, settings.classifier)
     clf.predict(docs[: args.batch_size], k=3)  # warm-up
 
     quantized = TopicClassifier.from_pretrained(args.model).quantize()
@@ -69,7 +69,7 @@ def main() -> None:
         "ours, constrained, full-vocab softmax": lambda: clf.predict(docs, label_vocab=False, **lm_only),
     }
     if clf.topic_head is not None:
-        variants[f"ours, beam {clf.head_beams} re-ranked by the topic head (default)"] = lambda: clf.predict(docs, k=3, batch_size=args.batch_size, head_weight=settings.classifier.head_weight)
+        variants[f"ours, beam {clf.head_beams} re-ranked by the topic head (default)"] = lambda: clf.predict(docs, k=3, batch_size=args.batch_size)
     if (args.model / EXPERT_DIR).is_dir():
         quality = RescoredClassifier.from_pretrained(args.model, beams=settings.classifier.rescore_beams)
         quality.predict(docs[: args.batch_size], k=3)  # loads the sentence encoder

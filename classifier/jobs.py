@@ -13,7 +13,7 @@ import torch
 from classifier.baselines import EmbeddingTopicClassifier, TfidfTopicClassifier
 from classifier.data import Doc, LoadReport, load_documents, split
 from classifier.evaluate import EvalResult, evaluate
-from classifier.model import TopicClassifier, train_recipe
+from classifier.model import TopicClassifier, train_recipe, use_settings
 from classifier.pipeline import Ablation, run_ablation
 from classifier.rescore import DEFAULT_WEIGHT, EXPERT_DIR, RescoredClassifier
 from topicfeed.settings import Settings
@@ -29,8 +29,7 @@ def set_threads(settings: Settings) -> None:
 
 def load_lm(settings: Settings, model_dir: Path) -> TopicClassifier:
     cs = settings.classifier
-    clf = TopicClassifier.from_pretrained(model_dir).to(cs.device)
-    clf.head_weight, clf.head_beams = cs.head_weight, cs.rescore_beams
+    clf = use_settings(TopicClassifier.from_pretrained(model_dir).to(cs.device), cs)
     return clf.quantize() if cs.int8 else clf
 
 

@@ -467,6 +467,12 @@ def _views(doc: Doc, views: bool) -> list[str]:
     return [doc.text, title, body] if views and title and body else [doc.text]
 
 
+def use_settings(clf: TopicClassifier, settings: ClassifierSettings) -> TopicClassifier:
+    """``clf`` with the configured inference: the topic head's re-ranking weight and how many beams it re-ranks."""
+    clf.head_weight, clf.head_beams = settings.head_weight, settings.rescore_beams
+    return clf
+
+
 def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequence[Doc], *, progress: bool = True) -> tuple[TopicClassifier, float]:
     """The configured recipe, from its base model to a fitted classifier; returns it and the training seconds."""
     clf = TopicClassifier.from_base(
@@ -479,7 +485,7 @@ def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequenc
         seed=settings.seed,
     )
     clf.to(settings.device)
-    clf.head_weight, clf.head_beams = settings.head_weight, settings.rescore_beams
+    use_settings(clf, settings)
     start = time.perf_counter()
     clf.fit(
         docs,
