@@ -238,7 +238,6 @@ def test_scores_per_level() -> None:
     assert r.valid_share == pytest.approx(8 / 9) and r.docs_per_s == 1.5
 
 
-
 def test_error_report_counts_top1_errors_per_topic_confusion_and_confidence() -> None:
     docs = [Doc("a", "t", topics=("News > Politics",)), Doc("b", "t", topics=("Sports > Football",)), Doc("c", "t", topics=("News > Crime",)), Doc("d", "t", topics=("News",))]
     preds = [
@@ -255,6 +254,7 @@ def test_error_report_counts_top1_errors_per_topic_confusion_and_confidence() ->
     l2 = error_report(docs, preds, level=2)
     assert l2.n == 3 and l2.per_topic == [("News > Crime", 1, 1), ("News > Politics", 1, 1), ("Sports > Football", 1, 0)]
     assert "L1 top-1 errors: 2 of 4" in r.format() and "News -> Sports 1" in r.format()
+
 
 def test_item_topics_include_ancestors_with_summed_scores() -> None:
     preds = [[TopicScore("Sports > Football", 2, 0.5), TopicScore("Sports > Water Sports > Scuba Diving", 3, 0.3), TopicScore("News", 1, 0.1)]]
