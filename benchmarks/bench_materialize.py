@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,10 +29,12 @@ import redis
 from featurestore import repo
 from featurestore.definitions import feature_definitions
 from featurestore.materialize import materialize_view
-from featurestore.online import local_redis_server
 from featurestore.preferences import profile_columns
 from topicfeed.settings import DEFAULT_TAXONOMY, FeastSettings, Settings
 from topicfeed.taxonomy import Taxonomy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redis_server import local_redis_server  # noqa: E402  (the tests' real redis-server helper)
 
 
 def synthetic_profiles(n: int, asof: datetime, k: int = 10, seed: int = 0) -> pa.Table:

@@ -25,6 +25,7 @@ import gc
 import shutil
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,11 +37,14 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 
 from featurestore import repo
 from featurestore.jobs import compute_features, default_asof, refresh_online
-from featurestore.online import local_redis_server, redis_client
+from featurestore.online import redis_client
 from featurestore.profile import INTENTS_VIEW, PREFS_VIEW, ProfileReader
 from topicfeed.ingest import ingest
 from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
 from topicfeed.simulator import simulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redis_server import local_redis_server  # noqa: E402  (the tests' real redis-server helper)
 
 
 def timed(fn: Callable[[], object], reads: int, warmup: int = 200) -> list[float]:

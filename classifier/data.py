@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from topicfeed.ingest import Quarantine, ValidBatch, read_source, validate
+from topicfeed.ingest import Quarantine, RawRecord, read_source, validate
 from topicfeed.taxonomy import Taxonomy, join_path, split_path
 
 
@@ -71,31 +71,24 @@ def load_documents(
             p = problems[0]
             report.problems.append(f"record {record.number} of {path.name}: field '{p['field']}': {p['message']}")
 
-    def accept(row: dict, record=None) -> None:
+    def accept(row: dict, record: RawRecord) -> None:
         topics = tuple(row.get("topics") or ())
         if taxonomy is not None and topics:
             canon = []
             for i, t in enumerate(topics):
                 c = _canonical(t, taxonomy)
                 if c is None:
-                    if record is not None:
-                        reject(record, [{"field": f"topics.{i}", "message": f"{t!r} is not a path of the taxonomy {taxonomy.name!r}"}])
+                    reject(record, [{"field": f"topics.{i}", "message": f"{t!r} is not a path of the taxonomy {taxonomy.name!r}"}])
                     return
                 canon.append(c)
             topics = tuple(dict.fromkeys(canon))
         if require_topics and not topics:
-            if record is not None:
-                reject(record, [{"field": "topics", "message": "a training document needs at least one topic"}])
+            reject(record, [{"field": "topics", "message": "a training document needs at least one topic"}])
             return
         report.docs.append(Doc(str(row["doc_id"]), row["title"], row.get("body") or "", topics))
 
     try:
         for record in read_source("documents", path):
-            if isinstance(record, ValidBatch):
-                for row in record.table.to_pylist():
-                    report.read += 1
-                    accept(row)
-                continue
             report.read += 1
             row, problems = validate("documents", record)
             if row is None:
@@ -135,8 +128,3 @@ def level_path(path: str, level: int) -> str | None:
     """The ancestor of ``path`` at ``level`` (1-based), or None when ``path`` is shallower."""
     parts = split_path(path)
     return join_path(parts[:level]) if len(parts) >= level else None
-
-
-def topics_at(paths: Iterable[str], level: int) -> list[str]:
-    """Distinct ancestors at ``level`` of ranked paths, in rank order."""
-    return list(dict.fromkeys(p for p in (level_path(x, level) for x in paths) if p is not None))

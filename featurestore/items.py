@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurestore.preferences import connect, item_topics_from_documents
+from featurestore.preferences import DECAY_SQL, connect, item_topics_from_documents
 from topicfeed.lake import Lake
 from topicfeed.settings import Settings
 from topicfeed.taxonomy import Taxonomy
@@ -78,12 +78,11 @@ def write_item_stats(settings: Settings, asof: datetime) -> Path:
     asof = asof.astimezone(UTC)
     window = settings.preferences.window_days
     con = connect()
-    events = f"read_parquet('{lake.path('events')}/*/*.parquet', hive_partitioning = true)"
-    docs = f"read_parquet('{lake.path('documents')}/*/*.parquet', hive_partitioning = true)"
+    events, docs = lake.scan("events"), lake.scan("documents")
     table = con.sql(
         f"""
         with ev as (
-            select item_id, type, ts, pow(0.5, (epoch($asof) - epoch(ts)) / 86400.0 / $half_life) as w
+            select item_id, type, ts, {DECAY_SQL} as w
             from {events} where ts >= $start and ts < $asof and item_id is not null
         ), s as (
             select item_id,

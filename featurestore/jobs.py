@@ -20,7 +20,7 @@ def default_asof(settings: Settings) -> datetime:
     lake = Lake(settings.lake_dir)
     if not lake.exists("events"):
         return datetime.now(UTC)
-    newest = duckdb.connect().execute(f"select max(ts) from read_parquet('{lake.path('events')}/*/*.parquet', hive_partitioning = true)").fetchone()[0]
+    newest = duckdb.connect().execute(f"select max(ts) from {lake.scan('events')}").fetchone()[0]
     return newest.astimezone(UTC) + timedelta(microseconds=1)
 
 

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +33,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 
-from featurestore.online import OnlineStoreUnavailable, redis_client
+from featurestore.online import RedisAddress, redis_client, unavailable
 from featurestore.preferences import connect
 from featurestore.wire import FLOAT_LIST_TAG, STRING_LIST_TAG, varint
 from topicfeed.settings import Settings
@@ -229,20 +228,19 @@ class RespPipe:
     error reply or a broken connection is raised by the next ``send`` or by ``close``."""
 
     def __init__(self, url: str, timeout: float, in_flight: int = 2 * BATCH) -> None:
-        parsed = urlparse(url)
-        raw = socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=timeout)
-        self.sock = ssl.create_default_context().wrap_socket(raw, server_hostname=parsed.hostname) if parsed.scheme == "rediss" else raw
+        address = RedisAddress.parse(url)
+        raw = socket.create_connection((address.host, address.port), timeout=timeout)
+        self.sock = ssl.create_default_context().wrap_socket(raw, server_hostname=address.host) if address.ssl else raw
         self.sock.settimeout(max(timeout, 30.0))  # a bulk batch may keep the server busy a while
         self.in_flight = in_flight
         self.pending = 0
         self.tail = b""
         self.error: BaseException | None = None
-        db = (parsed.path or "/0").lstrip("/") or "0"
-        if parsed.password:
-            user = [parsed.username.encode()] if parsed.username else []
-            self._now(_pack([b"AUTH", *user, parsed.password.encode()]))
-        if db != "0":
-            self._now(_pack([b"SELECT", db.encode()]))
+        if address.password:
+            user = [address.username.encode()] if address.username else []
+            self._now(_pack([b"AUTH", *user, address.password.encode()]))
+        if address.db:
+            self._now(_pack([b"SELECT", str(address.db).encode()]))
         self.queue: queue.Queue[tuple[pa.Array, int] | None] = queue.Queue(maxsize=2)
         self.thread = threading.Thread(target=self._run, name="redis-bulk-load", daemon=True)
         self.thread.start()
@@ -303,7 +301,7 @@ def open_pipe(settings: Settings) -> RespPipe:
     try:
         return RespPipe(settings.redis_url, settings.redis_timeout_s)
     except OSError as exc:
-        raise OnlineStoreUnavailable(f"Redis online store at {settings.redis_url} is unavailable: {exc} (timeout {settings.redis_timeout_s}s)") from exc
+        raise unavailable(settings, exc) from exc
 
 
 def _write_redis(settings: Settings, view: FeatureView, names: list[str], encoded: dict[str, pa.Array], entity_keys: pa.Array, ts_us: pa.Array, pipe: RespPipe) -> int:
@@ -340,7 +338,7 @@ def _write_redis(settings: Settings, view: FeatureView, names: list[str], encode
         finally:
             client.connection_pool.release(conn)
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise OnlineStoreUnavailable(f"Redis online store at {settings.redis_url} is unavailable: {exc}") from exc
+        raise unavailable(settings, exc) from exc
     finally:
         client.close()
     return written
@@ -401,6 +399,6 @@ def materialize_view(settings: Settings, store: FeatureStore, view: FeatureView,
             try:
                 pipe.close()
             except (redis.ConnectionError, OSError) as exc:
-                raise OnlineStoreUnavailable(f"Redis online store at {settings.redis_url} is unavailable: {exc}") from exc
+                raise unavailable(settings, exc) from exc
     store.registry.apply_materialization(view, settings.feast.project, start.astimezone(UTC), end.astimezone(UTC))
     return total

@@ -6,15 +6,11 @@ server gives a clear ``OnlineStoreUnavailable`` within seconds instead of a hang
 
 from __future__ import annotations
 
-import shutil
-import socket
 import sqlite3
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import redis
 
@@ -23,6 +19,33 @@ from topicfeed.settings import Settings
 
 class OnlineStoreUnavailable(RuntimeError):
     """The configured online store cannot be reached; the message says which and why."""
+
+
+def unavailable(settings: Settings, exc: BaseException) -> OnlineStoreUnavailable:
+    """The one error every Redis caller raises when the server cannot be reached."""
+    return OnlineStoreUnavailable(f"Redis online store at {settings.redis_url} is unavailable: {exc} (timeout {settings.redis_timeout_s}s)")
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """The parts of a ``redis://[user:password@]host:port/db`` (or ``rediss://``) URL."""
+
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    ssl: bool
+
+    @classmethod
+    def parse(cls, url: str) -> RedisAddress:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError(f"redis_url must start with redis:// or rediss://, got {url!r}")
+        db = (parsed.path or "/0").lstrip("/") or "0"
+        if not db.isdigit():
+            raise ValueError(f"redis_url database must be a number, got {db!r} in {url!r}")
+        return cls(parsed.hostname or "127.0.0.1", parsed.port or 6379, int(db), parsed.username or None, parsed.password, parsed.scheme == "rediss")
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -51,9 +74,7 @@ def check_online_store(settings: Settings) -> dict[str, Any]:
         client.ping()
         version = client.info("server").get("redis_version")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise OnlineStoreUnavailable(
-            f"Redis online store at {settings.redis_url} is unavailable: {exc} (timeout {settings.redis_timeout_s}s)"
-        ) from exc
+        raise unavailable(settings, exc) from exc
     finally:
         client.close()
     return {"store": "redis", "url": settings.redis_url, "version": version, "latency_ms": _ms(start)}
@@ -61,45 +82,3 @@ def check_online_store(settings: Settings) -> dict[str, Any]:
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def local_redis_server(workdir: Path, timeout_s: float = 10.0, port: int | None = None) -> Iterator[str]:
-    """Start ``redis-server`` on ``port`` (a free one by default) of 127.0.0.1 without persistence,
-    yield its URL, stop it.
-
-    For tests and benchmarks: a real server, never a mock."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise FileNotFoundError("redis-server is not installed; `make test` installs it (apt-get install redis-server)")
-    port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)

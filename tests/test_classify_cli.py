@@ -9,10 +9,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from test_cli import tf
-from tiny_models import save_tiny
 
 from topicfeed.settings import DEFAULT_TAXONOMY
 from topicfeed.taxonomy import Taxonomy
+
+from tiny_models import save_tiny
 
 
 @pytest.fixture(scope="module")

@@ -144,10 +144,11 @@ def test_llm_judge_and_teacher_speak_chat_completions(chat_url: str) -> None:
 
 def test_ablation_trains_after_each_step(tmp_path: Path) -> None:
     from test_classifier import SMALL, toy_docs
-    from tiny_models import save_tiny
 
     from classifier.pipeline import run_ablation
     from topicfeed.settings import ClassifierSettings
+
+    from tiny_models import save_tiny
 
     docs = toy_docs()
     gold = [d for i, d in enumerate(docs) if i % 3 == 0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny_models import save_tiny
 
 from classifier.baselines import EmbeddingTopicClassifier
 from classifier.data import Doc
 from classifier.model import TopicClassifier, TopicScore
 from classifier.rescore import EXPERT_DIR, FLOOR, RescoredClassifier, rescore
 from topicfeed.taxonomy import Taxonomy
+
+from tiny_models import save_tiny
 
 SMALL = Taxonomy.from_paths(["News > Politics", "News > Crime", "Sports > Football", "Sports > Tennis"])
 CANDIDATES = [TopicScore("News > Politics", 2, 0.6), TopicScore("News > Crime", 2, 0.3), None, TopicScore("Sports > Football", 2, 0.1)]

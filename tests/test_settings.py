@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,12 +9,26 @@ from pydantic import ValidationError
 from topicfeed.settings import DEFAULT_TAXONOMY, Settings
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test sees only what it sets: no ambient TOPICFEED_* variables, no topicfeed.yaml."""
+    for name in [n for n in os.environ if n.startswith("TOPICFEED_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
 def test_defaults_are_embedded_sqlite() -> None:
     s = Settings()
     assert s.online_store == "sqlite"
     assert s.taxonomy_path == DEFAULT_TAXONOMY and DEFAULT_TAXONOMY.is_file()
     assert s.sqlite_path.parent == s.data_dir
     assert s.lake_dir == s.data_dir / "lake"
+    assert s.data_dir == Path("topicfeed-data")
+
+
+def test_yaml_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / "topicfeed.yaml").write_text("half_life_days: 4\n")
+    assert Settings().half_life_days == 4
 
 
 def test_env_overrides_including_nested(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

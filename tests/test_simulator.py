@@ -137,6 +137,23 @@ def test_runs_on_the_iab_taxonomy(tmp_path: Path, shared_data: Path) -> None:
 
 def test_typo_changes_exactly_one_slip() -> None:
     rng = np.random.default_rng(0)
-    outs = {typo(rng, "aespa japan album") for _ in range(200)}
-    assert "aespa japan album" in outs or len(outs) > 20
-    assert all(abs(len(o) - len("aespa japan album")) <= 1 for o in outs)
+    word = "aespa japan album"
+    outs = [typo(rng, word) for _ in range(400)]
+    # each output is one slip away: one swap of neighbours, one letter dropped, doubled or replaced
+    assert all(_one_slip(word, o) for o in outs if o != word)
+    # a slip only leaves the text as it was when it swaps or doubles into the same letters
+    assert sum(o == word for o in outs) < 0.1 * len(outs)
+    kinds = {len(o) - len(word) for o in outs}
+    assert kinds == {-1, 0, 1}  # drops, swaps/replacements and doubled keys all occur
+    assert typo(rng, "ab") == "ab"  # too short to slip
+
+
+def _one_slip(a: str, b: str) -> bool:
+    """True when b is a with exactly one adjacent swap, deletion, insertion or substitution."""
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = sorted((a, b), key=len)
+    if len(long) - len(short) != 1:
+        return False
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from test_classifier import SMALL, toy_docs
-from tiny_models import save_tiny
 
 from classifier.model import HEAD_NAME, TopicClassifier
 from classifier.rescore import rescore
+
+from tiny_models import save_tiny
 
 
 @pytest.fixture(scope="module")

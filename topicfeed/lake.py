@@ -18,6 +18,11 @@ from topicfeed.schemas import KEYS, SCHEMAS, TIME_COLUMNS
 PARTITION = pa.schema([pa.field("date", pa.string())])
 
 
+def parquet_scan(glob: str) -> str:
+    """DuckDB's scan of the Parquet files matching ``glob``, date partitions as a column."""
+    return f"read_parquet('{glob}', hive_partitioning = true)"
+
+
 class Lake:
     """Parquet tables (``events``, ``documents``, and later derived ones) under one root."""
 
@@ -26,6 +31,14 @@ class Lake:
 
     def path(self, table: str) -> Path:
         return self.root / table
+
+    def glob(self, table: str) -> str:
+        """Every data file of a table, as a glob pattern."""
+        return f"{self.path(table)}/*/*.parquet"
+
+    def scan(self, table: str) -> str:
+        """The table as a DuckDB table expression (``select ... from {lake.scan('events')}``)."""
+        return parquet_scan(self.glob(table))
 
     def exists(self, table: str) -> bool:
         return any(self.path(table).glob("date=*/*.parquet"))

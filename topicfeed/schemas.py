@@ -34,6 +34,9 @@ class Domain(StrEnum):
     main = "main"
 
 
+DOMAINS: tuple[str, ...] = tuple(d.value for d in Domain)  # in this order everywhere (the simulator codes them 0, 1, 2)
+
+
 class EventType(StrEnum):
     impression = "impression"
     click = "click"

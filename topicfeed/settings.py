@@ -24,7 +24,6 @@ from pydantic_settings import (
 )
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TAXONOMY = PACKAGE_DATA / "taxonomy.tsv"
 
 
@@ -154,8 +153,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("topicfeed-data"), description="root of the lake, quarantine and stores")
     shared_data_dir: Path = Field(
-        REPO_ROOT.parent / "shared" / "data",
-        description="real evaluation data (IAB taxonomy, MIND sample), read in place",
+        default_factory=lambda: Path.cwd().parent / "shared" / "data",
+        description="real evaluation data (IAB taxonomy, MIND sample, Home Depot search log), read in place; "
+        "default: ../shared/data beside the working directory (the repository, when run through make)",
     )
     taxonomy_path: Path = Field(DEFAULT_TAXONOMY, description="taxonomy used by the simulator and models")
 

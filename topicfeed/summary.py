@@ -15,7 +15,7 @@ def lake_summary(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {"lake": str(settings.lake_dir)}
     con = duckdb.connect()
     if lake.exists("documents"):
-        docs = f"read_parquet('{lake.path('documents')}/*/*.parquet', hive_partitioning=true)"
+        docs = lake.scan("documents")
         n, partners, first, last = con.execute(
             f"select count(*), count(partner), min(created_at), max(created_at) from {docs}"
         ).fetchone()
@@ -23,7 +23,7 @@ def lake_summary(settings: Settings) -> dict[str, Any]:
     else:
         out["documents"] = {"count": 0}
     if lake.exists("events"):
-        events = f"read_parquet('{lake.path('events')}/*/*.parquet', hive_partitioning=true)"
+        events = lake.scan("events")
         n, users, first, last = con.execute(f"select count(*), count(distinct user_id), min(ts), max(ts) from {events}").fetchone()
         rows = con.execute(
             f"""select domain,

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from topicfeed.schemas import DOCUMENT_SCHEMA, EVENT_SCHEMA
+from topicfeed.schemas import DOCUMENT_SCHEMA, DOMAINS, EVENT_SCHEMA
 from topicfeed.settings import Settings
-from topicfeed.simulator.logs import CLICK, DOMAINS, IMPRESSION, SEARCH_EVENT, TYPES, LogSimulator, Snapshot
+from topicfeed.simulator.logs import CLICK, IMPRESSION, SEARCH_EVENT, TYPES, LogSimulator, Snapshot
 from topicfeed.simulator.world import World
 from topicfeed.taxonomy import Taxonomy
 

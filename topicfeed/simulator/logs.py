@@ -14,7 +14,6 @@ import numpy as np
 from topicfeed.simulator import text
 from topicfeed.simulator.world import World, _day_us, _diurnal_seconds
 
-DOMAINS = ("homefeed", "search", "main")
 TYPES = ("impression", "click", "search")
 HOMEFEED, SEARCH, MAIN = 0, 1, 2
 IMPRESSION, CLICK, SEARCH_EVENT = 0, 1, 2

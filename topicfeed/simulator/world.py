@@ -218,7 +218,7 @@ class World:
 
     # users --------------------------------------------------------------------------------
     def _users(self) -> Users:
-        cfg, rng, geo = self.cfg, self.rng, self.geo
+        cfg, rng = self.cfg, self.rng
         n = cfg.users
         light = rng.random(n) < cfg.light_share
         uses_search = rng.random(n) < np.where(light, cfg.light_search_share, cfg.heavy_search_share)
