@@ -13,9 +13,9 @@ import torch
 from classifier.baselines import EmbeddingTopicClassifier, TfidfTopicClassifier
 from classifier.data import Doc, LoadReport, load_documents, split
 from classifier.evaluate import EvalResult, evaluate
-from classifier.model import TopicClassifier, train_recipe, use_settings
+from classifier.model import TopicClassifier, train_recipe
 from classifier.pipeline import Ablation, run_ablation
-from classifier.rescore import DEFAULT_WEIGHT, EXPERT_DIR, RescoredClassifier
+from classifier.rescore import EXPERT_DIR, RescoredClassifier
 from topicfeed.settings import Settings
 from topicfeed.taxonomy import Taxonomy
 
@@ -29,15 +29,15 @@ def set_threads(settings: Settings) -> None:
 
 def load_lm(settings: Settings, model_dir: Path) -> TopicClassifier:
     cs = settings.classifier
-    clf = use_settings(TopicClassifier.from_pretrained(model_dir).to(cs.device), cs)
+    clf = TopicClassifier.from_pretrained(model_dir, params=cs).to(cs.device)
     return clf.quantize() if cs.int8 else clf
 
 
 def load_classifier(settings: Settings, model_dir: Path) -> TopicClassifier | RescoredClassifier:
-    """The classifier as configured: the LM, or in quality mode (``rescore_weight > 0``) the LM re-ranked by its expert."""
+    """The classifier as configured: the LM, or in quality mode the LM re-ranked by its expert."""
     cs = settings.classifier
     lm = load_lm(settings, model_dir)
-    if cs.rescore_weight <= 0:
+    if not cs.quality_mode:
         return lm
     return RescoredClassifier.with_saved_expert(lm, model_dir, weight=cs.rescore_weight, beams=cs.rescore_beams)
 
@@ -133,7 +133,7 @@ def eval_model(
     if unconstrained:
         results.append(evaluate("LM, same beam search unconstrained", clf, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size, constrained=False))
     if (Path(model_dir) / EXPERT_DIR).is_dir():
-        weight = cs.rescore_weight or DEFAULT_WEIGHT
+        weight = cs.rescore_weight
         quality = RescoredClassifier.with_saved_expert(clf, model_dir, weight=weight, beams=cs.rescore_beams)
         label = f"quality mode: LM beam {cs.rescore_beams} re-ranked by MiniLM + LR (w {weight:g})"
         results.append(evaluate(label, quality, test_docs, clf.taxonomy, k=cs.num_beams, batch_size=cs.predict_batch_size))

@@ -1,9 +1,12 @@
 """The topic classifier: a causal LM fine-tuned (SFT, loss on the label tokens only) to write a document's
 topic as a taxonomy path, and decoded with candidate beam search so that every answer is a node.
 
-``TopicClassifier.from_base(path, taxonomy)`` starts from any Hugging Face causal LM on disk (or a BERT
-checkpoint, loaded as a causal LM with ``is_decoder=True``); ``fit`` / ``predict`` / ``save_pretrained``
-/ ``from_pretrained`` follow scikit-learn and transformers. A saved classifier is one directory: the
+``TopicClassifier.from_base(path, taxonomy, **params)`` starts from any Hugging Face causal LM on disk (or
+a BERT checkpoint, loaded as a causal LM with ``is_decoder=True``); ``fit`` / ``predict`` /
+``save_pretrained`` / ``from_pretrained`` follow scikit-learn and transformers. Every hyperparameter
+(recipe and inference) lives in one ``ClassifierSettings`` object, ``clf.params``: its defaults are the
+defaults of the Python API and of ``topicfeed classify train`` alike; ``fit`` reads it and returns
+``self``; what fitting learns ends in ``_`` (``fit_report_``). A saved classifier is one directory: the
 model and tokenizer in the transformers format, ``taxonomy.tsv`` and ``topicfeed_classifier.json``
 (prompt settings and the trie's token sequences, checked against the tokenizer when loading).
 
@@ -40,8 +43,8 @@ CONFIG_NAME = "topicfeed_classifier.json"
 TAXONOMY_NAME = "taxonomy.tsv"
 HEAD_NAME = "topic_head.safetensors"
 HEAD_LR_SCALE = 10.0  # the topic head starts from scratch: it learns at 10x the body's learning rate
-DEFAULT_HEAD_WEIGHT = 1.5  # chosen by 5-fold cross-validation (README)
-DEFAULT_HEAD_BEAMS = 5
+WEIGHT_DECAY = 0.01
+WARMUP = 0.06  # share of the steps with a rising learning rate
 # encoder checkpoints that were pre-trained with bidirectional attention: by default their prompt stays so
 BIDIRECTIONAL = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie"}
 
@@ -86,32 +89,55 @@ class TopicClassifier:
         taxonomy: Taxonomy,
         *,
         prefix_lm: bool,
-        max_prompt_tokens: int = 96,
+        params: ClassifierSettings | None = None,
         prompt_suffix: str = " topic:",
-        verbalize: bool = False,
         topic_head: torch.nn.Linear | None = None,
     ):
-        """``topic_head``: a linear layer from the mean prompt state to one logit per taxonomy node (node ids as classes)."""
+        """``params``: every hyperparameter (default ``ClassifierSettings()``); ``topic_head``: a linear
+        layer from the mean prompt state to one logit per taxonomy node (node ids as classes)."""
         self.model = model
         self.tokenizer = tokenizer
         self.taxonomy = taxonomy
         self.prefix_lm = prefix_lm
-        self.max_prompt_tokens = max_prompt_tokens
+        self.params = params or ClassifierSettings()
         self.prompt_suffix = prompt_suffix
-        self.verbalize = verbalize
-        self.trie = TopicTrie.build(taxonomy, tokenizer, verbalize=verbalize)
+        self.trie = TopicTrie.build(taxonomy, tokenizer, verbalize=self.verbalize)
         self.end_id = end_token_id(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
         start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         self._start = [int(start)] if start is not None else []
         self._suffix = tokenizer(prompt_suffix, add_special_tokens=False)["input_ids"]
-        self.fit_report: FitReport | None = None
+        self.fit_report_: FitReport | None = None
         if topic_head is not None and topic_head.out_features != len(taxonomy.nodes):
             raise ValueError(f"the topic head has {topic_head.out_features} classes, the taxonomy {len(taxonomy.nodes)} nodes")
         self.topic_head = topic_head
-        # inference: re-rank the head_beams best answers with the head (when there is one and head_weight > 0)
-        self.head_weight = DEFAULT_HEAD_WEIGHT
-        self.head_beams = DEFAULT_HEAD_BEAMS
+
+    # what the prompt and the inference read from ``params``
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.params.max_prompt_tokens
+
+    @property
+    def verbalize(self) -> bool:
+        return self.params.verbalize_labels
+
+    @property
+    def head_weight(self) -> float:
+        """Inference: re-rank the ``head_beams`` best answers by ``log p_LM + head_weight * log p_head`` (0: off)."""
+        return self.params.head_weight
+
+    @property
+    def head_beams(self) -> int:
+        return self.params.rescore_beams
+
+    def set_params(self, **params: object) -> TopicClassifier:
+        """Change hyperparameters (``ClassifierSettings`` names, validated); the prompt's own ones
+        (``max_prompt_tokens``, ``verbalize_labels``) are fixed once the trie is built."""
+        fixed = {"max_prompt_tokens", "verbalize_labels"} & {k for k, v in params.items() if v != getattr(self.params, k, None)}
+        if fixed:
+            raise ValueError(f"{sorted(fixed)} cannot change after the classifier is built")
+        self.params = _params(self.params, params)
+        return self
 
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
@@ -120,14 +146,15 @@ class TopicClassifier:
         base: str | Path,
         taxonomy: Taxonomy,
         *,
-        prefix_lm: bool | None = None,
-        max_prompt_tokens: int = 96,
-        verbalize: bool = True,
-        topic_head: bool = False,
-        seed: int = 0,
+        params: ClassifierSettings | None = None,
+        **overrides: object,
     ) -> TopicClassifier:
         """A classifier to train, from a causal LM (or BERT-style encoder) saved on disk; ``"minilm"`` for the default.
-        With ``topic_head`` a new head over the mean prompt state is trained along with the LM."""
+        Hyperparameters: ``params`` (default ``ClassifierSettings()``) with ``overrides`` by name, e.g.
+        ``max_prompt_tokens=32, epochs=2``. With ``topic_head`` a new head over the mean prompt state is
+        trained along with the LM."""
+        params = _params(params or ClassifierSettings(), overrides)
+        prefix_lm, seed = params.prefix_lm, params.seed
         path = resolve_base(base)
         config = AutoConfig.from_pretrained(path)
         bidirectional = config.model_type in BIDIRECTIONAL and not config.is_decoder
@@ -140,19 +167,12 @@ class TopicClassifier:
         finally:
             hf_logging.set_verbosity(verbosity)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        head = torch.nn.Linear(model.config.hidden_size, len(taxonomy.nodes)) if topic_head else None
-        return cls(
-            model,
-            tokenizer,
-            taxonomy,
-            prefix_lm=bidirectional if prefix_lm is None else prefix_lm,
-            max_prompt_tokens=max_prompt_tokens,
-            verbalize=verbalize,
-            topic_head=head,
-        )
+        head = torch.nn.Linear(model.config.hidden_size, len(taxonomy.nodes)) if params.topic_head else None
+        return cls(model, tokenizer, taxonomy, prefix_lm=bidirectional if prefix_lm is None else prefix_lm, params=params, topic_head=head)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> TopicClassifier:
+    def from_pretrained(cls, directory: str | Path, params: ClassifierSettings | None = None) -> TopicClassifier:
+        """A saved classifier; ``params`` sets its inference (the prompt's own settings come from the directory)."""
         directory = Path(directory)
         meta_path = directory / CONFIG_NAME
         if not meta_path.exists():
@@ -168,21 +188,13 @@ class TopicClassifier:
             head = torch.nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
             head.load_state_dict(state)
             head.eval()
-        clf = cls(
-            model,
-            tokenizer,
-            taxonomy,
-            prefix_lm=meta["prefix_lm"],
-            max_prompt_tokens=meta["max_prompt_tokens"],
-            prompt_suffix=meta["prompt_suffix"],
-            verbalize=meta.get("verbalize", False),
-            topic_head=head,
-        )
-        saved = {int(k): tuple(v) for k, v in meta["trie"]["sequences"].items()}
-        if saved != clf.trie.sequences:
+        saved = {"max_prompt_tokens": meta["max_prompt_tokens"], "verbalize_labels": meta.get("verbalize", False), "topic_head": head is not None}
+        clf = cls(model, tokenizer, taxonomy, prefix_lm=meta["prefix_lm"], params=_params(params or ClassifierSettings(), saved), prompt_suffix=meta["prompt_suffix"], topic_head=head)
+        sequences = {int(k): tuple(v) for k, v in meta["trie"]["sequences"].items()}
+        if sequences != clf.trie.sequences:
             raise ValueError(f"{directory}: the saved label tokens differ from what the tokenizer gives now; the tokenizer or taxonomy changed")
         if meta.get("fit"):
-            clf.fit_report = FitReport(**meta["fit"])
+            clf.fit_report_ = FitReport(**meta["fit"])
         return clf
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -202,7 +214,7 @@ class TopicClassifier:
             "verbalize": self.verbalize,
             "topic_head": self.topic_head is not None,
             "trie": self.trie.to_json(),
-            "fit": None if self.fit_report is None else self.fit_report.__dict__,
+            "fit": None if self.fit_report_ is None else self.fit_report_.__dict__,
         }
         (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return directory
@@ -279,29 +291,19 @@ class TopicClassifier:
         token_lp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]
         return torch.zeros(len(texts), device=hidden.device).index_add_(0, rows, token_lp).tolist()
 
-    def fit(
-        self,
-        docs: Sequence[Doc],
-        *,
-        epochs: int = 8,
-        batch_size: int = 16,
-        lr: float = 2e-4,
-        weight_decay: float = 0.01,
-        warmup: float = 0.06,
-        label_smoothing: float = 0.0,
-        all_topics: bool = True,
-        views: bool = False,
-        head_loss: float = 1.0,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> TopicClassifier:
-        """Fine-tune on documents with gold topics; with ``all_topics`` every topic of a document is a target.
+    def fit(self, docs: Sequence[Doc], *, all_topics: bool = True, progress: bool = True) -> TopicClassifier:
+        """Fine-tune on documents with gold topics with the recipe of ``params`` (``epochs``,
+        ``batch_size``, ``learning_rate``, ``label_smoothing``, ``seed``); with ``all_topics`` every
+        topic of a document is a target.
 
-        With ``views`` a document that has both a title and a body is also seen as its title alone and as
-        its body alone (three examples per topic), a data augmentation for small gold sets.
+        With ``augment_views`` a document that has both a title and a body is also seen as its title alone
+        and as its body alone (three examples per topic), a data augmentation for small gold sets.
 
         A topic head, when the classifier has one, is trained with the LM: its cross-entropy is added to
-        the LM loss at ``head_loss``, and it learns at ``HEAD_LR_SCALE`` times ``lr``."""
+        the LM loss at ``topic_head_loss``, and it learns at ``HEAD_LR_SCALE`` times the learning rate."""
+        p = self.params
+        epochs, batch_size, lr, seed = p.epochs, p.batch_size, p.learning_rate, p.seed
+        label_smoothing, views, head_loss, weight_decay, warmup = p.label_smoothing, p.augment_views, p.topic_head_loss, WEIGHT_DECAY, WARMUP
         pairs = [(text, t) for d in docs for t in (d.topics if all_topics else d.topics[:1]) for text in _views(d, views)]
         if not pairs:
             raise ValueError("fit needs at least one document with a topic")
@@ -349,7 +351,7 @@ class TopicClassifier:
         if self.topic_head is not None:
             self.topic_head.eval()
         report.seconds = time.perf_counter() - start
-        self.fit_report = report
+        self.fit_report_ = report
         return self
 
     # -- inference ------------------------------------------------------------------------------------
@@ -467,35 +469,22 @@ def _views(doc: Doc, views: bool) -> list[str]:
     return [doc.text, title, body] if views and title and body else [doc.text]
 
 
+def _params(base: ClassifierSettings, overrides: dict[str, object]) -> ClassifierSettings:
+    """``base`` with ``overrides`` by field name, validated; an unknown name is an error."""
+    unknown = set(overrides) - set(ClassifierSettings.model_fields)
+    if unknown:
+        raise TypeError(f"unknown classifier parameters {sorted(unknown)}; see topicfeed.settings.ClassifierSettings")
+    return ClassifierSettings.model_validate({**base.model_dump(), **overrides})
+
+
 def use_settings(clf: TopicClassifier, settings: ClassifierSettings) -> TopicClassifier:
     """``clf`` with the configured inference: the topic head's re-ranking weight and how many beams it re-ranks."""
-    clf.head_weight, clf.head_beams = settings.head_weight, settings.rescore_beams
-    return clf
+    return clf.set_params(head_weight=settings.head_weight, rescore_beams=settings.rescore_beams)
 
 
 def train_recipe(settings: ClassifierSettings, taxonomy: Taxonomy, docs: Sequence[Doc], *, progress: bool = True) -> tuple[TopicClassifier, float]:
     """The configured recipe, from its base model to a fitted classifier; returns it and the training seconds."""
-    clf = TopicClassifier.from_base(
-        settings.base_model,
-        taxonomy,
-        prefix_lm=settings.prefix_lm,
-        max_prompt_tokens=settings.max_prompt_tokens,
-        verbalize=settings.verbalize_labels,
-        topic_head=settings.topic_head,
-        seed=settings.seed,
-    )
-    clf.to(settings.device)
-    use_settings(clf, settings)
+    clf = TopicClassifier.from_base(settings.base_model, taxonomy, params=settings).to(settings.device)
     start = time.perf_counter()
-    clf.fit(
-        docs,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.learning_rate,
-        label_smoothing=settings.label_smoothing,
-        views=settings.augment_views,
-        head_loss=settings.topic_head_loss,
-        seed=settings.seed,
-        progress=progress,
-    )
+    clf.fit(docs, progress=progress)
     return clf, time.perf_counter() - start

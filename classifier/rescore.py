@@ -7,10 +7,12 @@ same documents and saves it beside the LM, in ``expert/``. Every answer is still
 constrained beams, so it is still a valid node. Scores are renormalised over the candidates.
 
 The two models make different errors: the LM reads the words, the expert a sentence embedding
-trained on a billion sentence pairs. On the MIND sample, 5-fold cross-validation picked ``weight``
-1.5 (see ``benchmarks/cv_classifier.py``; the README has the figures): recall@3 gains about 0.02-0.03
-at both levels, top-1 stays where it was. The price is one more encoder pass per document and a
-wider beam, so this mode is off by default: ``TOPICFEED_CLASSIFIER__RESCORE_WEIGHT=1.5`` turns it on.
+trained on a billion sentence pairs. Before the topic head, 5-fold cross-validation on the MIND sample
+picked ``weight`` 1.5 and gained about 0.02-0.03 of recall@3 at both levels. On top of the topic head
+(the default since), the nested choice was ``weight`` 1 in every fold and the mode gained nothing
+beyond noise (``benchmarks/cv_classifier.py``; figures in ``docs/classifier.md``). The price is one more
+encoder pass per document and a wider beam, so this mode is off by default:
+``TOPICFEED_CLASSIFIER__QUALITY_MODE=true`` turns it on, at ``..__RESCORE_WEIGHT`` (default 1).
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ from classifier.model import TopicClassifier, TopicScore
 from topicfeed.taxonomy import Taxonomy
 
 EXPERT_DIR = "expert"
-DEFAULT_WEIGHT = 1.5
-DEFAULT_BEAMS = 5
 FLOOR = 1e-6  # the expert's probability for a path it never saw in training
 
 
@@ -45,7 +45,10 @@ def rescore(candidates: Sequence[TopicScore | None], expert: Mapping[str, float]
 class RescoredClassifier:
     """A ``TopicClassifier`` whose ``beams`` best answers are re-ranked with an ``EmbeddingTopicClassifier``."""
 
-    def __init__(self, lm: TopicClassifier, expert: EmbeddingTopicClassifier, *, weight: float = DEFAULT_WEIGHT, beams: int = DEFAULT_BEAMS) -> None:
+    def __init__(self, lm: TopicClassifier, expert: EmbeddingTopicClassifier, *, weight: float | None = None, beams: int | None = None) -> None:
+        """``weight`` and ``beams``: default the LM's ``params`` (``rescore_weight``, ``rescore_beams``)."""
+        weight = lm.params.rescore_weight if weight is None else weight
+        beams = lm.params.rescore_beams if beams is None else beams
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
         self.lm = lm
@@ -58,7 +61,7 @@ class RescoredClassifier:
         return self.lm.taxonomy
 
     @classmethod
-    def with_saved_expert(cls, lm: TopicClassifier, directory: str | Path, *, weight: float = DEFAULT_WEIGHT, beams: int = DEFAULT_BEAMS) -> RescoredClassifier:
+    def with_saved_expert(cls, lm: TopicClassifier, directory: str | Path, *, weight: float | None = None, beams: int | None = None) -> RescoredClassifier:
         """``lm`` (loaded from ``directory``, perhaps moved or quantized since) with the expert saved beside it."""
         expert_dir = Path(directory) / EXPERT_DIR
         if not expert_dir.is_dir():
@@ -66,7 +69,7 @@ class RescoredClassifier:
         return cls(lm, EmbeddingTopicClassifier.load(expert_dir, lm.taxonomy), weight=weight, beams=beams)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, weight: float = DEFAULT_WEIGHT, beams: int = DEFAULT_BEAMS) -> RescoredClassifier:
+    def from_pretrained(cls, directory: str | Path, *, weight: float | None = None, beams: int | None = None) -> RescoredClassifier:
         return cls.with_saved_expert(TopicClassifier.from_pretrained(directory), directory, weight=weight, beams=beams)
 
     def predict(self, docs: Sequence[Doc | str], *, k: int = 3, batch_size: int = 32, progress: bool = False) -> list[list[TopicScore]]:

@@ -27,12 +27,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
 from feast import FeatureStore, FeatureView
-from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import _mmh3, extract_text_and_num
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 
+from featurestore import layout
 from featurestore.online import RedisAddress, redis_client, unavailable
 from featurestore.preferences import connect
 from featurestore.wire import FLOAT_LIST_TAG, STRING_LIST_TAG, varint
@@ -81,18 +80,11 @@ def encode_float_lists(column: pa.Array) -> pa.Array:
 
 
 def entity_keys(join_key: str, values: pa.Array) -> pa.Array:
-    """Feast's ``serialize_entity_key`` (version 3) of single string keys, built in Arrow; the
-    layout is checked against Feast's own function once, and Feast's is used if it differs."""
-    probe = "x\u00e9"
-
-    def feast_key(v: str) -> bytes:
-        return serialize_entity_key(EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=v)]), entity_key_serialization_version=3)
-
-    raw = probe.encode()
-    expected = feast_key(probe)
-    prefix = expected[: -(4 + len(raw))]
-    if prefix + struct.pack("<I", len(raw)) + raw != expected:
-        return pa.array([feast_key(v) for v in values.to_pylist()], pa.binary())
+    """Feast's serialized entity keys (``featurestore.layout``) of single string keys, built in Arrow;
+    Feast's own function is used if its layout differs from the one checked."""
+    prefix = layout.key_prefix(join_key)
+    if prefix is None:
+        return pa.array([layout.serialize_key(join_key, v) for v in values.to_pylist()], pa.binary())
     as_bytes = values.cast(pa.binary())
     return _prefixed(lambda n: prefix + struct.pack("<I", n), as_bytes)
 
@@ -308,9 +300,9 @@ def _write_redis(settings: Settings, view: FeatureView, names: list[str], encode
     """HSET every row's fields in the entity's hash and EXPIRE it, skipping rows that are not newer
     than what the hash holds (Feast's rule). Commands are packed in Arrow and bulk-loaded."""
     project = settings.feast.project.encode()
-    ts_field = f"_ts:{view.name}".encode()
-    fields = [_mmh3(f"{view.name}:{name}") for name in names]
-    ttl = str(int(max(settings.feast.profile_ttl_days, settings.feast.item_ttl_days) * 86400)).encode()
+    ts_field = layout.redis_ts_field(view.name)
+    fields = [layout.redis_field(view.name, name) for name in names]
+    ttl = str(layout.redis_key_ttl_seconds(settings)).encode()
     keys = pc.binary_join_element_wise(entity_keys, pa.scalar(project), b"")
     stamps = encode_timestamps(ts_us)
     hset_head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (len(names) + 1))
@@ -353,7 +345,7 @@ def _timestamp_ns(raw: bytes) -> int:
 
 
 def _write_sqlite(settings: Settings, view: FeatureView, names: list[str], encoded: dict[str, pa.Array], entity_keys: pa.Array, ts_us: pa.Array) -> int:
-    table = f"{settings.feast.project}_{view.name}"
+    table = layout.sqlite_table(settings.feast.project, view.name)
     created = int(datetime.now(UTC).timestamp())
     seconds = (ts_us.to_numpy(zero_copy_only=False) // 1_000_000).tolist()
     keys = entity_keys.to_pylist()

@@ -25,11 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import redis
-from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
+from featurestore import layout
 from featurestore.online import redis_client, unavailable
 from featurestore.preferences import profile_columns
 from featurestore.wire import decode_float_list, decode_int64_list, decode_string, decode_string_list, decode_timestamp
@@ -87,22 +85,26 @@ class ProfileReader:
         self._view_times: dict[bytes, datetime | None] = {}
         self._sqlite: sqlite3.Connection | None = None
         names = [c[0] for c in self.pref_columns]
-        self._redis_fields: list[bytes | str] = [_mmh3(f"{PREFS_VIEW}:{n}") for n in names] + [_mmh3(f"{INTENTS_VIEW}:{n}") for n in INTENT_FIELDS]
-        self._redis_fields += [f"_ts:{PREFS_VIEW}", f"_ts:{INTENTS_VIEW}"]
+        self._redis_fields = [layout.redis_field(PREFS_VIEW, n) for n in names] + [layout.redis_field(INTENTS_VIEW, n) for n in INTENT_FIELDS]
+        self._redis_fields += [layout.redis_ts_field(PREFS_VIEW), layout.redis_ts_field(INTENTS_VIEW)]
+        self._sqlite_query = (
+            f"select 0, feature_name, value, event_ts from {layout.sqlite_table(self.project, PREFS_VIEW)} where entity_key = ? "
+            f"union all select 1, feature_name, value, event_ts from {layout.sqlite_table(self.project, INTENTS_VIEW)} where entity_key = ?"
+        )
         self._store = None
         # profile_columns come as (topics, scores) pairs per (domain, level)
         self._pref_index = {name: i for i, name in enumerate(names)}
         self._pref_slots = [(d, lv) for _, d, lv, kind in self.pref_columns if kind == "topics"]
         self._pref_decoders = [_LIST_DECODER[kind] for *_, kind in self.pref_columns]
         self._domains = list(dict.fromkeys(d for d, _ in self._pref_slots))
-        self._key_prefix = serialize_entity_key(self.entity_key(""), entity_key_serialization_version=3)[:-4]
+        self._key_prefix = layout.serialize_key("user_id", "")[:-4]
 
     # keys ---------------------------------------------------------------------------------
     def entity_key(self, user_id: str) -> EntityKeyProto:
-        return EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(string_val=user_id)])
+        return layout.entity_key("user_id", user_id)
 
     def serialized_key(self, user_id: str) -> bytes:
-        """Feast's serialized entity key (version 3), built directly (checked in the tests)."""
+        """Feast's serialized entity key (``featurestore.layout``), built directly (checked in the tests)."""
         raw = user_id.encode()
         return self._key_prefix + len(raw).to_bytes(4, "little") + raw
 
@@ -207,11 +209,7 @@ class ProfileReader:
             self._sqlite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         key = self.serialized_key(user_id)
         try:
-            rows = self._sqlite.execute(
-                f"select 0, feature_name, value, event_ts from {self.project}_{PREFS_VIEW} where entity_key = ? "
-                f"union all select 1, feature_name, value, event_ts from {self.project}_{INTENTS_VIEW} where entity_key = ?",
-                (key, key),
-            ).fetchall()
+            rows = self._sqlite.execute(self._sqlite_query, (key, key)).fetchall()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return UserProfile(user_id)

@@ -16,6 +16,7 @@ import yaml
 from feast import FeatureStore
 from feast.data_source import PushMode
 
+from featurestore import layout
 from featurestore.definitions import INTENT_SCHEMA, FeatureDefinitions, feature_definitions
 from featurestore.materialize import MaterializeReport, materialize_view
 from featurestore.online import RedisAddress
@@ -43,7 +44,7 @@ def feature_store_config(settings: Settings) -> dict[str, Any]:
             "type": "redis",
             "connection_string": redis_connection_string(settings.redis_url),
             # stale profiles expire by themselves
-            "key_ttl_seconds": int(max(settings.feast.profile_ttl_days, settings.feast.item_ttl_days) * 86400),
+            "key_ttl_seconds": layout.redis_key_ttl_seconds(settings),
         }
     return {
         "project": settings.feast.project,
@@ -51,7 +52,7 @@ def feature_store_config(settings: Settings) -> dict[str, Any]:
         "provider": "local",
         "online_store": online,
         "offline_store": {"type": "file"},
-        "entity_key_serialization_version": 3,
+        "entity_key_serialization_version": layout.ENTITY_KEY_SERIALIZATION_VERSION,
     }
 
 

@@ -156,10 +156,10 @@ def toy_docs() -> list[Doc]:
 
 def test_fit_learns_and_save_load_predicts_the_same(tiny: dict[str, Path], tmp_path: Path) -> None:
     docs = toy_docs()
-    clf = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16, seed=1)
+    clf = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16, seed=1, epochs=40, batch_size=4, learning_rate=1e-2, label_smoothing=0.0, topic_head=False)
     before = clf.predict(docs, k=1)
-    clf.fit(docs, epochs=40, batch_size=4, lr=1e-2, progress=False)
-    assert clf.fit_report is not None and clf.fit_report.losses[-1] < clf.fit_report.losses[0] / 4
+    assert clf.fit(docs, progress=False) is clf
+    assert clf.fit_report_ is not None and clf.fit_report_.losses[-1] < clf.fit_report_.losses[0] / 4
     after = clf.predict(docs, k=3)
     accuracy = sum(a[0].path == d.topic for d, a in zip(docs, after)) / len(docs)
     assert accuracy >= 0.9, (accuracy, [a[0].path for a in after])
@@ -176,11 +176,28 @@ def test_fit_learns_and_save_load_predicts_the_same(tiny: dict[str, Path], tmp_p
 
 def test_fit_with_views_also_trains_on_title_alone_and_body_alone(tiny: dict[str, Path]) -> None:
     docs = [Doc("a", "Senate vote", "The bill passed late at night.", ("News > Politics", "News > Crime")), Doc("b", "Robbery downtown", "", ("News > Crime",))]
-    plain = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16).fit(docs, epochs=1, progress=False)
-    viewed = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16).fit(docs, epochs=1, views=True, progress=False)
-    assert plain.fit_report is not None and viewed.fit_report is not None
-    assert plain.fit_report.examples == 3  # one example per (document, topic)
-    assert viewed.fit_report.examples == 7  # "a": whole, title, body for each of its two topics; "b" has no body
+    plain = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16, epochs=1).fit(docs, progress=False)
+    viewed = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16, epochs=1, augment_views=True).fit(docs, progress=False)
+    assert plain.fit_report_ is not None and viewed.fit_report_ is not None
+    assert plain.fit_report_.examples == 3  # one example per (document, topic)
+    assert viewed.fit_report_.examples == 7  # "a": whole, title, body for each of its two topics; "b" has no body
+
+
+def test_one_source_of_defaults_for_the_python_api_and_the_cli(tiny: dict[str, Path]) -> None:
+    """The Python API trains the recipe the settings describe, and rejects unknown or frozen parameters."""
+    from topicfeed.settings import ClassifierSettings
+
+    clf = TopicClassifier.from_base(tiny["bert"], SMALL)
+    assert clf.params == ClassifierSettings()
+    assert clf.max_prompt_tokens == ClassifierSettings().max_prompt_tokens and clf.verbalize == ClassifierSettings().verbalize_labels
+    assert (clf.topic_head is not None) == ClassifierSettings().topic_head and clf.head_weight == ClassifierSettings().head_weight
+    with pytest.raises(TypeError, match="epochz"):
+        TopicClassifier.from_base(tiny["bert"], SMALL, epochz=3)
+    with pytest.raises(ValueError, match="epochs"):
+        TopicClassifier.from_base(tiny["bert"], SMALL, epochs=0)
+    with pytest.raises(ValueError, match="max_prompt_tokens"):
+        clf.set_params(max_prompt_tokens=clf.max_prompt_tokens + 1)
+    assert clf.set_params(head_weight=0.5).head_weight == 0.5
 
 
 def test_loading_refuses_a_changed_tokenizer(tiny: dict[str, Path], tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def test_train_predict_eval_on_mind(tmp_path: Path, shared_data: Path, tiny_bert
 
     # quality mode: the LM's 5 best re-ranked by the saved expert; still 3 distinct taxonomy paths, best first
     rescored = tmp_path / "rescored.jsonl"
-    quality_env = env | {"TOPICFEED_CLASSIFIER__RESCORE_WEIGHT": "1.5", "TOPICFEED_CLASSIFIER__RESCORE_BEAMS": "5"}
+    quality_env = env | {"TOPICFEED_CLASSIFIER__QUALITY_MODE": "true", "TOPICFEED_CLASSIFIER__RESCORE_WEIGHT": "1.5", "TOPICFEED_CLASSIFIER__RESCORE_BEAMS": "5"}
     tf("classify", "predict", "--model", str(model), "--input", str(data), "--output", str(rescored), env=quality_env)
     quality_rows = [json.loads(line) for line in rescored.read_text().splitlines()]
     assert [r["doc_id"] for r in quality_rows] == [r["doc_id"] for r in rows]

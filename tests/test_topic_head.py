@@ -20,8 +20,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TopicClassifi
     root = tmp_path_factory.mktemp("tiny-head")
     out = {}
     for kind in ("bert", "gpt2"):
-        clf = TopicClassifier.from_base(save_tiny(kind, root / kind), SMALL, max_prompt_tokens=16, topic_head=True, seed=1)
-        out[kind] = clf.fit(toy_docs(), epochs=40, batch_size=4, lr=1e-2, progress=False)
+        clf = TopicClassifier.from_base(save_tiny(kind, root / kind), SMALL, max_prompt_tokens=16, topic_head=True, seed=1, epochs=40, batch_size=4, learning_rate=1e-2, label_smoothing=0.0)
+        out[kind] = clf.fit(toy_docs(), progress=False)
     return out
 
 
@@ -41,7 +41,7 @@ def test_the_head_learns_the_topics_with_the_lm(kind: str, trained: dict[str, To
 def test_predict_re_ranks_the_lm_beams_by_the_head(kind: str, trained: dict[str, TopicClassifier]) -> None:
     clf = trained[kind]
     docs = toy_docs()
-    clf.head_beams = 4
+    clf.set_params(rescore_beams=4)
     lm = clf.predict(docs, k=4, head_weight=0.0)  # the LM's own 4 best
     # the head's probabilities as predict pools them (left-padded prompt pass) and as head_log_proba does (right-padded)
     head = clf.head_log_proba(docs).exp().tolist()
@@ -64,7 +64,7 @@ def test_a_strong_head_overturns_the_lm_and_save_load_keeps_it(trained: dict[str
         clf.topic_head.weight.zero_()
         clf.topic_head.bias.fill_(-20.0)
         clf.topic_head.bias[SMALL.node("Food & Drink").id] = 20.0
-    clf.head_beams = len(SMALL.nodes)
+    clf.set_params(rescore_beams=len(SMALL.nodes))
     answers = clf.predict(docs, k=1, head_weight=5.0)
     assert all(a[0].path == "Food & Drink" for a in answers)
     assert all(a[0].score == pytest.approx(1.0) for a in answers)
@@ -73,7 +73,7 @@ def test_a_strong_head_overturns_the_lm_and_save_load_keeps_it(trained: dict[str
     clf.save_pretrained(tmp_path / "model")
     assert (tmp_path / "model" / HEAD_NAME).exists()
     loaded = TopicClassifier.from_pretrained(tmp_path / "model")
-    loaded.head_beams = clf.head_beams
+    loaded.set_params(rescore_beams=clf.head_beams)
     assert loaded.topic_head is not None
     assert loaded.predict(docs, k=3, head_weight=5.0) == clf.predict(docs, k=3, head_weight=5.0)
     assert math.isclose(float(loaded.topic_head.bias.detach()[SMALL.node("Food & Drink").id]), 20.0)
@@ -84,4 +84,4 @@ def test_a_head_for_another_taxonomy_is_refused(trained: dict[str, TopicClassifi
     with pytest.raises(ValueError, match="classes"):
         TopicClassifier(clf.model, clf.tokenizer, SMALL, prefix_lm=True, topic_head=torch.nn.Linear(32, 3))
     with pytest.raises(ValueError, match="no topic head"):
-        TopicClassifier.from_base(save_tiny("bert", tmp_path / "tiny"), SMALL).head_log_proba(toy_docs())
+        TopicClassifier.from_base(save_tiny("bert", tmp_path / "tiny"), SMALL, topic_head=False).head_log_proba(toy_docs())
