@@ -3,7 +3,9 @@
 Simulates 10M events once (cached in --cache), then runs in fresh processes, one after the
 other, (1) ``featurestore.preferences.compute_preferences`` (DuckDB SQL) and (2) a
 straightforward pandas groupby implementation of the same per-domain formulas and merge, and
-prints wall time, peak RSS of each process and the ratio.
+prints wall time, peak RSS of each process and the ratio. Each process writes its ranked rows, and the
+two outputs are compared row by row (scores within 1e-4; a topic in one top-k only where it ties with
+the k-th score), so the ratio is between equal results.
 
     .venv/bin/python benchmarks/bench_preferences.py [--events 10000000] [--cache /tmp/tf-bench]
 """
@@ -48,23 +50,52 @@ def worker_duckdb(cache: Path) -> dict:
     settings = Settings(data_dir=cache / "data")
     t = time.perf_counter()
     out = compute_preferences(settings, asof_of(cache), events_glob=str(cache / "sim" / "events.parquet"))
-    return {"seconds": time.perf_counter() - t, "rows": out.num_rows, "users": len(set(out.column("user_id").to_pylist()))}
+    seconds = time.perf_counter() - t
+    out.select(KEY + ["score"]).to_pandas().to_parquet(cache / "out-duckdb.parquet")
+    return {"seconds": seconds, "rows": out.num_rows, "users": len(set(out.column("user_id").to_pylist()))}
 
 
 def worker_pandas(cache: Path) -> dict:
-    """The same formulas written the obvious way with pandas groupby/merge."""
+    from topicfeed.settings import Settings
+
+    t = time.perf_counter()
+    top = pandas_preferences(Settings(data_dir=cache / "data"), asof_of(cache), cache / "sim" / "events.parquet")
+    seconds = time.perf_counter() - t
+    top[KEY + ["score"]].to_parquet(cache / "out-pandas.parquet")
+    return {"seconds": seconds, "rows": len(top), "users": top.user_id.nunique()}
+
+
+KEY = ["user_id", "domain", "level", "topic"]
+
+
+def compare(cache: Path, tolerance: float = 1e-4) -> dict:
+    """Do the two outputs agree? Rows by (user, domain, level, topic), scores within ``tolerance``.
+    A topic may be in one top-k and not the other only where it ties with the k-th score."""
+    import pandas as pd
+
+    ours = pd.read_parquet(cache / "out-duckdb.parquet")
+    theirs = pd.read_parquet(cache / "out-pandas.parquet")
+    both = ours.merge(theirs, on=KEY, how="outer", suffixes=("_ours", "_pandas"), indicator=True)
+    matched = both[both._merge == "both"]
+    far = int(((matched.score_ours - matched.score_pandas).abs() > tolerance).sum())
+    alone = both[both._merge != "both"].copy()
+    alone["score"] = alone.score_ours.fillna(alone.score_pandas)
+    kth = pd.concat([ours, theirs]).groupby(KEY[:3]).score.min().rename("kth")
+    alone = alone.merge(kth, left_on=KEY[:3], right_index=True)
+    untied = int(((alone.score - alone.kth).abs() > tolerance).sum())
+    return {"rows_ours": len(ours), "rows_pandas": len(theirs), "matched": len(matched), "score_mismatches": far, "rows_in_one_only": len(alone), "untied_rows_in_one_only": untied}
+
+
+def pandas_preferences(settings, asof: datetime, events: Path):  # noqa: ANN001, ANN201
+    """The same formulas written the obvious way with pandas groupby/merge (top-k rows, long form)."""
     import numpy as np
     import pandas as pd
 
     from featurestore.preferences import connect, item_topics_from_documents
-    from topicfeed.settings import Settings
 
-    settings = Settings(data_dir=cache / "data")
     cfg = settings.preferences
-    asof = asof_of(cache)
-    t = time.perf_counter()
     topics = item_topics_from_documents(settings, connect()).to_pandas()
-    ev = pd.read_parquet(cache / "sim" / "events.parquet", columns=["user_id", "domain", "type", "item_id", "ts"])
+    ev = pd.read_parquet(events, columns=["user_id", "domain", "type", "item_id", "ts"])
     ev = ev[(ev.ts >= asof - timedelta(days=cfg.window_days)) & (ev.ts < asof)]
     ev["w"] = 0.5 ** ((asof - ev.ts).dt.total_seconds() / 86400 / settings.half_life_days)
     act = ev.assign(
@@ -97,8 +128,7 @@ def worker_pandas(cache: Path) -> dict:
     merged = (wide[cols] * ww[cols]).sum(axis=1) / ww[cols].sum(axis=1).replace(0, np.nan)
     long = pd.concat([g[["user_id", "domain", "level", "topic", "score", "exposure"]], merged.rename("score").reset_index().assign(domain="merged", exposure=0.0)])
     long = long.sort_values(["user_id", "domain", "level", "score"], ascending=[True, True, True, False])
-    top = long.groupby(["user_id", "domain", "level"]).head(cfg.top_k)
-    return {"seconds": time.perf_counter() - t, "rows": len(top), "users": top.user_id.nunique()}
+    return long.groupby(["user_id", "domain", "level"]).head(cfg.top_k)
 
 
 def run_worker(name: str, cache: Path) -> dict:
@@ -132,6 +162,10 @@ def main() -> None:
     if "error" in pandas:
         print(f"pandas baseline failed: {pandas['error']}")
     else:
+        same = compare(args.cache)
+        print("outputs compared: " + ", ".join(f"{k}={v:,}" for k, v in same.items()))
+        agree = same["score_mismatches"] == 0 and same["untied_rows_in_one_only"] == 0
+        print(f"the pandas baseline computes the same preferences: {'yes' if agree else 'NO: its timing is not like for like'}")
         print(f"pandas groupby baseline:            {pandas['seconds']:.1f}s, peak RSS {pandas['peak_gb']:.2f} GB, {pandas['users']:,} users, {pandas['rows']:,} ranked rows")
         print(f"ratio pandas/duckdb: time {pandas['seconds'] / duck['seconds']:.1f}x, memory {pandas['peak_gb'] / duck['peak_gb']:.1f}x")
     ok = duck["seconds"] <= args.target_s and duck["peak_gb"] <= args.target_gb
