@@ -3,8 +3,8 @@
 ``ProfileReader.get`` reads what Feast wrote, in Feast's own layout, with one round trip: one
 ``HMGET`` of the user's hash in Redis (all views of an entity share it), sent on the calling
 thread's own connection, or one indexed query in SQLite. Values are Feast ``ValueProto`` bytes,
-decoded by hand (``featurestore.wire``: a float list is one ``array.frombytes``); keys are built
-as Feast's own helpers build them. It exists because the Feast SDK's ``get_online_features`` costs
+decoded with protobuf's own parser (``featurestore.wire``); keys and fields are Feast's layout
+(``featurestore.layout``). It exists because the Feast SDK's ``get_online_features`` costs
 about 100x the raw store read here (``benchmarks/bench_online.py``); ``get_via_sdk`` returns the
 same profile through the SDK. Views older than their TTL are treated as absent. An unknown user
 gets an empty profile (``found=False``), never an error; an unreachable Redis raises

@@ -1,4 +1,4 @@
-"""The hand decoders of Feast values must return exactly what protobuf returns, for any input."""
+"""The decoders of Feast values return exactly what protobuf returns, for any input."""
 
 from __future__ import annotations
 
