@@ -11,6 +11,7 @@ Feast's registry records the materialized interval as its own materialize does.
 from __future__ import annotations
 
 import queue
+import re
 import socket
 import sqlite3
 import ssl
@@ -212,10 +213,57 @@ def _send(conn: redis.connection.Connection, commands: pa.Array, replies_per_com
     return [conn.read_response() for _ in range(len(commands) * replies_per_command)]
 
 
+_INTEGER_REPLIES = re.compile(rb"(?::-?\d+\r\n)*")  # what HSET and EXPIRE answer: the common case, matched in C
+_SIMPLE, _BULK, _AGGREGATE = frozenset(b"+-:_,#("), frozenset(b"$!="), frozenset(b"*~>%|")
+
+
+def _reply_end(data: bytes, i: int) -> int | None:
+    """Where the RESP (2 or 3) reply starting at ``data[i]`` ends, or ``None`` if it is not complete yet."""
+    nl = data.find(b"\r\n", i)
+    if nl < 0:
+        return None
+    kind = data[i]
+    if kind in _SIMPLE:
+        return nl + 2
+    n = int(data[i + 1 : nl])
+    if kind in _BULK:
+        end = nl + 4 + n if n >= 0 else nl + 2
+        return end if end <= len(data) else None
+    if kind in _AGGREGATE:
+        j: int | None = nl + 2
+        for _ in range(max(n, 0) * (2 if kind in b"%|" else 1)):
+            j = _reply_end(data, j)
+            if j is None:
+                return None
+        return j
+    raise redis.ResponseError(f"not a RESP reply: {data[i : i + 20]!r}")
+
+
+def complete_replies(data: bytes) -> tuple[int, int, str | None]:
+    """``(replies, end, first error)`` of the complete top-level replies at the start of ``data``:
+    every RESP type is walked (bulk strings by their length, arrays by their items), runs of integer
+    replies in one regular-expression match."""
+    count, i, error = 0, 0, None
+    while True:
+        run = _INTEGER_REPLIES.match(data, i)
+        count += data.count(b"\r\n", i, run.end())
+        i = run.end()
+        if i >= len(data):
+            return count, i, error
+        end = _reply_end(data, i)
+        if end is None:
+            return count, i, error
+        if data[i] == 0x2D and error is None:  # "-ERR ..."
+            error = data[i + 1 : data.find(b"\r\n", i)].decode(errors="replace")
+        count += 1
+        i = end
+
+
 class RespPipe:
     """Mass insertion over a plain socket, as Redis documents for bulk loading: commands are
-    written back to back and their integer replies (``:n\\r\\n``) are counted, not parsed one by
-    one. A sender thread writes and drains while the caller prepares the next batch, so server and
+    written back to back and their replies are counted as they arrive (``complete_replies``: any
+    RESP type, integer runs in one regular-expression match), not parsed into objects one by one.
+    A sender thread writes and drains while the caller prepares the next batch, so server and
     client work at the same time; replies of at most ``in_flight`` commands are left unread. An
     error reply or a broken connection is raised by the next ``send`` or by ``close``."""
 
@@ -267,15 +315,11 @@ class RespPipe:
             if not chunk:
                 raise redis.ConnectionError("Redis closed the connection during a bulk load")
             data = self.tail + chunk
-            end = data.rfind(b"\r\n")
-            if end < 0:
-                self.tail = data
-                continue
-            done, self.tail = data[: end + 2], data[end + 2 :]
-            if done.startswith(b"-") or b"\r\n-" in done:
-                line = done[done.find(b"-") :].split(b"\r\n", 1)[0]
-                raise redis.ResponseError(line[1:].decode(errors="replace"))
-            self.pending -= done.count(b"\r\n")
+            count, end, error = complete_replies(data)
+            self.tail = data[end:]
+            if error is not None:
+                raise redis.ResponseError(error)
+            self.pending -= count
 
     def close(self) -> None:
         self.queue.put(None)

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from featurestore import repo
 from featurestore.jobs import compute_features, default_asof
-from featurestore.materialize import encode_float_lists, encode_string_lists, entity_keys
+from featurestore.materialize import complete_replies, encode_float_lists, encode_string_lists, entity_keys
 from featurestore.online import OnlineStoreUnavailable
 from featurestore.profile import ProfileReader
 from topicfeed.ingest import ingest
@@ -260,3 +260,17 @@ def test_entity_keys_are_feasts() -> None:
     ids = ["u1", "ünïcode", "x" * 300, ""]
     expected = [serialize_entity_key(EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(string_val=v)]), entity_key_serialization_version=3) for v in ids]
     assert entity_keys("user_id", pa.array(ids)).to_pylist() == expected
+
+
+def test_bulk_loader_counts_every_reply_type_split_anywhere() -> None:
+    """The bulk loader's reply counter walks RESP replies of every type, whatever the chunking."""
+    replies = [b":1\r\n", b"+OK\r\n", b"$5\r\na\r\nb:\r\n", b"$-1\r\n", b"*2\r\n:3\r\n$2\r\n\r\n\r\n", b"*-1\r\n", b":-7\r\n", b"-ERR wrong type\r\n", b"%1\r\n+k\r\n:1\r\n", b"_\r\n", b",1.5\r\n", b":12\r\n"]
+    stream = b"".join(replies)
+    assert complete_replies(stream) == (len(replies), len(stream), "ERR wrong type")
+    for cut in range(len(stream) + 1):
+        count, end, _ = complete_replies(stream[:cut])
+        # exactly the replies that end at or before the cut are complete
+        ends = [sum(len(r) for r in replies[: i + 1]) for i in range(len(replies))]
+        assert count == sum(e <= cut for e in ends) and end == max([0] + [e for e in ends if e <= cut])
+        rest, end2, _ = complete_replies(stream[end:])
+        assert count + rest == len(replies) and end + end2 == len(stream)
