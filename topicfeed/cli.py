@@ -86,12 +86,14 @@ def ingest(
     """Validate and store records in the lake; invalid ones go to quarantine, duplicates are dropped."""
     from topicfeed.ingest import ingest as run_ingest
 
+    start = time.perf_counter()
     try:
         report = run_ingest(kind.value, path, get_settings(), fmt.value, echo_errors=5)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(report.summary_line())
+    seconds = time.perf_counter() - start
+    typer.echo(f"{report.summary_line()} ({seconds:.1f}s, {report.read / max(seconds, 1e-9):,.0f} records/s)")
     if report.quarantine_path:
         typer.echo(f"quarantine: {report.quarantine_path}")
 
@@ -123,6 +125,7 @@ def run(
     start = time.perf_counter()
     result = run_simulation(settings, sim_dir)
     typer.echo(f"[1/5] simulate: {result.stats['events']} events, {result.stats['documents']} documents, {result.stats['users']} users ({result.timings['total_s']:.1f}s) -> {sim_dir}")
+    typer.echo(f"      ctr: {json.dumps(result.stats['ctr'])}  shares: {json.dumps(result.stats['shares'])}")
     for kind in ("documents", "events"):
         t = time.perf_counter()
         report = run_ingest(kind, result.files[kind], settings)
