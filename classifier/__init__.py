@@ -1,1 +1,1 @@
-"""Topic classifier: SFT causal LM with taxonomy-constrained beam search (not built yet: see the issues)."""
+"""Topic classifier: an SFT causal LM that writes taxonomy paths, decoded by candidate beam search over a token trie (see docs/classifier.md)."""

@@ -1,1 +1,1 @@
-"""Feature store: Feast definitions, preference computation and online reads (see featurestore/online.py)."""
+"""Feature store: preference computation, Feast definitions and layout, materialization and online profile reads."""

@@ -61,8 +61,8 @@ def connect(memory_limit: str = "3GB", threads: int = 2) -> duckdb.DuckDBPyConne
 def item_topics_from_documents(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """Item topics from the documents' gold topics (score 1), expanded to every level.
 
-    Stands in for the classifier's output until that exists; same columns:
-    ``item_id, topic, level, score``.
+    The default item topics of the main job; ``classifier.items`` writes the classifier's instead, with
+    the same columns: ``item_id, topic, level, score``.
     """
     con = con or connect()
     lake = Lake(settings.lake_dir)

@@ -111,7 +111,7 @@ def test_untrained_model_answers_are_valid_distinct_and_sorted(kind: str, tiny: 
 def test_beam_scores_are_the_exact_path_probabilities(kind: str, tiny: dict[str, Path]) -> None:
     """With a beam as wide as the taxonomy, the search returns every node with the log-probability that
     teacher forcing gives: the shared-prompt cache, tree mask, positions and padding are right."""
-    clf = TopicClassifier.from_base(tiny[kind], SMALL, max_prompt_tokens=40)
+    clf = TopicClassifier.from_base(tiny[kind], SMALL, max_prompt_tokens=40, topic_head=False)  # the LM's own search
     k = len(SMALL)
     preds = clf.predict(DOCS, k=k, batch_size=4)
     for doc, answers in zip(DOCS, preds):
@@ -126,7 +126,7 @@ def test_beam_scores_are_the_exact_path_probabilities(kind: str, tiny: dict[str,
 def test_trie_works_with_transformers_generate(kind: str, tiny: dict[str, Path], iab: Taxonomy) -> None:
     """transformers' own beam search with the trie's prefix_allowed_tokens_fn gives valid nodes, and the
     same best answers as our search run with the same full-vocabulary softmax."""
-    clf = TopicClassifier.from_base(tiny[kind], iab, max_prompt_tokens=32)
+    clf = TopicClassifier.from_base(tiny[kind], iab, max_prompt_tokens=32, topic_head=False)
     native = clf.predict_with_generate(DOCS, k=3)
     ours = clf.predict(DOCS, k=3, label_vocab=False)
     for n, o in zip(native, ours):

@@ -36,6 +36,7 @@ def test_simulate_then_ingest_round_trip(tmp_path: Path) -> None:
     events = tf("ingest", "events", str(sim / "events.jsonl"), env=env).stdout
     assert f"accepted={n_events} quarantined=0 duplicates=0" in events
     assert "unknown_items=0" in events
+    assert re.search(r"\(\d+\.\ds, [\d,]+ records/s\)$", events.strip())
     again = tf("ingest", "events", str(sim / "events.jsonl"), env=env).stdout
     assert f"accepted=0 quarantined=0 duplicates={n_events}" in again
 
@@ -65,6 +66,8 @@ def test_main_job_runs_on_embedded_defaults(tmp_path: Path) -> None:
     out = tf("run", "--users", "200", "--days", "3", env=env).stdout
     assert "[1/5] simulate" in out and "[5/5] nDCG@10" in out
     assert "quarantined=0" in out
+    shares = json.loads(re.search(r"shares: (\{.*\})", out).group(1))
+    assert 0.5 < shares["light_of_homefeed_users"] < 1 and 0 < shares["light_users_who_search"] <= 1
     users_with_events = re.search(r"events: \d+ from (\d+) users", out).group(1)
     assert f"user_topic_preferences={users_with_events}," in out  # every active user has a profile online
     assert "homefeed" in out and "search" in out
