@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def test_the_head_learns_the_topics_with_the_lm(kind: str, trained: dict[str, To
 
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
 def test_predict_re_ranks_the_lm_beams_by_the_head(kind: str, trained: dict[str, TopicClassifier]) -> None:
-    clf = trained[kind]
+    clf = copy.deepcopy(trained[kind])  # the shared fixture stays as trained
     docs = toy_docs()
     clf.set_params(rescore_beams=4)
     lm = clf.predict(docs, k=4, head_weight=0.0)  # the LM's own 4 best
@@ -58,7 +59,7 @@ def test_predict_re_ranks_the_lm_beams_by_the_head(kind: str, trained: dict[str,
 
 
 def test_a_strong_head_overturns_the_lm_and_save_load_keeps_it(trained: dict[str, TopicClassifier], tmp_path: Path) -> None:
-    clf = trained["bert"]
+    clf = copy.deepcopy(trained["bert"])  # its head is overwritten below; the shared fixture stays as trained
     docs = toy_docs()
     with torch.no_grad():  # a head that is sure of one topic for every document
         clf.topic_head.weight.zero_()
