@@ -151,6 +151,18 @@ def run(
     typer.echo(f"done in {time.perf_counter() - start:.1f}s; ground truth (not ingested): {sim_dir / 'ground_truth'}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes (uvicorn)")] = 1,
+) -> None:
+    """Run the feed service (FastAPI on uvicorn); the OpenAPI reference is at /docs."""
+    import uvicorn
+
+    uvicorn.run("feed.service:app_from_settings", factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False)
+
+
 def _when(value: str | None) -> datetime | None:
     if value is None:
         return None

@@ -143,6 +143,52 @@ class FeastSettings(BaseModel):
     recent_intents: int = Field(10, ge=1, description="refined intents kept per user")
 
 
+SourceName = Literal["topics", "intents", "trending", "popular", "similar", "fresh"]
+
+
+class SourceSettings(BaseModel):
+    """One named candidate source of the feed ranker (as a recommender in Gorse's config)."""
+
+    enabled: bool = True
+    limit: int = Field(100, ge=1, le=5_000, description="candidates it offers per request")
+
+
+def _default_sources() -> dict[SourceName, SourceSettings]:
+    return {
+        "topics": SourceSettings(limit=200),
+        "intents": SourceSettings(limit=50),
+        "trending": SourceSettings(limit=60),
+        "popular": SourceSettings(limit=60),
+        "similar": SourceSettings(limit=60),
+        "fresh": SourceSettings(limit=60),
+    }
+
+
+class FeedSettings(BaseModel):
+    """The feed ranker and its service (``feed/``, ``topicfeed serve``)."""
+
+    sources: dict[SourceName, SourceSettings] = Field(default_factory=_default_sources, description="named candidate sources; each can be switched off")
+    level_weights: tuple[float, ...] = Field((0.3, 0.6, 1.0), description="weight of a topic match at taxonomy level 1, 2, 3 (deeper is more specific)")
+    intent_weight: float = Field(1.0, ge=0, description="weight of a match with a recent refined intent")
+    trend_weight: float = Field(0.25, ge=0)
+    popularity_weight: float = Field(0.15, ge=0)
+    freshness_weight: float = Field(0.1, ge=0)
+    freshness_half_life_hours: float = Field(24.0, gt=0)
+    exploration: float = Field(0.3, ge=0, le=1, description="weight of the random bonus of fresh items (exploration), 0..1")
+    trending_windows_minutes: tuple[int, ...] = Field((30, 60, 1440), description="trend = the largest rise of clicks over the window before, over these windows")
+    max_per_l2_topic: int = Field(3, ge=1, description="diversity: at most this many items of one level-2 topic on a page")
+    default_limit: int = Field(20, ge=1, le=200)
+    max_limit: int = Field(100, ge=1, le=1_000)
+    partner: str | None = Field(None, description="partner whose share of the top `partner_top_n` the rule guarantees")
+    partner_share: float = Field(0.0, ge=0, le=1)
+    partner_top_n: int = Field(10, ge=1)
+    profile_timeout_s: float = Field(0.05, gt=0, description="a profile read slower than this serves the non-personalized feed (fallback)")
+    catalog_refresh_s: float = Field(300.0, gt=0, description="item features are reloaded from the store this often, and swapped atomically")
+    max_body_bytes: int = Field(1_048_576, ge=1_024, description="larger request bodies get 413")
+    max_events_per_request: int = Field(5_000, ge=1)
+    keyed_reads: bool = Field(False, description="also require the API key for feed reads")
+
+
 class Settings(BaseSettings):
     """Everything configurable in topicfeed, in one place."""
 
@@ -163,11 +209,13 @@ class Settings(BaseSettings):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_s: float = Field(2.0, gt=0, description="connect and read timeout for Redis")
+    api_key: str | None = Field(None, description="X-API-Key of the feed service's write and admin endpoints; unset: they are refused")
 
     half_life_days: float = Field(14.0, gt=0, description="half-life of the time decay of preferences")
     preferences: PreferenceSettings = PreferenceSettings()
     feast: FeastSettings = FeastSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    feed: FeedSettings = FeedSettings()
 
     simulator: SimulatorSettings = SimulatorSettings()
 

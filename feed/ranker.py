@@ -1,0 +1,263 @@
+"""Ranking a home feed from one user profile and the in-memory catalog: plain library code.
+
+Candidates come from named sources (``FeedSettings.sources``, each switchable): the user's top topics
+at each level, refined intents (title words of the refined query), trending, popular, similar to what
+the user clicked (cosine over the topic embedding, brute force) and fresh items. Each candidate is
+scored as
+
+    level_weights[l] * pref_l(topic) * item_score(topic), summed over the item's topics and levels
+  + intent_weight * (share of the intent's words in the title, or 1 for the topics of a fresh search)
+  + similar_weight * cosine(item, the user's clicked items)
+  + trend_weight * trend + popularity_weight * popularity + freshness_weight * 0.5 ** (age / half-life)
+  + exploration * freshness * u,   u ~ U(0, 1), fixed per (user, day)
+
+Items the user clicked are excluded; at most ``max_per_l2_topic`` items of one level-2 topic make a
+page (the rest move down); a partner rule is applied last (``feed.partner``). The reason of an item is
+its largest contribution, in words. An unknown user (or a store that does not answer) gets the
+non-personalized feed: trending, popular and fresh, with ``fallback=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+
+from featurestore.profile import UserProfile
+from feed.catalog import Catalog, words
+from feed.partner import place
+from topicfeed.settings import FeedSettings
+from topicfeed.taxonomy import split_path
+
+ReasonKind = Literal["intent", "topic", "trending", "popular", "similar", "fresh", "partner"]
+SIMILAR_WEIGHT = 0.5
+TOPICS_PER_LEVEL = 5  # the user's strongest topics per level that feed the topic source
+
+
+@dataclass(frozen=True)
+class RecentSearch:
+    """A search with clicks that arrived moments ago: its query, and the clicked items' topics."""
+
+    query: str
+    topics: dict[str, float]
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: ReasonKind
+    text: str
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    item_id: str
+    score: float
+    source: str
+    reason: Reason
+
+
+@dataclass
+class Feed:
+    user_id: str
+    items: list[FeedItem]
+    fallback: bool
+    candidates: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+
+
+def _readable(path: str) -> str:
+    return " > ".join(split_path(path))
+
+
+class Ranker:
+    """``rank(catalog, profile, ...)`` -> ``Feed``; stateless apart from its settings."""
+
+    def __init__(self, settings: FeedSettings) -> None:
+        self.settings = settings
+        self.enabled = {name: s.limit for name, s in settings.sources.items() if s.enabled}
+
+    # candidates -------------------------------------------------------------------------------
+    def _candidates(
+        self, catalog: Catalog, profile: UserProfile | None, clicked: set[int], searches: list[RecentSearch], personal: bool, partner: str | None
+    ) -> tuple[dict[int, str], dict[int, tuple[float, str]], np.ndarray | None]:
+        """item -> first source; item -> (intent match, query); the user's clicked-items vector."""
+        source: dict[int, str] = {}
+        intent: dict[int, tuple[float, str]] = {}
+
+        def offer(items: Iterable[int], name: str) -> None:
+            for i in items:
+                source.setdefault(int(i), name)
+
+        limits = self.enabled
+        user_vec = None
+        if personal and profile is not None:
+            if "intents" in limits:
+                queries = [q for q in [profile.last_refined_query, *profile.recent_refined_queries] if q]
+                for q in dict.fromkeys(queries):
+                    qwords = set(words(q))
+                    if not qwords:
+                        continue
+                    hits: dict[int, int] = {}
+                    for w in qwords:
+                        for i in catalog.by_word.get(w, ()):
+                            hits[int(i)] = hits.get(int(i), 0) + 1
+                    best = sorted(hits.items(), key=lambda t: (-t[1], -catalog.popularity[t[0]]))[: limits["intents"]]
+                    for i, h in best:
+                        share = h / len(qwords)
+                        if share > intent.get(i, (0.0, ""))[0]:
+                            intent[i] = (share, q)
+                    offer((i for i, _ in best), "intents")
+            if "topics" in limits:
+                per = max(1, limits["topics"] // (TOPICS_PER_LEVEL * max(1, len(self.settings.level_weights))))
+                for level in range(len(self.settings.level_weights), 0, -1):
+                    for topic, _ in profile.top(level, k=TOPICS_PER_LEVEL):
+                        got = catalog.by_topic.get(topic)
+                        if got is not None:
+                            offer(got[0][:per], "topics")
+            if "similar" in limits and clicked and catalog.embedding.shape[1]:
+                user_vec = catalog.embedding[list(clicked)].mean(axis=0)
+                norm = float(np.linalg.norm(user_vec))
+                if norm > 0:
+                    user_vec = user_vec / norm
+                    sims = catalog.embedding @ user_vec
+                    k = min(limits["similar"] + len(clicked), len(sims))
+                    top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+                    offer(top[np.argsort(-sims[top])], "similar")
+                else:
+                    user_vec = None
+        for search in searches:
+            for topic in search.topics:
+                got = catalog.by_topic.get(topic)
+                if got is not None:
+                    for i in got[0][: limits.get("intents", 20)]:
+                        if intent.get(int(i), (0.0, ""))[0] < 1.0:
+                            intent[int(i)] = (1.0, search.query)
+                    offer(got[0][: limits.get("intents", 20)], "intents")
+        for name, order in (("trending", catalog.by_trend), ("popular", catalog.by_popularity), ("fresh", catalog.by_fresh)):
+            if name in limits:
+                offer(order[: limits[name]], name)
+        if partner:
+            offer(np.flatnonzero(catalog.partner == partner), "partner")
+        return source, intent, user_vec
+
+    # scoring -----------------------------------------------------------------------------------
+    def rank(
+        self,
+        catalog: Catalog,
+        profile: UserProfile | None,
+        *,
+        user_id: str,
+        limit: int | None = None,
+        now: datetime | None = None,
+        exclude: Iterable[int] = (),
+        searches: Iterable[RecentSearch] = (),
+        partner: str | None = None,
+        share: float | None = None,
+        fallback: bool = False,
+    ) -> Feed:
+        """The user's feed. ``fallback=True`` (or a profile that is absent or not found, with no recent
+        search) gives the non-personalized feed. ``partner``/``share`` override the settings' rule."""
+        s = self.settings
+        limit = limit or s.default_limit
+        now = now or datetime.now(UTC)
+        searches = list(searches)
+        clicked = set(catalog.clicked.get(user_id, ())) | set(exclude)
+        personal = not fallback and ((profile is not None and profile.found) or bool(searches) or bool(clicked))
+        partner = partner if partner is not None else s.partner
+        share = s.partner_share if share is None else share
+        source, intent, user_vec = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner if share > 0 else None)
+        cands = np.array([i for i in source if i not in clicked], dtype=np.int64)
+        if len(cands) == 0:
+            return Feed(user_id, [], fallback=not personal)
+
+        prefs: list[dict[str, float]] = []
+        if personal and profile is not None:
+            prefs = [dict(profile.top(level)) for level in range(1, len(s.level_weights) + 1)]
+        topic = np.zeros(len(cands))
+        best_topic: list[str | None] = [None] * len(cands)
+        if prefs:
+            for j, i in enumerate(cands):
+                best, total = 0.0, 0.0
+                for path, score in catalog.item_topics[i].items():
+                    level = path.count(" > ") + 1
+                    if level > len(prefs):
+                        continue
+                    contrib = s.level_weights[level - 1] * prefs[level - 1].get(path, 0.0) * score
+                    total += contrib
+                    if contrib > best:
+                        best, best_topic[j] = contrib, path
+                topic[j] = total
+        intent_score = np.array([intent.get(int(i), (0.0, ""))[0] for i in cands]) * s.intent_weight if personal else np.zeros(len(cands))
+        similar = np.clip(catalog.embedding[cands] @ user_vec, 0, 1) * SIMILAR_WEIGHT if user_vec is not None else np.zeros(len(cands))
+        trend = catalog.trend[cands] * s.trend_weight
+        pop = catalog.popularity[cands] * s.popularity_weight
+        age_h = np.maximum(now.timestamp() - catalog.created_s[cands], 0) / 3600
+        fresh_raw = 0.5 ** (age_h / s.freshness_half_life_hours)
+        rng = np.random.default_rng(int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little"))
+        fresh = fresh_raw * (s.freshness_weight + s.exploration * rng.random(len(cands)))
+        parts = np.vstack([intent_score, topic, similar, trend, pop, fresh])
+        score = parts.sum(axis=0)
+
+        order = np.argsort(-score, kind="stable")
+        ranked = self._diversify(catalog, cands[order], limit_hint=max(limit, s.partner_top_n))
+        pos = {int(i): j for j, i in enumerate(cands)}
+        if partner and share > 0:
+            window = ranked[: max(len(ranked), 1)]
+            rel = score[[pos[int(i)] for i in window]]
+            top_n = min(s.partner_top_n, limit)
+            chosen = place(rel, catalog.partner[window] == partner, top_n, share)
+            head = [int(window[k]) for k in chosen]
+            taken = set(head)
+            ranked = np.array(head + [int(i) for i in ranked if int(i) not in taken], dtype=np.int64)
+        items = []
+        counts: dict[str, int] = {}
+        kinds: tuple[ReasonKind, ...] = ("intent", "topic", "similar", "trending", "popular", "fresh")
+        for i in ranked[:limit]:
+            j = pos[int(i)]
+            src = source[int(i)]
+            if src == "partner" or (partner and share > 0 and catalog.partner[i] == partner and parts[:, j].max() <= 0):
+                reason = Reason("partner", f"from our partner {catalog.partner[i]}")
+            else:
+                kind = kinds[int(np.argmax(parts[:, j]))]
+                reason = self._reason(kind, catalog, int(i), intent.get(int(i), (0.0, ""))[1], best_topic[j], clicked, user_vec)
+            counts[src] = counts.get(src, 0) + 1
+            items.append(FeedItem(catalog.ids[i], round(float(score[j]), 6), src, reason))
+        return Feed(user_id, items, fallback=not personal, candidates=len(cands), sources=counts)
+
+    def _diversify(self, catalog: Catalog, ranked: np.ndarray, limit_hint: int) -> np.ndarray:
+        """At most ``max_per_l2_topic`` items of one level-2 topic in each page of ``limit_hint``; the
+        others keep their order behind."""
+        cap = self.settings.max_per_l2_topic
+        page: list[int] = []
+        rest: list[int] = []
+        seen: dict[int, int] = {}
+        for i in ranked:
+            t = int(catalog.l2_topic[i])
+            if len(page) < limit_hint and (t < 0 or seen.get(t, 0) < cap):
+                page.append(int(i))
+                if t >= 0:
+                    seen[t] = seen.get(t, 0) + 1
+            else:
+                rest.append(int(i))
+        return np.array(page + rest, dtype=np.int64)
+
+    @staticmethod
+    def _reason(kind: ReasonKind, catalog: Catalog, i: int, query: str, topic: str | None, clicked: set[int], user_vec: np.ndarray | None) -> Reason:
+        if kind == "intent" and query:
+            return Reason("intent", f"because you recently searched '{query}'")
+        if kind == "topic" and topic:
+            return Reason("topic", f"because you follow {_readable(topic)}")
+        if kind == "similar" and clicked:
+            near = max(clicked, key=lambda c: float(catalog.embedding[c] @ catalog.embedding[i]))
+            return Reason("similar", f"similar to '{catalog.titles[near]}', which you read")
+        if kind == "trending":
+            return Reason("trending", "trending now")
+        if kind == "popular":
+            return Reason("popular", "popular right now")
+        return Reason("fresh", "new: something to discover")
+

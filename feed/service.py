@@ -1,0 +1,346 @@
+"""The feed service: FastAPI routers over the ranker, the online profile and the event sink.
+
+``create_app(settings)`` builds the app; heavy things (the catalog, the profile reader, the event
+index) are loaded once in ``lifespan`` and passed to the routes as dependencies. The OpenAPI page
+(``/docs``, ``/openapi.json``) is the API reference. ``topicfeed serve`` runs it on uvicorn.
+
+* ``GET /v1/feed/{user_id}``: the ranked feed with a reason per item; an unknown user, or an online
+  store that fails or does not answer within ``feed.profile_timeout_s``, gets the non-personalized
+  feed with ``fallback: true``, never an error. After a store failure, reads are skipped for one
+  second (a breaker), so a dead Redis costs no timeout per request.
+* ``POST /v1/events`` (API key): events appended durably to the lake before the reply; invalid ones
+  quarantined and reported by index and field; a retried batch adds nothing. Clicks are excluded from
+  the user's next feeds at once, and a search followed by clicks counts as a fresh interest (the hook
+  the intent refiner fills).
+* ``GET /v1/users/{user_id}/profile`` (API key), ``GET /healthz``, ``GET /metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import gc
+import hmac
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
+
+from featurestore.online import OnlineStoreUnavailable, check_online_store
+from featurestore.profile import ProfileReader, UserProfile
+from feed.catalog import Catalog, CatalogHolder
+from feed.events import EventSink
+from feed.ranker import Feed, Ranker, RecentSearch
+from topicfeed.settings import Settings
+
+RECENT_SEARCHES = 3  # fresh searches kept per user
+SEARCH_TTL = timedelta(hours=1)
+BREAKER_S = 1.0
+
+
+# API models -------------------------------------------------------------------------------------
+class ReasonModel(BaseModel):
+    kind: Literal["intent", "topic", "trending", "popular", "similar", "fresh", "partner"]
+    text: str = Field(examples=["because you recently searched 'aespa japan album'"])
+
+
+class FeedItemModel(BaseModel):
+    item_id: str
+    score: float
+    reason: ReasonModel
+    source: str = Field(description="the candidate source that offered the item")
+
+
+class FeedResponse(BaseModel):
+    user_id: str
+    items: list[FeedItemModel]
+    fallback: bool = Field(description="true: the non-personalized feed (unknown user, or the online store did not answer)")
+
+
+class EventsRequest(BaseModel):
+    events: list[Any] = Field(description="records of the Event schema (event_id, user_id, domain, type, item_id?, query?, position?, ts); each is validated on its own")
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    field: str
+    message: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedEvent]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    store: dict[str, Any]
+    catalog_items: int
+    catalog_age_s: float
+
+
+# state ----------------------------------------------------------------------------------------------
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.latency = Histogram("topicfeed_request_seconds", "request latency", ["route"], registry=r, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5))
+        self.errors = Counter("topicfeed_request_errors", "responses with a 5xx status", ["route"], registry=r)
+        self.fallbacks = Counter("topicfeed_feed_fallbacks", "non-personalized feeds served", ["reason"], registry=r)
+        self.items = Counter("topicfeed_feed_items", "items served, by candidate source", ["source"], registry=r)
+        self.events = Counter("topicfeed_events", "events received through the API", ["outcome"], registry=r)
+
+
+class FeedState:
+    """Everything the routes share, made once in ``lifespan``."""
+
+    def __init__(self, settings: Settings, catalog_loader: Callable[[], Catalog] | None = None) -> None:
+        self.settings = settings
+        self.holder = CatalogHolder(catalog_loader or (lambda: Catalog.load(settings)))
+        reader_settings = settings.model_copy(update={"redis_timeout_s": settings.feed.profile_timeout_s})
+        self.reader = ProfileReader(reader_settings)
+        self.ranker = Ranker(settings.feed)
+        self.sink = EventSink(settings)
+        self.metrics = Metrics()
+        self.searches: dict[str, deque[RecentSearch]] = {}
+        self._breaker_until = 0.0
+        self._lock = threading.Lock()
+
+    # profile reads with a breaker --------------------------------------------------------------
+    def profile(self, user_id: str) -> UserProfile | None:
+        """The user's profile, or ``None`` when the store failed (or failed less than a second ago)."""
+        if time.monotonic() < self._breaker_until:
+            return None
+        try:
+            return self.reader.get(user_id)
+        except (OnlineStoreUnavailable, OSError, RuntimeError):
+            self._breaker_until = time.monotonic() + BREAKER_S
+            return None
+
+    def recent_searches(self, user_id: str, now: datetime) -> list[RecentSearch]:
+        got = self.searches.get(user_id)
+        return [s for s in got if s.ts > now - SEARCH_TTL] if got else []
+
+    def on_events(self, rows: list[dict[str, Any]]) -> None:
+        """Clicks leave the user's next feeds at once; a search with clicks is a fresh interest."""
+        catalog = self.holder.catalog
+        last_query: dict[str, str] = {}
+        for row in sorted(rows, key=lambda r: r["ts"]):
+            user = row["user_id"]
+            if row["type"] == "search":
+                last_query[user] = row["query"]
+                continue
+            if row["type"] != "click" or row["item_id"] not in catalog.index:
+                continue
+            i = catalog.index[row["item_id"]]
+            with self._lock:
+                catalog.clicked.setdefault(user, set()).add(i)
+            query = row.get("query") or last_query.get(user)
+            if row["domain"] == "search" and query:
+                self.on_search_click(user, query, i, row["ts"])
+
+    def on_search_click(self, user: str, query: str, item: int, ts: datetime) -> None:
+        """The near-real-time intent hook: until the intent refiner fills it, the clicked item's
+        topics count as a fresh interest with the query as its reason."""
+        topics = self.holder.catalog.item_topics[item]
+        with self._lock:
+            queue = self.searches.setdefault(user, deque(maxlen=RECENT_SEARCHES))
+            if queue and queue[-1].query == query:
+                merged = {**queue[-1].topics, **topics}
+                queue[-1] = RecentSearch(query, merged, max(ts, queue[-1].ts))
+            else:
+                queue.append(RecentSearch(query, dict(topics), ts))
+
+
+def get_state(request: Request) -> FeedState:
+    return request.app.state.feed
+
+
+StateDep = Annotated[FeedState, Depends(get_state)]
+
+
+def require_key(state: StateDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    expected = state.settings.api_key
+    if expected is None:
+        raise HTTPException(401, "this endpoint needs an API key, and none is configured (TOPICFEED_API_KEY)")
+    if x_api_key is None or not hmac.compare_digest(x_api_key, expected):
+        raise HTTPException(401, "missing or wrong X-API-Key")
+
+
+def reads_key(state: StateDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    if state.settings.feed.keyed_reads:
+        require_key(state, x_api_key)
+
+
+# routers ----------------------------------------------------------------------------------------------
+feed_router = APIRouter(prefix="/v1/feed", tags=["feed"])
+events_router = APIRouter(prefix="/v1/events", tags=["events"])
+users_router = APIRouter(prefix="/v1/users", tags=["users (admin)"])
+ops_router = APIRouter(tags=["operations"])
+
+UserId = Annotated[str, Path(min_length=1, max_length=512)]
+
+
+@feed_router.get("/{user_id}", response_model=FeedResponse, dependencies=[Depends(reads_key)])
+def get_feed(
+    state: StateDep,
+    user_id: UserId,
+    limit: Annotated[int | None, Query(ge=1, le=1000, description="items to return (at most feed.max_limit)")] = None,
+    surface: Annotated[Literal["homefeed", "main"], Query()] = "homefeed",
+    partner: Annotated[str | None, Query(max_length=512, description="partner whose share of the top slots this request guarantees")] = None,
+    share: Annotated[float | None, Query(ge=0, le=1, description="the partner's share of the top feed.partner_top_n slots")] = None,
+) -> FeedResponse:
+    """A personalized feed for ``user_id``, best first, each item with the reason it is there."""
+    s = state.settings.feed
+    limit = min(limit or s.default_limit, s.max_limit)
+    catalog = state.holder.catalog
+    now = catalog.asof
+    profile = state.profile(user_id)
+    stored = profile is not None
+    if profile is None:
+        state.metrics.fallbacks.labels("store").inc()
+    feed: Feed = state.ranker.rank(
+        catalog, profile, user_id=user_id, limit=limit, now=now, searches=state.recent_searches(user_id, now), partner=partner, share=share, fallback=not stored
+    )
+    if feed.fallback and stored:
+        state.metrics.fallbacks.labels("unknown_user").inc()
+    for source, n in feed.sources.items():
+        state.metrics.items.labels(source).inc(n)
+    return FeedResponse(user_id=user_id, items=[FeedItemModel(item_id=i.item_id, score=i.score, source=i.source, reason=ReasonModel(**asdict(i.reason))) for i in feed.items], fallback=feed.fallback)
+
+
+@events_router.post("", response_model=EventsResponse, dependencies=[Depends(require_key)])
+def post_events(state: StateDep, body: EventsRequest) -> EventsResponse:
+    """Store events in the lake before answering; invalid ones are quarantined and listed by index."""
+    if len(body.events) > state.settings.feed.max_events_per_request:
+        raise HTTPException(413, f"at most {state.settings.feed.max_events_per_request} events per request")
+    result = state.sink.append(body.events)
+    state.on_events(result.accepted)
+    m = state.metrics.events
+    m.labels("accepted").inc(len(result.accepted))
+    m.labels("duplicate").inc(result.duplicates)
+    m.labels("rejected").inc(len(result.rejected))
+    return EventsResponse(accepted=len(result.accepted), duplicates=result.duplicates, rejected=[RejectedEvent(**r) for r in result.rejected])
+
+
+@users_router.get("/{user_id}/profile", dependencies=[Depends(require_key)])
+def get_profile(state: StateDep, user_id: UserId) -> dict[str, Any]:
+    """The user's whole online profile, as the feed reads it."""
+    try:
+        profile = state.reader.get(user_id)
+    except OnlineStoreUnavailable as exc:
+        raise HTTPException(503, str(exc)) from exc
+    out = asdict(profile)
+    out["preferences"] = {d: {str(lv): v for lv, v in levels.items()} for d, levels in profile.preferences.items()}
+    out["recent_searches"] = [{"query": q.query, "ts": q.ts} for q in state.recent_searches(user_id, state.holder.catalog.asof)]
+    return out
+
+
+@ops_router.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+def healthz(state: StateDep) -> Response:
+    """Whether the online store answers (the feed still serves, as fallback, when it does not)."""
+    catalog = state.holder.catalog
+    try:
+        store = check_online_store(state.reader.settings)
+        status, code = "ok", 200
+    except OnlineStoreUnavailable as exc:
+        store, status, code = {"error": str(exc)}, "degraded", 503
+    body = HealthResponse(status=status, store=store, catalog_items=len(catalog), catalog_age_s=round(time.time() - state.holder.refreshed_at, 1))
+    return JSONResponse(body.model_dump(), status_code=code)
+
+
+@ops_router.get("/metrics", response_class=Response)
+def metrics(state: StateDep) -> Response:
+    """Prometheus metrics: request latency, 5xx errors, fallbacks, items per source, events."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# the app -----------------------------------------------------------------------------------------------
+class BodyLimit:
+    """A pure ASGI middleware: a request body over ``limit`` bytes gets 413 (by Content-Length, or
+    as it streams in)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings, catalog_loader: Callable[[], Catalog] | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = FeedState(settings, catalog_loader)
+        state.holder.start(settings.feed.catalog_refresh_s)
+        app.state.feed = state
+        gc.freeze()  # keep full collections of start-up objects out of the requests (featurestore.profile)
+        yield
+        state.holder.stop()
+        state.reader.close()
+
+    app = FastAPI(
+        title="topicfeed feed service",
+        version="0.1.0",
+        description="A personalized home feed from cross-domain topic profiles, with reasons.",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        state: FeedState | None = getattr(request.app.state, "feed", None)
+        if state is not None:
+            state.metrics.latency.labels(name).observe(time.perf_counter() - start)
+            if response.status_code >= 500:
+                state.metrics.errors.labels(name).inc()
+        return response
+
+    for router in (feed_router, events_router, users_router, ops_router):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.feed.max_body_bytes)
+    return app
+
+
+def app_from_settings() -> FastAPI:
+    """The app for ``uvicorn --factory`` (and ``topicfeed serve``): settings from the environment."""
+    from topicfeed.settings import get_settings
+
+    return create_app(get_settings())

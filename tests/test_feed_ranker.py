@@ -1,0 +1,166 @@
+"""The feed ranker and the partner rule, on a small simulated world read back from the real online store."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from featurestore.jobs import compute_features, default_asof, refresh_online
+from featurestore.profile import ProfileReader, UserProfile
+from feed.catalog import Catalog
+from feed.partner import dcg, place, quota, random_placement
+from feed.ranker import Ranker, RecentSearch
+from topicfeed.ingest import ingest
+from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourceSettings
+from topicfeed.simulator import simulate
+
+
+# the partner rule ---------------------------------------------------------------------------------
+def brute_force(rel: list[float], partner: list[bool], n: int, share: float) -> float:
+    """The best DCG over every ordered choice of n items that meets the quota."""
+    q = min(quota(n, share), sum(partner))
+    best = -1.0
+    for perm in itertools.permutations(range(len(rel)), n):
+        if sum(partner[i] for i in perm) >= q:
+            best = max(best, dcg(rel, perm))
+    return best
+
+
+@hsettings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    rel=st.lists(st.floats(0, 1, allow_nan=False), min_size=2, max_size=7),
+    data=st.data(),
+    share=st.sampled_from([0.0, 0.2, 0.34, 0.5, 1.0]),
+)
+def test_partner_placement_is_the_brute_force_optimum(rel: list[float], data: st.DataObject, share: float) -> None:
+    partner = data.draw(st.lists(st.booleans(), min_size=len(rel), max_size=len(rel)))
+    n = data.draw(st.integers(1, min(5, len(rel))))
+    chosen = place(rel, partner, n, share)
+    assert len(chosen) == n and len(set(chosen.tolist())) == n
+    assert sum(partner[i] for i in chosen) >= min(quota(n, share), sum(partner))  # quota met when the partner has enough
+    assert dcg(rel, chosen) == pytest.approx(brute_force(rel, partner, n, share), abs=1e-9)
+
+
+def test_partner_placement_loses_less_than_random_placement() -> None:
+    rng = np.random.default_rng(0)
+    ours, random_loss = [], []
+    for _ in range(300):
+        rel = rng.random(40) ** 2
+        partner = rng.random(40) < 0.15
+        free = dcg(rel, np.argsort(-rel)[:10])
+        ours.append(free - dcg(rel, place(rel, partner, 10, 0.3)))
+        random_loss.append(free - dcg(rel, random_placement(rel, partner, 10, 0.3, rng)))
+    assert min(ours) >= -1e-9 and np.mean(ours) <= 0.5 * np.mean(random_loss)
+
+
+def test_quota_rounds_up_and_rejects_bad_shares() -> None:
+    assert [quota(10, s) for s in (0, 0.1, 0.15, 1)] == [0, 1, 2, 10]
+    with pytest.raises(ValueError, match="share"):
+        quota(10, 1.5)
+
+
+# the ranker -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Catalog]:
+    base = tmp_path_factory.mktemp("feed-world")
+    s = Settings(data_dir=base / "data", simulator=SimulatorSettings(users=300, days=5, docs_per_day=80, seed=11))
+    sim = simulate(s, base / "sim")
+    for kind in ("documents", "events"):
+        ingest(kind, sim.files[kind], s)
+    asof = default_asof(s)
+    compute_features(s, asof)
+    refresh_online(s, asof)
+    return s, Catalog.load(s)
+
+
+def active_user(s: Settings, catalog: Catalog) -> tuple[str, UserProfile]:
+    reader = ProfileReader(s, now=lambda: catalog.asof)
+    for user in sorted(catalog.clicked, key=lambda u: -len(catalog.clicked[u])):
+        profile = reader.get(user)
+        if profile.found:
+            return user, profile
+    raise AssertionError("no active user")
+
+
+def test_personal_feed_excludes_clicks_caps_topics_and_explains(world: tuple[Settings, Catalog]) -> None:
+    s, catalog = world
+    user, profile = active_user(s, catalog)
+    ranker = Ranker(s.feed)
+    feed = ranker.rank(catalog, profile, user_id=user, limit=20, now=catalog.asof)
+    assert not feed.fallback and len(feed.items) == 20
+    ids = [i.item_id for i in feed.items]
+    assert len(set(ids)) == 20
+    assert not {catalog.index[i] for i in ids} & catalog.clicked[user]  # nothing the user clicked
+    l2 = [int(catalog.l2_topic[catalog.index[i]]) for i in ids]
+    assert max(l2.count(t) for t in set(l2) if t >= 0) <= s.feed.max_per_l2_topic
+    assert [i.score for i in feed.items[: s.feed.max_per_l2_topic]] == sorted((i.score for i in feed.items[: s.feed.max_per_l2_topic]), reverse=True)
+    assert {i.reason.kind for i in feed.items} <= {"intent", "topic", "trending", "popular", "similar", "fresh"}
+    assert any(i.reason.kind == "topic" and i.reason.text.startswith("because you follow ") for i in feed.items)
+    # the user's strongest topics show up in the feed
+    top_l1 = {t for t, _ in profile.top(1, k=2)}
+    assert any(any(p in top_l1 for p in catalog.item_topics[catalog.index[i]]) for i in ids)
+    # deterministic for the same user and day
+    assert ranker.rank(catalog, profile, user_id=user, limit=20, now=catalog.asof).items == feed.items
+
+
+def test_unknown_user_gets_the_non_personal_fallback(world: tuple[Settings, Catalog]) -> None:
+    s, catalog = world
+    feed = Ranker(s.feed).rank(catalog, UserProfile("nobody"), user_id="nobody", limit=15, now=catalog.asof)
+    assert feed.fallback and len(feed.items) == 15
+    assert {i.source for i in feed.items} <= {"trending", "popular", "fresh"}
+    assert {i.reason.kind for i in feed.items} <= {"trending", "popular", "fresh"}
+    forced = Ranker(s.feed).rank(catalog, active_user(s, catalog)[1], user_id="x", fallback=True, now=catalog.asof)
+    assert forced.fallback
+
+
+def test_intents_and_fresh_searches_give_intent_reasons(world: tuple[Settings, Catalog]) -> None:
+    s, catalog = world
+    user, profile = active_user(s, catalog)
+    target = next(i for i in catalog.by_popularity if int(i) not in catalog.clicked[user])
+    query = " ".join(catalog.titles[target].lower().split()[:4])
+    profile.last_refined_query, profile.recent_refined_queries = query, [query]
+    feed = Ranker(s.feed).rank(catalog, profile, user_id=user, limit=20, now=catalog.asof)
+    hit = [i for i in feed.items if i.item_id == catalog.ids[target]]
+    assert hit and hit[0].reason.kind == "intent" and hit[0].reason.text == f"because you recently searched '{query}'"
+    # a search with clicks that just arrived: its clicked items' topics count as a fresh interest
+    topic = max(catalog.item_topics[target], key=lambda p: p.count(">"))
+    search = RecentSearch("pole saw", {topic: 1.0}, catalog.asof)
+    fresh = Ranker(s.feed).rank(catalog, UserProfile("newcomer"), user_id="newcomer", searches=[search], now=catalog.asof)
+    assert not fresh.fallback
+    assert any(i.reason.text == "because you recently searched 'pole saw'" and topic in catalog.item_topics[catalog.index[i.item_id]] for i in fresh.items)
+
+
+def test_sources_can_be_switched_off_and_partner_share_is_met(world: tuple[Settings, Catalog]) -> None:
+    s, catalog = world
+    user, profile = active_user(s, catalog)
+    only = FeedSettings(sources={"popular": SourceSettings(limit=100)})
+    feed = Ranker(only).rank(catalog, profile, user_id=user, now=catalog.asof)
+    assert {i.source for i in feed.items} == {"popular"}
+    partner = max(set(catalog.partner) - {""}, key=lambda p: int((catalog.partner == p).sum()))
+    ruled = Ranker(s.feed).rank(catalog, profile, user_id=user, limit=10, partner=partner, share=0.3, now=catalog.asof)
+    assert sum(catalog.partner[catalog.index[i.item_id]] == partner for i in ruled.items) >= 3
+    assert any(i.reason.kind == "partner" or catalog.partner[catalog.index[i.item_id]] == partner for i in ruled.items)
+
+
+def test_catalog_holder_swaps_whole_and_keeps_new_clicks(world: tuple[Settings, Catalog]) -> None:
+    from feed.catalog import CatalogHolder
+
+    s, _ = world
+    holder = CatalogHolder(lambda: Catalog.load(s, asof=datetime.now(UTC) + timedelta(hours=1)))
+    first = holder.catalog
+    first.clicked.setdefault("late-user", set()).add(0)
+    second = holder.refresh()
+    assert second is not first and holder.catalog is second
+    assert 0 in second.clicked["late-user"]
+
+
+def test_catalog_needs_computed_features(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="store compute"):
+        Catalog.load(Settings(data_dir=tmp_path))

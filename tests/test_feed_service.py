@@ -1,0 +1,212 @@
+"""The feed service as a real server process (``topicfeed serve``), on SQLite and on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pyarrow.compute as pc
+import pytest
+
+from featurestore.jobs import compute_features, default_asof, refresh_online
+from feed.catalog import Catalog
+from topicfeed.ingest import ingest
+from topicfeed.lake import Lake
+from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
+from topicfeed.simulator import simulate
+
+from redis_server import free_port
+
+BIN = Path(sys.executable).parent / "topicfeed"
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small world, ingested, with offline features computed (copied for each server)."""
+    base = tmp_path_factory.mktemp("service-world")
+    s = Settings(data_dir=base / "data", simulator=SimulatorSettings(users=250, days=4, docs_per_day=60, seed=3))
+    sim = simulate(s, base / "sim")
+    for kind in ("documents", "events"):
+        ingest(kind, sim.files[kind], s)
+    compute_features(s, default_asof(s))
+    return base / "data"
+
+
+class Server:
+    def __init__(self, data: Path, env: dict[str, str]) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "TOPICFEED_DATA_DIR": str(data), "TOPICFEED_API_KEY": KEY, **env}
+        self.proc = subprocess.Popen([str(BIN), "serve", "--port", str(self.port)], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code in (200, 503):
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the service did not start: {self.proc.stdout.read() if self.proc.stdout else ''}")
+            time.sleep(0.2)
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start(world: Path, tmp: Path, store: str, redis_url: str | None) -> Iterator[tuple[Server, Settings]]:
+    data = tmp / f"data-{store}"
+    shutil.copytree(world, data)
+    project = f"svc{uuid.uuid4().hex[:8]}"
+    env = {"TOPICFEED_FEAST__PROJECT": project}
+    s = Settings(data_dir=data, feast=FeastSettings(project=project))
+    if store == "redis":
+        assert redis_url is not None
+        env |= {"TOPICFEED_ONLINE_STORE": "redis", "TOPICFEED_REDIS_URL": redis_url}
+        s = s.model_copy(update={"online_store": "redis", "redis_url": redis_url})
+    refresh_online(s, default_asof(s))
+    server = Server(data, env)
+    try:
+        yield server, s
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def served(request: pytest.FixtureRequest, world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Settings]]:
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    yield from start(world, tmp_path_factory.mktemp(f"svc-{request.param}"), request.param, redis_url)
+
+
+def a_user(s: Settings) -> str:
+    catalog = Catalog.load(s)
+    return max(catalog.clicked, key=lambda u: (len(catalog.clicked[u]), u))
+
+
+def event(i: str, user: str, **fields: object) -> dict[str, object]:
+    return {"event_id": i, "user_id": user, "domain": "homefeed", "type": "click", "item_id": "x", "ts": datetime.now(UTC).isoformat(), **fields}
+
+
+def test_feed_is_personal_with_reasons_and_caps(served: tuple[Server, Settings]) -> None:
+    server, s = served
+    user = a_user(s)
+    got = server.client.get(f"/v1/feed/{user}", params={"limit": 12})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["user_id"] == user and body["fallback"] is False and len(body["items"]) == 12
+    assert all(set(i) == {"item_id", "score", "reason", "source"} and i["reason"]["text"] for i in body["items"])
+    catalog = Catalog.load(s)
+    assert not {catalog.index[i["item_id"]] for i in body["items"]} & catalog.clicked[user]  # seen items excluded
+    l2 = [int(catalog.l2_topic[catalog.index[i["item_id"]]]) for i in body["items"]]
+    assert max(l2.count(t) for t in set(l2) if t >= 0) <= s.feed.max_per_l2_topic  # diversity cap
+    new = server.client.get("/v1/feed/someone-new").json()
+    assert new["fallback"] is True and len(new["items"]) == s.feed.default_limit  # cold start, not an error
+    assert {i["reason"]["kind"] for i in new["items"]} <= {"trending", "popular", "fresh"}
+
+
+def test_events_auth_validation_duplicates_and_fresh_clicks(served: tuple[Server, Settings]) -> None:
+    server, s = served
+    user = a_user(s)
+    before = server.client.get(f"/v1/feed/{user}", params={"limit": 5}).json()["items"]
+    first = before[0]["item_id"]
+    batch = [
+        event(f"api-{uuid.uuid4().hex}", user, item_id=first),
+        {"event_id": "bad-1", "domain": "homefeed", "type": "click", "item_id": "x", "ts": "2026-01-01T00:00:00Z"},
+        event("bad-2", user, domain="tv"),
+        "not an object",
+    ]
+    assert server.client.post("/v1/events", json={"events": batch}).status_code == 401  # no key
+    assert server.client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": "wrong"}).status_code == 401
+    got = server.client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert (body["accepted"], body["duplicates"]) == (1, 0)
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "user_id"), (2, "domain"), (3, "<record>")]
+    again = server.client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY}).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)  # a retried batch adds nothing
+    stored = Lake(s.lake_dir).read("events", filter=pc.field("event_id") == batch[0]["event_id"])
+    assert stored.num_rows == 1  # durably in the lake before the reply
+    quarantined = [json.loads(line) for f in s.quarantine_dir.glob("events-*-api.jsonl") for line in f.read_text().splitlines()]
+    assert {q["field"] for q in quarantined} >= {"user_id", "domain", "<record>"}
+    after = [i["item_id"] for i in server.client.get(f"/v1/feed/{user}", params={"limit": 5}).json()["items"]]
+    assert first not in after  # the click leaves the next feed at once
+
+
+def test_a_search_with_clicks_is_a_fresh_interest(served: tuple[Server, Settings]) -> None:
+    server, s = served
+    catalog = Catalog.load(s)
+    item = catalog.ids[int(catalog.by_popularity[5])]
+    user = f"searcher-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC).isoformat()
+    events = [
+        {"event_id": f"{user}-s", "user_id": user, "domain": "search", "type": "search", "query": "pole saw", "ts": now},
+        {"event_id": f"{user}-c", "user_id": user, "domain": "search", "type": "click", "item_id": item, "query": "pole saw", "position": 0, "ts": now},
+    ]
+    assert server.client.post("/v1/events", json={"events": events}, headers={"X-API-Key": KEY}).json()["accepted"] == 2
+    feed = server.client.get(f"/v1/feed/{user}").json()
+    assert feed["fallback"] is False
+    assert any(i["reason"] == {"kind": "intent", "text": "because you recently searched 'pole saw'"} for i in feed["items"])
+    assert item not in {i["item_id"] for i in feed["items"]}
+
+
+def test_partner_rule_profile_health_metrics_and_limits(served: tuple[Server, Settings]) -> None:
+    server, s = served
+    user = a_user(s)
+    catalog = Catalog.load(s)
+    partner = max(set(catalog.partner) - {""}, key=lambda p: int((catalog.partner == p).sum()))
+    items = server.client.get(f"/v1/feed/{user}", params={"limit": 10, "partner": partner, "share": 0.3}).json()["items"]
+    assert sum(catalog.partner[catalog.index[i["item_id"]]] == partner for i in items) >= 3
+    assert server.client.get(f"/v1/users/{user}/profile").status_code == 401
+    profile = server.client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": KEY}).json()
+    assert profile["found"] is True and profile["preferences"]["merged"]["1"]
+    health = server.client.get("/healthz").json()
+    assert health["status"] == "ok" and health["store"]["store"] == s.online_store and health["catalog_items"] == len(catalog)
+    text = server.client.get("/metrics").text
+    assert "topicfeed_request_seconds_bucket" in text and 'topicfeed_feed_items_total{source="' in text
+    assert 'topicfeed_feed_fallbacks_total{reason="unknown_user"}' in text
+    assert server.client.get(f"/v1/feed/{user}", params={"limit": 0}).status_code == 422
+    huge = server.client.post("/v1/events", content=b"x" * (s.feed.max_body_bytes + 10), headers={"X-API-Key": KEY, "content-type": "application/json"})
+    assert huge.status_code == 413
+    assert "/v1/feed/{user_id}" in server.client.get("/openapi.json").json()["paths"]
+
+
+def test_redis_stopped_mid_run_falls_back_then_recovers(world: Path, tmp_path: Path) -> None:
+    """Redis goes away: the feed keeps answering with fallback and no 5xx; Redis back: personal again."""
+    from redis_server import local_redis_server
+
+    port = free_port()
+    with local_redis_server(tmp_path / "r1", port=port) as url:
+        gen = start(world, tmp_path, "redis", url)
+        server, s = next(gen)
+        user = a_user(s)
+        assert server.client.get(f"/v1/feed/{user}").json()["fallback"] is False
+    try:
+        for _ in range(20):
+            got = server.client.get(f"/v1/feed/{user}")
+            assert got.status_code == 200 and got.json()["fallback"] is True and got.json()["items"]
+        assert server.client.get("/healthz").status_code == 503
+        with local_redis_server(tmp_path / "r2", port=port):
+            refresh_online(s, default_asof(s))
+            deadline = time.monotonic() + 10
+            while server.client.get(f"/v1/feed/{user}").json()["fallback"]:
+                assert time.monotonic() < deadline, "still falling back after Redis came back"
+                time.sleep(0.2)
+            assert 'topicfeed_feed_fallbacks_total{reason="store"}' in server.client.get("/metrics").text
+    finally:
+        gen.close()
