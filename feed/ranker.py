@@ -62,6 +62,22 @@ class FeedItem:
 
 
 @dataclass
+class Scored:
+    """Candidates (catalog indices) with their scores and score parts (intent, topic, similar, trend,
+    popularity, fresh), as ``Ranker.scored`` returns them."""
+
+    cands: np.ndarray
+    score: np.ndarray
+    parts: np.ndarray
+    source: dict[int, str]
+    intent: dict[int, tuple[float, str]]
+    best_topic: list[str | None]
+    clicked: set[int]
+    user_vec: np.ndarray | None
+    personal: bool
+
+
+@dataclass
 class Feed:
     user_id: str
     items: list[FeedItem]
@@ -146,35 +162,26 @@ class Ranker:
         return source, intent, user_vec
 
     # scoring -----------------------------------------------------------------------------------
-    def rank(
+    def scored(
         self,
         catalog: Catalog,
         profile: UserProfile | None,
         *,
         user_id: str,
-        limit: int | None = None,
-        now: datetime | None = None,
+        now: datetime,
         exclude: Iterable[int] = (),
         searches: Iterable[RecentSearch] = (),
         partner: str | None = None,
-        share: float | None = None,
         fallback: bool = False,
-    ) -> Feed:
-        """The user's feed. ``fallback=True`` (or a profile that is absent or not found, with no recent
-        search) gives the non-personalized feed. ``partner``/``share`` override the settings' rule."""
+    ) -> Scored:
+        """Every candidate with its score and the parts of it (before diversity and the partner rule);
+        ``partner`` adds that partner's items as candidates."""
         s = self.settings
-        limit = limit or s.default_limit
-        now = now or datetime.now(UTC)
         searches = list(searches)
         clicked = set(catalog.clicked.get(user_id, ())) | set(exclude)
         personal = not fallback and ((profile is not None and profile.found) or bool(searches) or bool(clicked))
-        partner = partner if partner is not None else s.partner
-        share = s.partner_share if share is None else share
-        source, intent, user_vec = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner if share > 0 else None)
+        source, intent, user_vec = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
         cands = np.array([i for i in source if i not in clicked], dtype=np.int64)
-        if len(cands) == 0:
-            return Feed(user_id, [], fallback=not personal)
-
         prefs: list[dict[str, float]] = []
         if personal and profile is not None:
             prefs = [dict(profile.top(level)) for level in range(1, len(s.level_weights) + 1)]
@@ -200,9 +207,34 @@ class Ranker:
         fresh_raw = 0.5 ** (age_h / s.freshness_half_life_hours)
         rng = np.random.default_rng(int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little"))
         fresh = fresh_raw * (s.freshness_weight + s.exploration * rng.random(len(cands)))
-        parts = np.vstack([intent_score, topic, similar, trend, pop, fresh])
-        score = parts.sum(axis=0)
+        parts = np.vstack([intent_score, topic, similar, trend, pop, fresh]) if len(cands) else np.zeros((6, 0))
+        return Scored(cands, parts.sum(axis=0), parts, source, intent, best_topic, clicked, user_vec, personal)
 
+    def rank(
+        self,
+        catalog: Catalog,
+        profile: UserProfile | None,
+        *,
+        user_id: str,
+        limit: int | None = None,
+        now: datetime | None = None,
+        exclude: Iterable[int] = (),
+        searches: Iterable[RecentSearch] = (),
+        partner: str | None = None,
+        share: float | None = None,
+        fallback: bool = False,
+    ) -> Feed:
+        """The user's feed. ``fallback=True`` (or a profile that is absent or not found, with no recent
+        search) gives the non-personalized feed. ``partner``/``share`` override the settings' rule."""
+        s = self.settings
+        limit = limit or s.default_limit
+        now = now or datetime.now(UTC)
+        partner = partner if partner is not None else s.partner
+        share = s.partner_share if share is None else share
+        sc = self.scored(catalog, profile, user_id=user_id, now=now, exclude=exclude, searches=searches, partner=partner if share > 0 else None, fallback=fallback)
+        cands, score, parts, source, intent, best_topic, clicked, user_vec = sc.cands, sc.score, sc.parts, sc.source, sc.intent, sc.best_topic, sc.clicked, sc.user_vec
+        if len(cands) == 0:
+            return Feed(user_id, [], fallback=not sc.personal)
         order = np.argsort(-score, kind="stable")
         ranked = self._diversify(catalog, cands[order], limit_hint=max(limit, s.partner_top_n))
         pos = {int(i): j for j, i in enumerate(cands)}
@@ -227,7 +259,7 @@ class Ranker:
                 reason = self._reason(kind, catalog, int(i), intent.get(int(i), (0.0, ""))[1], best_topic[j], clicked, user_vec)
             counts[src] = counts.get(src, 0) + 1
             items.append(FeedItem(catalog.ids[i], round(float(score[j]), 6), src, reason))
-        return Feed(user_id, items, fallback=not personal, candidates=len(cands), sources=counts)
+        return Feed(user_id, items, fallback=not sc.personal, candidates=len(cands), sources=counts)
 
     def _diversify(self, catalog: Catalog, ranked: np.ndarray, limit_hint: int) -> np.ndarray:
         """At most ``max_per_l2_topic`` items of one level-2 topic in each page of ``limit_hint``; the

@@ -69,6 +69,7 @@ def test_quota_rounds_up_and_rejects_bad_shares() -> None:
 # the ranker -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Catalog]:
+    """Settings and catalog of a small world (its simulation under ``<data_dir>/../sim``)."""
     base = tmp_path_factory.mktemp("feed-world")
     s = Settings(data_dir=base / "data", simulator=SimulatorSettings(users=300, days=5, docs_per_day=80, seed=11))
     sim = simulate(s, base / "sim")
@@ -164,3 +165,47 @@ def test_catalog_holder_swaps_whole_and_keeps_new_clicks(world: tuple[Settings, 
 def test_catalog_needs_computed_features(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="store compute"):
         Catalog.load(Settings(data_dir=tmp_path))
+
+
+def test_offline_evaluation_beats_popularity_and_trending(world: tuple[Settings, Catalog], tmp_path: Path) -> None:
+    from feed.evaluate import evaluate_offline, ranking_metrics
+
+    assert ranking_metrics(["a", "b", "c"], {"b"}, 3) == pytest.approx((1 / np.log2(3), 1 / 3, 1.0, 0.5))
+    s, catalog = world
+    sim = s.data_dir.parent / "sim"
+    split = catalog.asof - timedelta(days=1)
+    scores = {x.method: x for x in evaluate_offline(Settings(data_dir=tmp_path / "unused"), sim / "events.parquet", sim / "documents.parquet", split, k=10, workdir=tmp_path)}
+    assert set(scores) == {"topicfeed", "popularity", "trending"}
+    assert scores["topicfeed"].users == scores["popularity"].users > 50
+    assert scores["topicfeed"].ndcg > scores["popularity"].ndcg and scores["topicfeed"].ndcg > scores["trending"].ndcg
+    assert scores["topicfeed"].coverage > scores["popularity"].coverage
+    with pytest.raises(ValueError, match="split-time"):
+        evaluate_offline(Settings(data_dir=tmp_path / "unused"), sim / "events.parquet", sim / "documents.parquet", catalog.asof + timedelta(days=30), workdir=tmp_path)
+
+
+def test_rule_preview_meets_the_quota_for_less_than_random(world: tuple[Settings, Catalog]) -> None:
+    from feed.preview import preview_rule
+
+    s, catalog = world
+    partner = max(set(catalog.partner) - {""}, key=lambda p: int((catalog.partner == p).sum()))
+    got = preview_rule(s, partner, 0.2, top_n=10, users=80)
+    assert got.users == 80 and got.share_rule >= 0.2 - 1e-9 and got.pages_meeting_quota == 1.0
+    assert 0 <= got.loss_rule <= 0.5 * got.loss_random
+    assert "random placement" in got.table()
+    with pytest.raises(ValueError, match="no item of partner"):
+        preview_rule(s, "nobody-inc", 0.2)
+
+
+def test_click_environment_follows_the_click_model(tmp_path: Path) -> None:
+    s = Settings(simulator=SimulatorSettings(users=200, days=2, docs_per_day=40, seed=2))
+    env = simulate(s, tmp_path).environment
+    assert env is not None
+    user = next(iter(env.user_index))
+    docs = list(env.doc_index)[:8]
+    p = env.click_probabilities(user, docs)
+    q = env.click_probabilities(user, docs[::-1])[::-1]
+    assert np.all(p > 0) and np.all(p < 1)
+    # the same document is less likely clicked further down (position bias)
+    assert p[-1] > q[-1] and q[0] < p[0]
+    assert env.click_probabilities(user, ["unknown-doc"])[0] == 0.0
+    assert env.segment(user) in {"light", "heavy"}

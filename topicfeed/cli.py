@@ -19,6 +19,8 @@ store_app = typer.Typer(help="The online/offline feature store.", no_args_is_hel
 app.add_typer(store_app, name="store")
 classify_app = typer.Typer(help="The topic classifier: train, predict, eval, the data pipeline's ablation.", no_args_is_help=True)
 app.add_typer(classify_app, name="classify")
+feed_app = typer.Typer(help="The feed ranker: offline evaluation, the partner rule's preview.", no_args_is_help=True)
+app.add_typer(feed_app, name="feed")
 
 
 class Kind(StrEnum):
@@ -334,6 +336,45 @@ def classify_items(model: Annotated[Path | None, typer.Option(help="trained clas
     set_threads(settings)
     path, n = classify_lake_documents(settings, load_classifier(settings, model or settings.classifier_dir), progress=True)
     typer.echo(f"classified {n} documents; item topics in {path}")
+
+
+@feed_app.command("evaluate")
+def feed_evaluate(
+    events: Annotated[Path, typer.Option(help="events (JSONL/CSV/Parquet of our schema, or MIND behaviors.tsv)")],
+    documents: Annotated[Path, typer.Option(help="documents with topics (our schema, or MIND news.tsv)")],
+    split_time: Annotated[str, typer.Option(help="ISO time: rank from what came before, score on the clicks after")],
+    k: Annotated[int, typer.Option(help="cut-off of the ranked lists")] = 10,
+) -> None:
+    """nDCG@k, precision@k, recall@k, MRR and coverage of our feed, popularity and trending, in one run."""
+    from feed.evaluate import evaluate_offline
+
+    try:
+        scores = evaluate_offline(get_settings(), events, documents, _when(split_time), k=k)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for s in scores:
+        typer.echo(s.line(k))
+    ours, pop, trend = scores
+    typer.echo(f"ndcg@{k} of topicfeed vs popularity: {ours.ndcg / max(pop.ndcg, 1e-9):.2f}x, vs trending: {ours.ndcg / max(trend.ndcg, 1e-9):.2f}x")
+
+
+@feed_app.command("preview-rule")
+def feed_preview_rule(
+    partner: Annotated[str, typer.Option(help="the partner, as in the documents' partner field")],
+    share: Annotated[float, typer.Option(help="its share of the top slots, 0..1")],
+    top_n: Annotated[int, typer.Option(help="slots the share applies to")] = 10,
+    users: Annotated[int, typer.Option(help="users sampled from the lake")] = 500,
+) -> None:
+    """The offline cost of a partner rule before it goes live: DCG of the ranker's own scores with the
+    rule, without it, and with random placement of the same share (what a managed service does)."""
+    from feed.preview import preview_rule
+
+    try:
+        typer.echo(preview_rule(get_settings(), partner, share, top_n=top_n, users=users).table())
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def main() -> None:

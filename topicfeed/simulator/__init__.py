@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from topicfeed.schemas import DOCUMENT_SCHEMA, DOMAINS, EVENT_SCHEMA
 from topicfeed.settings import Settings
+from topicfeed.simulator.environment import ClickEnvironment
 from topicfeed.simulator.logs import CLICK, IMPRESSION, SEARCH_EVENT, TYPES, LogSimulator, Snapshot
 from topicfeed.simulator.world import World
 from topicfeed.taxonomy import Taxonomy
@@ -40,6 +41,7 @@ class SimulationResult:
     files: dict[str, Path]
     stats: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    environment: ClickEnvironment | None = field(default=None, repr=False)  # the world's click model, for replays
 
 
 def simulate(settings: Settings, out_dir: str | Path, fmt: OutputFormat = "parquet", taxonomy: Taxonomy | None = None) -> SimulationResult:
@@ -54,7 +56,8 @@ def simulate(settings: Settings, out_dir: str | Path, fmt: OutputFormat = "parqu
     timings["world_s"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    columns, snapshots = LogSimulator(world).run()
+    logs = LogSimulator(world)
+    columns, snapshots = logs.run()
     cols = columns.concat()
     order = np.argsort(cols["ts"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
@@ -86,7 +89,7 @@ def simulate(settings: Settings, out_dir: str | Path, fmt: OutputFormat = "parqu
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return SimulationResult(out, files, stats, timings)
+    return SimulationResult(out, files, stats, timings, environment=ClickEnvironment(logs))
 
 
 # tables ------------------------------------------------------------------------------------
