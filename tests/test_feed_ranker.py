@@ -20,6 +20,7 @@ from feed.ranker import Ranker, RecentSearch
 from topicfeed.ingest import ingest
 from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourceSettings
 from topicfeed.simulator import simulate
+from topicfeed.simulator.logs import examination
 
 
 # the partner rule ---------------------------------------------------------------------------------
@@ -205,7 +206,8 @@ def test_click_environment_follows_the_click_model(tmp_path: Path) -> None:
     p = env.click_probabilities(user, docs)
     q = env.click_probabilities(user, docs[::-1])[::-1]
     assert np.all(p > 0) and np.all(p < 1)
-    # the same document is less likely clicked further down (position bias)
-    assert p[-1] > q[-1] and q[0] < p[0]
+    # the same document is less likely clicked further down, by exactly the examination ratio (position bias)
+    assert p[-1] < q[-1] and q[0] < p[0]
+    assert p[0] / q[0] == pytest.approx(examination(np.array([0]))[0] / examination(np.array([7]))[0])
     assert env.click_probabilities(user, ["unknown-doc"])[0] == 0.0
     assert env.segment(user) in {"light", "heavy"}
