@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from scipy import sparse
 
 from topicfeed.lake import Lake
 from topicfeed.settings import Settings
@@ -58,9 +59,20 @@ class Catalog:
     by_trend: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     by_fresh: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     loaded_in_s: float = 0.0
+    topic_paths: list[str] = field(default_factory=list)  # column j of ``topic_matrix``
+    topic_levels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    topic_matrix: sparse.csr_matrix | None = None  # (items, topics): the item's score for the topic
 
     def __post_init__(self) -> None:
         self.index = {item: i for i, item in enumerate(self.ids)}
+        self.topic_paths = sorted({p for topics in self.item_topics for p in topics})
+        column = {p: j for j, p in enumerate(self.topic_paths)}
+        self.topic_column = column
+        self.topic_levels = np.array([p.count(" > ") + 1 for p in self.topic_paths], dtype=np.int64)
+        rows = [i for i, topics in enumerate(self.item_topics) for _ in topics]
+        cols = [column[p] for topics in self.item_topics for p in topics]
+        vals = [s for topics in self.item_topics for s in topics.values()]
+        self.topic_matrix = sparse.csr_matrix((np.array(vals, np.float64), (np.array(rows, np.int64), np.array(cols, np.int64))), shape=(len(self.ids), len(self.topic_paths)))
         self.by_popularity = np.argsort(-self.popularity, kind="stable")
         self.by_trend = np.argsort(-self.trend, kind="stable")
         self.by_fresh = np.argsort(-self.created_s, kind="stable")

@@ -40,12 +40,13 @@ class EventSink:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         con = self._connect()
         try:
-            with con:
-                con.execute("create table if not exists seen (event_id text primary key) without rowid")
-                con.execute("create table if not exists meta (key text primary key, value text)")
-                if con.execute("select value from meta where key = 'seeded'").fetchone() is None:
-                    con.executemany("insert or ignore into seen values (?)", ((k,) for k in self.lake.keys("events")))
-                    con.execute("insert into meta values ('seeded', datetime('now'))")
+            con.execute("begin immediate")  # worker processes start together: one seeds, the others wait
+            con.execute("create table if not exists seen (event_id text primary key) without rowid")
+            con.execute("create table if not exists meta (key text primary key, value text)")
+            if con.execute("select value from meta where key = 'seeded'").fetchone() is None:
+                con.executemany("insert or ignore into seen values (?)", ((k,) for k in self.lake.keys("events")))
+                con.execute("insert into meta values ('seeded', datetime('now'))")
+            con.execute("commit")
         finally:
             con.close()
 

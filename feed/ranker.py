@@ -69,9 +69,9 @@ class Scored:
     cands: np.ndarray
     score: np.ndarray
     parts: np.ndarray
-    source: dict[int, str]
+    source: np.ndarray  # object: the source that offered each candidate first
     intent: dict[int, tuple[float, str]]
-    best_topic: list[str | None]
+    topic_weights: np.ndarray | None  # the user's weight per catalog topic column (None: no topic preferences)
     clicked: set[int]
     user_vec: np.ndarray | None
     personal: bool
@@ -100,14 +100,18 @@ class Ranker:
     # candidates -------------------------------------------------------------------------------
     def _candidates(
         self, catalog: Catalog, profile: UserProfile | None, clicked: set[int], searches: list[RecentSearch], personal: bool, partner: str | None
-    ) -> tuple[dict[int, str], dict[int, tuple[float, str]], np.ndarray | None]:
-        """item -> first source; item -> (intent match, query); the user's clicked-items vector."""
-        source: dict[int, str] = {}
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, str]], np.ndarray | None]:
+        """(candidates in first-offer order, the source that offered each first, item -> (intent match,
+        query), the user's clicked-items vector)."""
+        offered: list[np.ndarray] = []
+        names: list[str] = []
         intent: dict[int, tuple[float, str]] = {}
 
-        def offer(items: Iterable[int], name: str) -> None:
-            for i in items:
-                source.setdefault(int(i), name)
+        def offer(items: Iterable[int] | np.ndarray, name: str) -> None:
+            arr = np.asarray(items if isinstance(items, np.ndarray) else list(items), dtype=np.int64)
+            if len(arr):
+                offered.append(arr)
+                names.append(name)
 
         limits = self.enabled
         user_vec = None
@@ -159,7 +163,17 @@ class Ranker:
                 offer(order[: limits[name]], name)
         if partner:
             offer(np.flatnonzero(catalog.partner == partner), "partner")
-        return source, intent, user_vec
+        if not offered:
+            return np.zeros(0, np.int64), np.zeros(0, object), intent, user_vec
+        every = np.concatenate(offered)
+        labels = np.repeat(np.array(names, dtype=object), [len(a) for a in offered])
+        unique, first = np.unique(every, return_index=True)
+        keep = np.sort(first)
+        cands, src = every[keep], labels[keep]
+        if clicked:
+            fresh = ~np.isin(cands, np.fromiter(clicked, dtype=np.int64, count=len(clicked)))
+            cands, src = cands[fresh], src[fresh]
+        return cands, src, intent, user_vec
 
     # scoring -----------------------------------------------------------------------------------
     def scored(
@@ -180,26 +194,27 @@ class Ranker:
         searches = list(searches)
         clicked = set(catalog.clicked.get(user_id, ())) | set(exclude)
         personal = not fallback and ((profile is not None and profile.found) or bool(searches) or bool(clicked))
-        source, intent, user_vec = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
-        cands = np.array([i for i in source if i not in clicked], dtype=np.int64)
-        prefs: list[dict[str, float]] = []
-        if personal and profile is not None:
-            prefs = [dict(profile.top(level)) for level in range(1, len(s.level_weights) + 1)]
+        cands, source, intent, user_vec = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
         topic = np.zeros(len(cands))
-        best_topic: list[str | None] = [None] * len(cands)
-        if prefs:
-            for j, i in enumerate(cands):
-                best, total = 0.0, 0.0
-                for path, score in catalog.item_topics[i].items():
-                    level = path.count(" > ") + 1
-                    if level > len(prefs):
-                        continue
-                    contrib = s.level_weights[level - 1] * prefs[level - 1].get(path, 0.0) * score
-                    total += contrib
-                    if contrib > best:
-                        best, best_topic[j] = contrib, path
-                topic[j] = total
-        intent_score = np.array([intent.get(int(i), (0.0, ""))[0] for i in cands]) * s.intent_weight if personal else np.zeros(len(cands))
+        w: np.ndarray | None = None
+        if personal and profile is not None and len(cands) and catalog.topic_matrix is not None:
+            # the user's preferences as one weight per catalog topic column (level weight x preference)
+            w = np.zeros(len(catalog.topic_paths))
+            for level, lw in enumerate(s.level_weights, start=1):
+                for path, pref in profile.top(level):
+                    j = catalog.topic_column.get(path)
+                    if j is not None:
+                        w[j] = lw * pref
+            if w.any():
+                topic = catalog.topic_matrix[cands] @ w
+            else:
+                w = None
+        intent_score = np.zeros(len(cands))
+        if personal and intent:
+            at = {int(i): j for j, i in enumerate(cands)}
+            for i, (share, _) in intent.items():
+                if i in at:
+                    intent_score[at[i]] = share * s.intent_weight
         similar = np.clip(catalog.embedding[cands] @ user_vec, 0, 1) * SIMILAR_WEIGHT if user_vec is not None else np.zeros(len(cands))
         trend = catalog.trend[cands] * s.trend_weight
         pop = catalog.popularity[cands] * s.popularity_weight
@@ -208,7 +223,7 @@ class Ranker:
         rng = np.random.default_rng(int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little"))
         fresh = fresh_raw * (s.freshness_weight + s.exploration * rng.random(len(cands)))
         parts = np.vstack([intent_score, topic, similar, trend, pop, fresh]) if len(cands) else np.zeros((6, 0))
-        return Scored(cands, parts.sum(axis=0), parts, source, intent, best_topic, clicked, user_vec, personal)
+        return Scored(cands, parts.sum(axis=0), parts, source, intent, w, clicked, user_vec, personal)
 
     def rank(
         self,
@@ -232,51 +247,59 @@ class Ranker:
         partner = partner if partner is not None else s.partner
         share = s.partner_share if share is None else share
         sc = self.scored(catalog, profile, user_id=user_id, now=now, exclude=exclude, searches=searches, partner=partner if share > 0 else None, fallback=fallback)
-        cands, score, parts, source, intent, best_topic, clicked, user_vec = sc.cands, sc.score, sc.parts, sc.source, sc.intent, sc.best_topic, sc.clicked, sc.user_vec
+        cands, score, parts, source, intent, clicked, user_vec = sc.cands, sc.score, sc.parts, sc.source, sc.intent, sc.clicked, sc.user_vec
         if len(cands) == 0:
             return Feed(user_id, [], fallback=not sc.personal)
         order = np.argsort(-score, kind="stable")
-        ranked = self._diversify(catalog, cands[order], limit_hint=max(limit, s.partner_top_n))
-        pos = {int(i): j for j, i in enumerate(cands)}
+        ranked = self._diversify(catalog.l2_topic[cands[order]], order, limit_hint=max(limit, s.partner_top_n))  # positions in cands
         if partner and share > 0:
-            window = ranked[: max(len(ranked), 1)]
-            rel = score[[pos[int(i)] for i in window]]
             top_n = min(s.partner_top_n, limit)
-            chosen = place(rel, catalog.partner[window] == partner, top_n, share)
-            head = [int(window[k]) for k in chosen]
-            taken = set(head)
-            ranked = np.array(head + [int(i) for i in ranked if int(i) not in taken], dtype=np.int64)
+            chosen = place(score[ranked], catalog.partner[cands[ranked]] == partner, top_n, share)
+            head = ranked[chosen]
+            rest = ranked[~np.isin(ranked, head)]
+            ranked = np.concatenate([head, rest])
         items = []
         counts: dict[str, int] = {}
         kinds: tuple[ReasonKind, ...] = ("intent", "topic", "similar", "trending", "popular", "fresh")
-        for i in ranked[:limit]:
-            j = pos[int(i)]
-            src = source[int(i)]
+        for j in ranked[:limit].tolist():
+            i = int(cands[j])
+            src = str(source[j])
             if src == "partner" or (partner and share > 0 and catalog.partner[i] == partner and parts[:, j].max() <= 0):
                 reason = Reason("partner", f"from our partner {catalog.partner[i]}")
             else:
                 kind = kinds[int(np.argmax(parts[:, j]))]
-                reason = self._reason(kind, catalog, int(i), intent.get(int(i), (0.0, ""))[1], best_topic[j], clicked, user_vec)
+                reason = self._reason(kind, catalog, i, intent.get(i, (0.0, ""))[1], self._best_topic(catalog, i, sc.topic_weights), clicked, user_vec)
             counts[src] = counts.get(src, 0) + 1
             items.append(FeedItem(catalog.ids[i], round(float(score[j]), 6), src, reason))
         return Feed(user_id, items, fallback=not sc.personal, candidates=len(cands), sources=counts)
 
-    def _diversify(self, catalog: Catalog, ranked: np.ndarray, limit_hint: int) -> np.ndarray:
-        """At most ``max_per_l2_topic`` items of one level-2 topic in each page of ``limit_hint``; the
-        others keep their order behind."""
+    def _diversify(self, l2: np.ndarray, ranked: np.ndarray, limit_hint: int) -> np.ndarray:
+        """``ranked`` reordered so that each of the first ``limit_hint`` has at most ``max_per_l2_topic``
+        items of one level-2 topic (``l2``: the topic of each, in ``ranked`` order); the others keep
+        their order behind."""
         cap = self.settings.max_per_l2_topic
         page: list[int] = []
         rest: list[int] = []
         seen: dict[int, int] = {}
-        for i in ranked:
-            t = int(catalog.l2_topic[i])
-            if len(page) < limit_hint and (t < 0 or seen.get(t, 0) < cap):
-                page.append(int(i))
+        items = ranked.tolist()
+        for k, (i, t) in enumerate(zip(items, l2.tolist())):
+            if len(page) == limit_hint:
+                return np.array(page + rest + items[k:], dtype=np.int64)
+            if t < 0 or seen.get(t, 0) < cap:
+                page.append(i)
                 if t >= 0:
                     seen[t] = seen.get(t, 0) + 1
             else:
-                rest.append(int(i))
+                rest.append(i)
         return np.array(page + rest, dtype=np.int64)
+
+    @staticmethod
+    def _best_topic(catalog: Catalog, i: int, w: np.ndarray | None) -> str | None:
+        """The item's topic that adds most to its topic score (for the reason)."""
+        if w is None:
+            return None
+        best = max(catalog.item_topics[i].items(), key=lambda t: w[catalog.topic_column[t[0]]] * t[1], default=None)
+        return best[0] if best is not None and w[catalog.topic_column[best[0]]] > 0 else None
 
     @staticmethod
     def _reason(kind: ReasonKind, catalog: Catalog, i: int, query: str, topic: str | None, clicked: set[int], user_vec: np.ndarray | None) -> Reason:

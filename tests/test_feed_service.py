@@ -177,6 +177,7 @@ def test_partner_rule_profile_health_metrics_and_limits(served: tuple[Server, Se
     assert profile["found"] is True and profile["preferences"]["merged"]["1"]
     health = server.client.get("/healthz").json()
     assert health["status"] == "ok" and health["store"]["store"] == s.online_store and health["catalog_items"] == len(catalog)
+    assert server.client.get("/v1/feed/never-seen-before").json()["fallback"] is True
     text = server.client.get("/metrics").text
     assert "topicfeed_request_seconds_bucket" in text and 'topicfeed_feed_items_total{source="' in text
     assert 'topicfeed_feed_fallbacks_total{reason="unknown_user"}' in text
