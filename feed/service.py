@@ -199,7 +199,7 @@ def get_feed(
     surface: Annotated[Literal["homefeed", "main"], Query()] = "homefeed",
     partner: Annotated[str | None, Query(max_length=512, description="partner whose share of the top slots this request guarantees")] = None,
     share: Annotated[float | None, Query(ge=0, le=1, description="the partner's share of the top feed.partner_top_n slots")] = None,
-) -> FeedResponse:
+) -> JSONResponse:
     """A personalized feed for ``user_id``, best first, each item with the reason it is there."""
     s = state.settings.feed
     limit = min(limit or s.default_limit, s.max_limit)
@@ -216,7 +216,13 @@ def get_feed(
         state.metrics.fallbacks.labels("unknown_user").inc()
     for source, n in feed.sources.items():
         state.metrics.items.labels(source).inc(n)
-    return FeedResponse(user_id=user_id, items=[FeedItemModel(item_id=i.item_id, score=i.score, source=i.source, reason=ReasonModel(**asdict(i.reason))) for i in feed.items], fallback=feed.fallback)
+    # the model documents the response; the body is written directly (no second validation pass)
+    body = {
+        "user_id": user_id,
+        "items": [{"item_id": i.item_id, "score": i.score, "reason": {"kind": i.reason.kind, "text": i.reason.text}, "source": i.source} for i in feed.items],
+        "fallback": feed.fallback,
+    }
+    return JSONResponse(body)
 
 
 @events_router.post("", response_model=EventsResponse, dependencies=[Depends(require_key)])
@@ -302,6 +308,36 @@ class _TooLarge(Exception):
     pass
 
 
+class Observe:
+    """A pure ASGI middleware: request latency per route and 5xx counts into the service's metrics."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def observed(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            state: FeedState | None = getattr(scope["app"].state, "feed", None) if "app" in scope else None
+            if state is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                state.metrics.latency.labels(route).observe(time.perf_counter() - start)
+                if status >= 500:
+                    state.metrics.errors.labels(route).inc()
+
+
 def create_app(settings: Settings, catalog_loader: Callable[[], Catalog] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -320,21 +356,9 @@ def create_app(settings: Settings, catalog_loader: Callable[[], Catalog] | None 
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        state: FeedState | None = getattr(request.app.state, "feed", None)
-        if state is not None:
-            state.metrics.latency.labels(name).observe(time.perf_counter() - start)
-            if response.status_code >= 500:
-                state.metrics.errors.labels(name).inc()
-        return response
-
     for router in (feed_router, events_router, users_router, ops_router):
         app.include_router(router)
+    app.add_middleware(Observe)
     app.add_middleware(BodyLimit, limit=settings.feed.max_body_bytes)
     return app
 
