@@ -72,6 +72,10 @@ def test_main_job_runs_on_embedded_defaults(tmp_path: Path) -> None:
     assert f"user_topic_preferences={users_with_events}," in out  # every active user has a profile online
     assert "homefeed" in out and "search" in out
     assert "top level-2 topics" in out
+    # three users' feeds with reasons: a light user who searches, a heavy user, a new user (fallback)
+    assert "feed of a light home-feed user who searches" in out and "feed of a heavy user" in out
+    assert "feed of a new user, new-user-1 (fallback: non-personalized)" in out
+    assert re.search(r"\n  1\. .+\[(topic|similar|intent)\] ", out)
     assert (tmp_path / "data" / "feature_repo" / "feature_store.yaml").is_file()
     assert (tmp_path / "data" / "online_store.db").is_file()
 

@@ -150,6 +150,7 @@ def run(
     top = ", ".join(f"{x.topic} ({x.score:.2f})" for x in sample.top(2, k=3))
     typer.echo(f"profile of light user {sample.user_id}: top level-2 topics {top}")
     typer.echo(format_summary(lake_summary(settings)))
+    _print_feeds(settings, users_gt)
     typer.echo(f"done in {time.perf_counter() - start:.1f}s; ground truth (not ingested): {sim_dir / 'ground_truth'}")
 
 
@@ -163,6 +164,29 @@ def serve(
     import uvicorn
 
     uvicorn.run("feed.service:app_from_settings", factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False)
+
+
+def _print_feeds(settings: Settings, users_gt) -> None:  # noqa: ANN001
+    """Three users' feeds with reasons: a light home-feed user who searches, a heavy user, a new user."""
+    from featurestore.profile import ProfileReader
+    from feed.catalog import Catalog
+    from feed.ranker import Ranker
+
+    catalog = Catalog.load(settings)
+    reader = ProfileReader(settings, now=lambda: catalog.asof)
+    ranker = Ranker(settings.feed)
+    light = users_gt[(users_gt.segment == "light") & users_gt.uses_search].user_id
+    heavy = users_gt[users_gt.segment == "heavy"].user_id
+    picks = [("a light home-feed user who searches", next((u for u in light if reader.get(u).found), None)), ("a heavy user", next((u for u in heavy if reader.get(u).found), None)), ("a new user", "new-user-1")]
+    for label, user in picks:
+        if user is None:
+            continue
+        feed = ranker.rank(catalog, reader.get(user), user_id=user, limit=5, now=catalog.asof)
+        typer.echo(f"feed of {label}, {user}{' (fallback: non-personalized)' if feed.fallback else ''}:")
+        for n, item in enumerate(feed.items, 1):
+            title = catalog.titles[catalog.index[item.item_id]]
+            typer.echo(f"  {n}. {title[:70]:70s}  [{item.reason.kind}] {item.reason.text}")
+    reader.close()
 
 
 def _when(value: str | None) -> datetime | None:
