@@ -95,7 +95,7 @@ class Ranker:
 
     def __init__(self, settings: FeedSettings) -> None:
         self.settings = settings
-        self.enabled = {name: s.limit for name, s in settings.sources.items() if s.enabled}
+        self.enabled = settings.sources.enabled()
 
     # candidates -------------------------------------------------------------------------------
     def _candidates(

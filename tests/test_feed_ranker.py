@@ -18,7 +18,7 @@ from feed.catalog import Catalog
 from feed.partner import dcg, place, quota, random_placement
 from feed.ranker import Ranker, RecentSearch
 from topicfeed.ingest import ingest
-from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourceSettings
+from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourcesSettings
 from topicfeed.simulator import simulate
 from topicfeed.simulator.logs import examination
 
@@ -142,7 +142,7 @@ def test_intents_and_fresh_searches_give_intent_reasons(world: tuple[Settings, C
 def test_sources_can_be_switched_off_and_partner_share_is_met(world: tuple[Settings, Catalog]) -> None:
     s, catalog = world
     user, profile = active_user(s, catalog)
-    only = FeedSettings(sources={"popular": SourceSettings(limit=100)})
+    only = FeedSettings(sources=SourcesSettings.only(popular=100))
     feed = Ranker(only).rank(catalog, profile, user_id=user, now=catalog.asof)
     assert {i.source for i in feed.items} == {"popular"}
     partner = max(set(catalog.partner) - {""}, key=lambda p: int((catalog.partner == p).sum()))

@@ -67,3 +67,10 @@ def test_invalid_values_are_rejected() -> None:
         Settings(half_life_days=0)
     with pytest.raises(ValidationError, match="unknown_field"):
         Settings(unknown_field=1)
+
+
+def test_a_feed_source_is_switched_off_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOPICFEED_FEED__SOURCES__TRENDING__ENABLED", "false")
+    monkeypatch.setenv("TOPICFEED_FEED__SOURCES__TOPICS__LIMIT", "120")
+    enabled = Settings().feed.sources.enabled()
+    assert "trending" not in enabled and enabled["topics"] == 120 and enabled["popular"] == 60 and len(enabled) == 5

@@ -143,31 +143,40 @@ class FeastSettings(BaseModel):
     recent_intents: int = Field(10, ge=1, description="refined intents kept per user")
 
 
-SourceName = Literal["topics", "intents", "trending", "popular", "similar", "fresh"]
-
-
 class SourceSettings(BaseModel):
     """One named candidate source of the feed ranker (as a recommender in Gorse's config)."""
 
     enabled: bool = True
-    limit: int = Field(100, ge=1, le=5_000, description="candidates it offers per request")
+    limit: int | None = Field(None, ge=1, le=5_000, description="candidates it offers per request; default: the source's own (SOURCE_LIMITS)")
 
 
-def _default_sources() -> dict[SourceName, SourceSettings]:
-    return {
-        "topics": SourceSettings(limit=200),
-        "intents": SourceSettings(limit=50),
-        "trending": SourceSettings(limit=60),
-        "popular": SourceSettings(limit=60),
-        "similar": SourceSettings(limit=60),
-        "fresh": SourceSettings(limit=60),
-    }
+SOURCE_LIMITS: dict[str, int] = {"topics": 200, "intents": 50, "trending": 60, "popular": 60, "similar": 60, "fresh": 60}
+
+
+class SourcesSettings(BaseModel):
+    """The feed's candidate sources by name; each can be switched off (``TOPICFEED_FEED__SOURCES__TRENDING__ENABLED=false``)."""
+
+    topics: SourceSettings = SourceSettings()
+    intents: SourceSettings = SourceSettings()
+    trending: SourceSettings = SourceSettings()
+    popular: SourceSettings = SourceSettings()
+    similar: SourceSettings = SourceSettings()
+    fresh: SourceSettings = SourceSettings()
+
+    def enabled(self) -> dict[str, int]:
+        """Enabled sources and their limits, in this order."""
+        return {name: s.limit or SOURCE_LIMITS[name] for name, s in self if s.enabled}
+
+    @classmethod
+    def only(cls, **limits: int) -> SourcesSettings:
+        """Just these sources (name=limit), the others off."""
+        return cls(**{name: SourceSettings(enabled=name in limits, limit=limits.get(name)) for name in SOURCE_LIMITS})
 
 
 class FeedSettings(BaseModel):
     """The feed ranker and its service (``feed/``, ``topicfeed serve``)."""
 
-    sources: dict[SourceName, SourceSettings] = Field(default_factory=_default_sources, description="named candidate sources; each can be switched off")
+    sources: SourcesSettings = SourcesSettings()
     level_weights: tuple[float, ...] = Field((0.3, 0.6, 1.0), description="weight of a topic match at taxonomy level 1, 2, 3 (deeper is more specific)")
     intent_weight: float = Field(1.0, ge=0, description="weight of a match with a recent refined intent")
     trend_weight: float = Field(0.25, ge=0)
