@@ -30,13 +30,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from featurestore.jobs import compute_features, default_asof, refresh_online
+from featurestore.jobs import refresh_online, simulated_world
 from featurestore.profile import ProfileReader
 from feed.catalog import Catalog
 from feed.ranker import Ranker
-from topicfeed.ingest import ingest
 from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
-from topicfeed.simulator import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from redis_server import free_port, local_redis_server  # noqa: E402  (the tests' real redis-server helper)
@@ -92,12 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     s = Settings(data_dir=tmp / "data", simulator=SimulatorSettings(users=args.users, days=args.days))
-    sim = simulate(s, tmp / "sim")
-    for kind in ("documents", "events"):
-        ingest(kind, sim.files[kind], s)
-    asof = default_asof(s)
-    compute_features(s, asof)
-    refresh_online(s, asof)
+    asof = simulated_world(s, tmp / "sim")
     catalog = Catalog.load(s)
     users = sorted(catalog.clicked)
 

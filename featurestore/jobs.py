@@ -51,3 +51,20 @@ def refresh_online(settings: Settings, asof: datetime | None = None, engine: str
     repo.apply(settings, store)
     start = asof - timedelta(days=settings.feast.profile_ttl_days)
     return [r.__dict__ for r in repo.materialize(settings, start, asof, store, engine=engine)]
+
+
+def simulated_world(settings: Settings, sim_dir: Path, *, online: bool = True) -> datetime:
+    """A simulated world made ready to serve, as the main job does: simulate into ``sim_dir``, ingest
+    documents and events, compute the features and (with ``online``) load the online store; returns
+    the as-of time (just after the newest event)."""
+    from topicfeed.ingest import ingest
+    from topicfeed.simulator import simulate
+
+    sim = simulate(settings, sim_dir)
+    for kind in ("documents", "events"):
+        ingest(kind, sim.files[kind], settings)
+    asof = default_asof(settings)
+    compute_features(settings, asof)
+    if online:
+        refresh_online(settings, asof)
+    return asof

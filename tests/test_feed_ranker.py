@@ -12,12 +12,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from featurestore.jobs import compute_features, default_asof, refresh_online
+from featurestore.jobs import simulated_world
 from featurestore.profile import ProfileReader, UserProfile
 from feed.catalog import Catalog
 from feed.partner import dcg, place, quota, random_placement
 from feed.ranker import Ranker, RecentSearch
-from topicfeed.ingest import ingest
 from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourcesSettings
 from topicfeed.simulator import simulate
 from topicfeed.simulator.logs import examination
@@ -73,12 +72,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Catalog]:
     """Settings and catalog of a small world (its simulation under ``<data_dir>/../sim``)."""
     base = tmp_path_factory.mktemp("feed-world")
     s = Settings(data_dir=base / "data", simulator=SimulatorSettings(users=300, days=5, docs_per_day=80, seed=11))
-    sim = simulate(s, base / "sim")
-    for kind in ("documents", "events"):
-        ingest(kind, sim.files[kind], s)
-    asof = default_asof(s)
-    compute_features(s, asof)
-    refresh_online(s, asof)
+    simulated_world(s, base / "sim")
     return s, Catalog.load(s)
 
 

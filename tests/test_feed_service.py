@@ -17,12 +17,10 @@ import httpx
 import pyarrow.compute as pc
 import pytest
 
-from featurestore.jobs import compute_features, default_asof, refresh_online
+from featurestore.jobs import default_asof, refresh_online, simulated_world
 from feed.catalog import Catalog
-from topicfeed.ingest import ingest
 from topicfeed.lake import Lake
 from topicfeed.settings import FeastSettings, Settings, SimulatorSettings
-from topicfeed.simulator import simulate
 
 from redis_server import free_port
 
@@ -35,10 +33,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small world, ingested, with offline features computed (copied for each server)."""
     base = tmp_path_factory.mktemp("service-world")
     s = Settings(data_dir=base / "data", simulator=SimulatorSettings(users=250, days=4, docs_per_day=60, seed=3))
-    sim = simulate(s, base / "sim")
-    for kind in ("documents", "events"):
-        ingest(kind, sim.files[kind], s)
-    compute_features(s, default_asof(s))
+    simulated_world(s, base / "sim", online=False)
     return base / "data"
 
 
