@@ -29,8 +29,6 @@ from topicfeed.lake import Lake
 from topicfeed.schemas import DOCUMENT_SCHEMA, EVENT_SCHEMA
 from topicfeed.settings import Settings
 
-METHODS = ("topicfeed", "popularity", "trending")
-
 
 @dataclass
 class Scores:

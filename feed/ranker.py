@@ -34,7 +34,6 @@ from topicfeed.settings import FeedSettings
 from topicfeed.taxonomy import split_path
 
 ReasonKind = Literal["intent", "topic", "trending", "popular", "similar", "fresh", "partner"]
-SIMILAR_WEIGHT = 0.5
 TOPICS_PER_LEVEL = 5  # the user's strongest topics per level that feed the topic source
 
 
@@ -167,7 +166,7 @@ class Ranker:
             return np.zeros(0, np.int64), np.zeros(0, object), intent, user_vec
         every = np.concatenate(offered)
         labels = np.repeat(np.array(names, dtype=object), [len(a) for a in offered])
-        unique, first = np.unique(every, return_index=True)
+        _, first = np.unique(every, return_index=True)
         keep = np.sort(first)
         cands, src = every[keep], labels[keep]
         if clicked:
@@ -215,7 +214,7 @@ class Ranker:
             for i, (share, _) in intent.items():
                 if i in at:
                     intent_score[at[i]] = share * s.intent_weight
-        similar = np.clip(catalog.embedding[cands] @ user_vec, 0, 1) * SIMILAR_WEIGHT if user_vec is not None else np.zeros(len(cands))
+        similar = np.clip(catalog.embedding[cands] @ user_vec, 0, 1) * s.similar_weight if user_vec is not None else np.zeros(len(cands))
         trend = catalog.trend[cands] * s.trend_weight
         pop = catalog.popularity[cands] * s.popularity_weight
         age_h = np.maximum(now.timestamp() - catalog.created_s[cands], 0) / 3600
@@ -247,7 +246,7 @@ class Ranker:
         partner = partner if partner is not None else s.partner
         share = s.partner_share if share is None else share
         sc = self.scored(catalog, profile, user_id=user_id, now=now, exclude=exclude, searches=searches, partner=partner if share > 0 else None, fallback=fallback)
-        cands, score, parts, source, intent, clicked, user_vec = sc.cands, sc.score, sc.parts, sc.source, sc.intent, sc.clicked, sc.user_vec
+        cands, score, parts, source, intent, clicked = sc.cands, sc.score, sc.parts, sc.source, sc.intent, sc.clicked
         if len(cands) == 0:
             return Feed(user_id, [], fallback=not sc.personal)
         order = np.argsort(-score, kind="stable")
@@ -268,7 +267,7 @@ class Ranker:
                 reason = Reason("partner", f"from our partner {catalog.partner[i]}")
             else:
                 kind = kinds[int(np.argmax(parts[:, j]))]
-                reason = self._reason(kind, catalog, i, intent.get(i, (0.0, ""))[1], self._best_topic(catalog, i, sc.topic_weights), clicked, user_vec)
+                reason = self._reason(kind, catalog, i, intent.get(i, (0.0, ""))[1], self._best_topic(catalog, i, sc.topic_weights), clicked)
             counts[src] = counts.get(src, 0) + 1
             items.append(FeedItem(catalog.ids[i], round(float(score[j]), 6), src, reason))
         return Feed(user_id, items, fallback=not sc.personal, candidates=len(cands), sources=counts)
@@ -302,7 +301,7 @@ class Ranker:
         return best[0] if best is not None and w[catalog.topic_column[best[0]]] > 0 else None
 
     @staticmethod
-    def _reason(kind: ReasonKind, catalog: Catalog, i: int, query: str, topic: str | None, clicked: set[int], user_vec: np.ndarray | None) -> Reason:
+    def _reason(kind: ReasonKind, catalog: Catalog, i: int, query: str, topic: str | None, clicked: set[int]) -> Reason:
         if kind == "intent" and query:
             return Reason("intent", f"because you recently searched '{query}'")
         if kind == "topic" and topic:

@@ -179,6 +179,7 @@ class FeedSettings(BaseModel):
     sources: SourcesSettings = SourcesSettings()
     level_weights: tuple[float, ...] = Field((0.3, 0.6, 1.0), description="weight of a topic match at taxonomy level 1, 2, 3 (deeper is more specific)")
     intent_weight: float = Field(1.0, ge=0, description="weight of a match with a recent refined intent")
+    similar_weight: float = Field(0.5, ge=0, description="weight of the cosine to the user's clicked items (topic embedding)")
     trend_weight: float = Field(0.25, ge=0)
     popularity_weight: float = Field(0.15, ge=0)
     freshness_weight: float = Field(0.1, ge=0)
