@@ -6,7 +6,9 @@ On a simulated world (2,000 users, 14 days by default) with features computed an
    p50/p99, against Feast's own ``get_online_features`` of the same users' profiles in the same run
    (the issue's reference point: a tuned single-row Feast read);
 2. over HTTP on loopback: ``topicfeed serve --workers W`` (SQLite online store), loaded by ``wrk``
-   (Debian's package) for ``--seconds`` with random users: requests/s, p99, non-2xx responses;
+   (Debian's package) for ``--seconds`` with random users: requests/s, p99, non-2xx responses; once
+   with the service's default feed memo (exact reuse while catalog, profile and the user's events are
+   unchanged; its hit rate printed) and once with the memo off (every request read and ranked);
 3. with Redis: the same load while Redis is stopped after a third of the run and started again (and
    the profiles loaded again) after two thirds: non-2xx responses, and the service's own count of
    fallbacks from ``/metrics``.
@@ -86,7 +88,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--connections", type=int, default=8)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     s = Settings(data_dir=tmp / "data", simulator=SimulatorSettings(users=args.users, days=args.days))
@@ -119,17 +121,21 @@ def main() -> None:
     p99 = np.percentile(times, 99) * 1e3
     print(f"  ranking p99 {p99:.2f} ms (target <= 5 ms): {'PASS' if p99 <= 5 else 'FAIL'}; {np.percentile(feast_times, 99) / np.percentile(times, 99):.1f}x under Feast's own read")
 
-    # 2. HTTP, SQLite -------------------------------------------------------------------------------
-    proc, url = serve(s.data_dir, {}, args.workers)
-    try:
-        sample = [*users, *(f"new-user-{i}" for i in range(100))]
-        got = wrk(url, sample, args.seconds, args.connections, tmp)
-        print(f"HTTP (SQLite, {args.workers} workers, {args.connections} connections, {args.seconds}s): {got['rps']:,.0f} req/s, p99 {got['p99_ms']:.1f} ms, {got['requests']:,} requests, non-2xx {got['non2xx']}, socket errors {got['socket_errors']}")
+    # 2. HTTP, SQLite: the default (memo on), then every request ranked (memo off) -----------------------
+    sample = [*users, *(f"new-user-{i}" for i in range(100))]
+    for label, env in (("memo on (default)", {}), ("memo off", {"TOPICFEED_FEED__MEMO_SIZE": "0"})):
+        proc, url = serve(s.data_dir, env, args.workers)
+        try:
+            got = wrk(url, sample, args.seconds, args.connections, tmp)
+            memo = {k: sum(float(x) for x in re.findall(rf'topicfeed_feed_memo_total\{{outcome="{k}"\}} ([\d.e+]+)', httpx.get(f"{url}/metrics").text)) for k in ("hit", "miss")}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        asked = memo["hit"] + memo["miss"]
+        rate = f", memo hits {memo['hit'] / asked:.1%} of personal reads (one worker's count)" if asked else ""
+        print(f"HTTP (SQLite, {label}, {args.workers} workers, {args.connections} connections, {args.seconds}s): {got['rps']:,.0f} req/s, p99 {got['p99_ms']:.1f} ms, {got['requests']:,} requests, non-2xx {got['non2xx']}, socket errors {got['socket_errors']}{rate}")
         ok = got["rps"] >= 800 and got["p99_ms"] <= 20 and got["non2xx"] == 0 and got["socket_errors"] == 0
         print(f"  target >= 800 req/s, p99 <= 20 ms, 0 errors: {'PASS' if ok else 'FAIL'}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
     # 3. Redis stopped mid-run --------------------------------------------------------------------------
     port = free_port()

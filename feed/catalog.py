@@ -62,6 +62,9 @@ class Catalog:
     topic_paths: list[str] = field(default_factory=list)  # column j of ``topic_matrix``
     topic_levels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     topic_matrix: sparse.csr_matrix | None = None  # (items, topics): the item's score for the topic
+    topic_readable: list[str] = field(default_factory=list)  # column j's path in words ("News > Politics")
+    embedding_csr: sparse.csr_matrix | None = None  # the same embedding, sparse (a few topics per item)
+    partner_items: dict[str, np.ndarray] = field(default_factory=dict)  # partner -> its item indices
 
     def __post_init__(self) -> None:
         self.index = {item: i for i, item in enumerate(self.ids)}
@@ -73,12 +76,49 @@ class Catalog:
         cols = [column[p] for topics in self.item_topics for p in topics]
         vals = [s for topics in self.item_topics for s in topics.values()]
         self.topic_matrix = sparse.csr_matrix((np.array(vals, np.float64), (np.array(rows, np.int64), np.array(cols, np.int64))), shape=(len(self.ids), len(self.topic_paths)))
+        self.embedding_csr = sparse.csr_matrix(self.embedding)
+        self.partner_items = {p: np.flatnonzero(self.partner == p) for p in set(self.partner.tolist()) if p}
+        self.topic_readable = [" > ".join(split_path(p)) for p in self.topic_paths]
         self.by_popularity = np.argsort(-self.popularity, kind="stable")
         self.by_trend = np.argsort(-self.trend, kind="stable")
         self.by_fresh = np.argsort(-self.created_s, kind="stable")
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def _gather(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row in ``items``, position in the CSR arrays) of every stored topic score of those rows."""
+        m = self.topic_matrix
+        starts = m.indptr[items]
+        lengths = m.indptr[items + 1] - starts
+        row = np.repeat(np.arange(len(items)), lengths)
+        at = np.arange(len(row)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + starts[row]
+        return row, at
+
+    def topic_scores(self, items: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``topic_matrix[items] @ w``, gathered from the CSR arrays of those rows only (no sparse
+        fancy indexing: its cost grows with the rows asked for, not with the catalog)."""
+        if self.topic_matrix is None or not len(items):
+            return np.zeros(len(items))
+        row, at = self._gather(items)
+        m = self.topic_matrix
+        return np.bincount(row, weights=m.data[at] * w[m.indices[at]], minlength=len(items))
+
+    def best_topics(self, items: np.ndarray, w: np.ndarray) -> list[int | None]:
+        """Per item, the column of its topic that adds most to its topic score under weights ``w``
+        (the first stored such topic on ties), or None where no topic adds anything."""
+        best: list[int | None] = [None] * len(items)
+        if self.topic_matrix is None or not len(items):
+            return best
+        row, at = self._gather(items)
+        m = self.topic_matrix
+        contrib = m.data[at] * w[m.indices[at]]
+        order = np.lexsort((-contrib, row))  # by row, strongest first
+        first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
+        for r, a, c in zip(row[first].tolist(), at[first].tolist(), contrib[first].tolist()):
+            if c > 0:
+                best[r] = int(m.indices[a])
+        return best
 
     @classmethod
     def load(cls, settings: Settings, asof: datetime | None = None) -> Catalog:
@@ -198,6 +238,7 @@ class CatalogHolder:
     def __init__(self, loader: Callable[[], Catalog]) -> None:
         self._loader = loader
         self.catalog = loader()
+        self.version = 0  # +1 on every refresh (feeds memoized by the service name the version they came from)
         self.refreshed_at = time.time()
         self.refresh_errors = 0
         self._stop = threading.Event()
@@ -210,6 +251,7 @@ class CatalogHolder:
             ids = [self.catalog.ids[i] for i in items]
             fresh.clicked.setdefault(user, set()).update(fresh.index[x] for x in ids if x in fresh.index)
         self.catalog = fresh  # one reference assignment: atomic for readers
+        self.version += 1
         self.refreshed_at = time.time()
         return fresh
 

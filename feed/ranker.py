@@ -9,7 +9,7 @@ scored as
   + intent_weight * (share of the intent's words in the title, or 1 for the topics of a fresh search)
   + similar_weight * cosine(item, the user's clicked items)
   + trend_weight * trend + popularity_weight * popularity + freshness_weight * 0.5 ** (age / half-life)
-  + exploration * freshness * u,   u ~ U(0, 1), fixed per (user, day)
+  + exploration * freshness * u,   u ~ U(0, 1), fixed per (user, day, item)
 
 Items the user clicked are excluded; at most ``max_per_l2_topic`` items of one level-2 topic make a
 page (the rest move down); a partner rule is applied last (``feed.partner``). The reason of an item is
@@ -31,10 +31,21 @@ from featurestore.profile import UserProfile
 from feed.catalog import Catalog, words
 from feed.partner import place
 from topicfeed.settings import FeedSettings
-from topicfeed.taxonomy import split_path
 
 ReasonKind = Literal["intent", "topic", "trending", "popular", "similar", "fresh", "partner"]
 TOPICS_PER_LEVEL = 5  # the user's strongest topics per level that feed the topic source
+SOURCES = ("intents", "topics", "similar", "trending", "popular", "fresh", "partner")  # Scored.source codes
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def unit_noise(seed: int, items: np.ndarray) -> np.ndarray:
+    """A uniform draw in [0, 1) per item, a pure function of (seed, item): splitmix64 of the two."""
+    with np.errstate(over="ignore"):
+        z = (items.astype(np.uint64) + np.uint64(1)) * _GOLDEN + np.uint64(seed)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 @dataclass(frozen=True)
@@ -68,11 +79,11 @@ class Scored:
     cands: np.ndarray
     score: np.ndarray
     parts: np.ndarray
-    source: np.ndarray  # object: the source that offered each candidate first
+    source: np.ndarray  # int: the source that offered each candidate first, as its index in SOURCES
     intent: dict[int, tuple[float, str]]
     topic_weights: np.ndarray | None  # the user's weight per catalog topic column (None: no topic preferences)
     clicked: set[int]
-    user_vec: np.ndarray | None
+    similarity: np.ndarray | None  # cosine of every catalog item with the user's clicked items (None: no clicks)
     personal: bool
 
 
@@ -83,10 +94,6 @@ class Feed:
     fallback: bool
     candidates: int = 0
     sources: dict[str, int] = field(default_factory=dict)
-
-
-def _readable(path: str) -> str:
-    return " > ".join(split_path(path))
 
 
 class Ranker:
@@ -101,7 +108,7 @@ class Ranker:
         self, catalog: Catalog, profile: UserProfile | None, clicked: set[int], searches: list[RecentSearch], personal: bool, partner: str | None
     ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, str]], np.ndarray | None]:
         """(candidates in first-offer order, the source that offered each first, item -> (intent match,
-        query), the user's clicked-items vector)."""
+        query), every item's cosine with the user's clicked items or None)."""
         offered: list[np.ndarray] = []
         names: list[str] = []
         intent: dict[int, tuple[float, str]] = {}
@@ -113,24 +120,21 @@ class Ranker:
                 names.append(name)
 
         limits = self.enabled
-        user_vec = None
+        sims: np.ndarray | None = None
         if personal and profile is not None:
             if "intents" in limits:
                 queries = [q for q in [profile.last_refined_query, *profile.recent_refined_queries] if q]
                 for q in dict.fromkeys(queries):
-                    qwords = set(words(q))
-                    if not qwords:
+                    postings = [catalog.by_word[w] for w in set(words(q)) if w in catalog.by_word]
+                    if not postings:
                         continue
-                    hits: dict[int, int] = {}
-                    for w in qwords:
-                        for i in catalog.by_word.get(w, ()):
-                            hits[int(i)] = hits.get(int(i), 0) + 1
-                    best = sorted(hits.items(), key=lambda t: (-t[1], -catalog.popularity[t[0]]))[: limits["intents"]]
-                    for i, h in best:
-                        share = h / len(qwords)
-                        if share > intent.get(i, (0.0, ""))[0]:
-                            intent[i] = (share, q)
-                    offer((i for i, _ in best), "intents")
+                    items, hits = np.unique(np.concatenate(postings), return_counts=True)
+                    best = items[np.lexsort((-catalog.popularity[items], -hits))[: limits["intents"]]]
+                    shares = dict(zip(items.tolist(), (hits / len(set(words(q)))).tolist()))
+                    for i in best.tolist():
+                        if shares[i] > intent.get(i, (0.0, ""))[0]:
+                            intent[i] = (shares[i], q)
+                    offer(best, "intents")
             if "topics" in limits:
                 per = max(1, limits["topics"] // (TOPICS_PER_LEVEL * max(1, len(self.settings.level_weights))))
                 for level in range(len(self.settings.level_weights), 0, -1):
@@ -139,16 +143,13 @@ class Ranker:
                         if got is not None:
                             offer(got[0][:per], "topics")
             if "similar" in limits and clicked and catalog.embedding.shape[1]:
-                user_vec = catalog.embedding[list(clicked)].mean(axis=0)
+                user_vec = catalog.embedding[np.fromiter(clicked, dtype=np.int64, count=len(clicked))].mean(axis=0)
                 norm = float(np.linalg.norm(user_vec))
                 if norm > 0:
-                    user_vec = user_vec / norm
-                    sims = catalog.embedding @ user_vec
+                    sims = catalog.embedding_csr @ (user_vec / norm)  # sparse: cost grows with topics per item
                     k = min(limits["similar"] + len(clicked), len(sims))
                     top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
                     offer(top[np.argsort(-sims[top])], "similar")
-                else:
-                    user_vec = None
         for search in searches:
             for topic in search.topics:
                 got = catalog.by_topic.get(topic)
@@ -161,18 +162,20 @@ class Ranker:
             if name in limits:
                 offer(order[: limits[name]], name)
         if partner:
-            offer(np.flatnonzero(catalog.partner == partner), "partner")
+            offer(catalog.partner_items.get(partner, np.zeros(0, np.int64)), "partner")
         if not offered:
-            return np.zeros(0, np.int64), np.zeros(0, object), intent, user_vec
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), intent, sims
         every = np.concatenate(offered)
-        labels = np.repeat(np.array(names, dtype=object), [len(a) for a in offered])
+        codes = np.repeat(np.array([SOURCES.index(n) for n in names], dtype=np.int64), [len(a) for a in offered])
         _, first = np.unique(every, return_index=True)
         keep = np.sort(first)
-        cands, src = every[keep], labels[keep]
+        cands, src = every[keep], codes[keep]
         if clicked:
-            fresh = ~np.isin(cands, np.fromiter(clicked, dtype=np.int64, count=len(clicked)))
+            seen = np.zeros(len(catalog), dtype=bool)
+            seen[np.fromiter(clicked, dtype=np.int64, count=len(clicked))] = True
+            fresh = ~seen[cands]
             cands, src = cands[fresh], src[fresh]
-        return cands, src, intent, user_vec
+        return cands, src, intent, sims
 
     # scoring -----------------------------------------------------------------------------------
     def scored(
@@ -193,7 +196,7 @@ class Ranker:
         searches = list(searches)
         clicked = set(catalog.clicked.get(user_id, ())) | set(exclude)
         personal = not fallback and ((profile is not None and profile.found) or bool(searches) or bool(clicked))
-        cands, source, intent, user_vec = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
+        cands, source, intent, sims = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
         topic = np.zeros(len(cands))
         w: np.ndarray | None = None
         if personal and profile is not None and len(cands) and catalog.topic_matrix is not None:
@@ -205,7 +208,7 @@ class Ranker:
                     if j is not None:
                         w[j] = lw * pref
             if w.any():
-                topic = catalog.topic_matrix[cands] @ w
+                topic = catalog.topic_scores(cands, w)
             else:
                 w = None
         intent_score = np.zeros(len(cands))
@@ -214,15 +217,15 @@ class Ranker:
             for i, (share, _) in intent.items():
                 if i in at:
                     intent_score[at[i]] = share * s.intent_weight
-        similar = np.clip(catalog.embedding[cands] @ user_vec, 0, 1) * s.similar_weight if user_vec is not None else np.zeros(len(cands))
+        similar = np.clip(sims[cands], 0, 1) * s.similar_weight if sims is not None else np.zeros(len(cands))
         trend = catalog.trend[cands] * s.trend_weight
         pop = catalog.popularity[cands] * s.popularity_weight
         age_h = np.maximum(now.timestamp() - catalog.created_s[cands], 0) / 3600
         fresh_raw = 0.5 ** (age_h / s.freshness_half_life_hours)
-        rng = np.random.default_rng(int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little"))
-        fresh = fresh_raw * (s.freshness_weight + s.exploration * rng.random(len(cands)))
+        seed = int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little")
+        fresh = fresh_raw * (s.freshness_weight + s.exploration * unit_noise(seed, cands))
         parts = np.vstack([intent_score, topic, similar, trend, pop, fresh]) if len(cands) else np.zeros((6, 0))
-        return Scored(cands, parts.sum(axis=0), parts, source, intent, w, clicked, user_vec, personal)
+        return Scored(cands, parts.sum(axis=0), parts, source, intent, w, clicked, sims, personal)
 
     def rank(
         self,
@@ -260,14 +263,17 @@ class Ranker:
         items = []
         counts: dict[str, int] = {}
         kinds: tuple[ReasonKind, ...] = ("intent", "topic", "similar", "trending", "popular", "fresh")
-        for j in ranked[:limit].tolist():
-            i = int(cands[j])
-            src = str(source[j])
-            if src == "partner" or (partner and share > 0 and catalog.partner[i] == partner and parts[:, j].max() <= 0):
+        page = ranked[:limit]
+        page_items = cands[page]
+        strongest = parts[:, page].argmax(axis=0).tolist()
+        top_part = parts[:, page].max(axis=0).tolist()
+        topics = catalog.best_topics(page_items, sc.topic_weights) if sc.topic_weights is not None else [None] * len(page)
+        for i, j, k, top, column in zip(page_items.tolist(), page.tolist(), strongest, top_part, topics):
+            src = SOURCES[source[j]]
+            if src == "partner" or (partner and share > 0 and catalog.partner[i] == partner and top <= 0):
                 reason = Reason("partner", f"from our partner {catalog.partner[i]}")
             else:
-                kind = kinds[int(np.argmax(parts[:, j]))]
-                reason = self._reason(kind, catalog, i, intent.get(i, (0.0, ""))[1], self._best_topic(catalog, i, sc.topic_weights), clicked)
+                reason = self._reason(kinds[k], catalog, i, intent.get(i, (0.0, ""))[1], column, clicked)
             counts[src] = counts.get(src, 0) + 1
             items.append(FeedItem(catalog.ids[i], round(float(score[j]), 6), src, reason))
         return Feed(user_id, items, fallback=not sc.personal, candidates=len(cands), sources=counts)
@@ -275,43 +281,35 @@ class Ranker:
     def _diversify(self, l2: np.ndarray, ranked: np.ndarray, limit_hint: int) -> np.ndarray:
         """``ranked`` reordered so that each of the first ``limit_hint`` has at most ``max_per_l2_topic``
         items of one level-2 topic (``l2``: the topic of each, in ``ranked`` order); the others keep
-        their order behind."""
+        their order behind. Vectorized: an item is eligible for the page while fewer than the cap of
+        its topic come before it; the page is the first ``limit_hint`` eligible ones."""
         cap = self.settings.max_per_l2_topic
-        page: list[int] = []
-        rest: list[int] = []
-        seen: dict[int, int] = {}
-        items = ranked.tolist()
-        for k, (i, t) in enumerate(zip(items, l2.tolist())):
-            if len(page) == limit_hint:
-                return np.array(page + rest + items[k:], dtype=np.int64)
-            if t < 0 or seen.get(t, 0) < cap:
-                page.append(i)
-                if t >= 0:
-                    seen[t] = seen.get(t, 0) + 1
-            else:
-                rest.append(i)
-        return np.array(page + rest, dtype=np.int64)
+        n = len(ranked)
+        if n == 0:
+            return ranked
+        by_topic = np.argsort(l2, kind="stable")  # positions grouped by topic, in rank order inside
+        grouped = l2[by_topic]
+        group_start = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        rank_in_topic = np.empty(n, dtype=np.int64)
+        rank_in_topic[by_topic] = np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
+        eligible = np.flatnonzero((l2 < 0) | (rank_in_topic < cap))[:limit_hint]
+        behind = np.ones(n, dtype=bool)
+        behind[eligible] = False
+        return np.concatenate([ranked[eligible], ranked[behind]])
 
     @staticmethod
-    def _best_topic(catalog: Catalog, i: int, w: np.ndarray | None) -> str | None:
-        """The item's topic that adds most to its topic score (for the reason)."""
-        if w is None:
-            return None
-        best = max(catalog.item_topics[i].items(), key=lambda t: w[catalog.topic_column[t[0]]] * t[1], default=None)
-        return best[0] if best is not None and w[catalog.topic_column[best[0]]] > 0 else None
-
-    @staticmethod
-    def _reason(kind: ReasonKind, catalog: Catalog, i: int, query: str, topic: str | None, clicked: set[int]) -> Reason:
+    def _reason(kind: ReasonKind, catalog: Catalog, i: int, query: str, column: int | None, clicked: set[int]) -> Reason:
+        """``column``: the item's topic that adds most to its topic score (``Catalog.best_topics``)."""
         if kind == "intent" and query:
             return Reason("intent", f"because you recently searched '{query}'")
-        if kind == "topic" and topic:
-            return Reason("topic", f"because you follow {_readable(topic)}")
+        if kind == "topic" and column is not None:
+            return Reason("topic", f"because you follow {catalog.topic_readable[column]}")
         if kind == "similar" and clicked:
-            near = max(clicked, key=lambda c: float(catalog.embedding[c] @ catalog.embedding[i]))
+            read = np.fromiter(clicked, dtype=np.int64, count=len(clicked))
+            near = int(read[np.argmax(catalog.embedding[read] @ catalog.embedding[i])])
             return Reason("similar", f"similar to '{catalog.titles[near]}', which you read")
         if kind == "trending":
             return Reason("trending", "trending now")
         if kind == "popular":
             return Reason("popular", "popular right now")
         return Reason("fresh", "new: something to discover")
-

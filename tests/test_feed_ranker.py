@@ -16,7 +16,7 @@ from featurestore.jobs import simulated_world
 from featurestore.profile import ProfileReader, UserProfile
 from feed.catalog import Catalog
 from feed.partner import dcg, place, quota, random_placement
-from feed.ranker import Ranker, RecentSearch
+from feed.ranker import Ranker, RecentSearch, unit_noise
 from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourcesSettings
 from topicfeed.simulator import simulate
 from topicfeed.simulator.logs import examination
@@ -145,6 +145,52 @@ def test_sources_can_be_switched_off_and_partner_share_is_met(world: tuple[Setti
     assert any(i.reason.kind == "partner" or catalog.partner[catalog.index[i.item_id]] == partner for i in ruled.items)
 
 
+def reference_diversify(l2: list[int], ranked: list[int], cap: int, limit_hint: int) -> list[int]:
+    """The page rule written plainly: walk the ranking, take an item while its topic is under the cap."""
+    page: list[int] = []
+    rest: list[int] = []
+    seen: dict[int, int] = {}
+    for k, (i, t) in enumerate(zip(ranked, l2)):
+        if len(page) == limit_hint:
+            return page + rest + ranked[k:]
+        if t < 0 or seen.get(t, 0) < cap:
+            page.append(i)
+            seen[t] = seen.get(t, 0) + 1
+        else:
+            rest.append(i)
+    return page + rest
+
+
+@hsettings(max_examples=80, deadline=None, derandomize=True)
+@given(st.lists(st.integers(-1, 4), max_size=60), st.integers(1, 4), st.integers(1, 30))
+def test_vectorized_diversity_matches_the_plain_rule(l2: list[int], cap: int, limit_hint: int) -> None:
+    ranker = Ranker(FeedSettings(max_per_l2_topic=cap))
+    ranked = list(np.random.default_rng(len(l2)).permutation(len(l2)))
+    got = ranker._diversify(np.array(l2, dtype=np.int64), np.array(ranked, dtype=np.int64), limit_hint)
+    assert got.tolist() == reference_diversify(l2, ranked, cap, limit_hint)
+
+
+def test_catalog_gathers_topic_scores_and_best_topics_like_the_sparse_matrix(world: tuple[Settings, Catalog]) -> None:
+    _, catalog = world
+    rng = np.random.default_rng(0)
+    items = rng.choice(len(catalog), size=200, replace=True)
+    w = rng.random(len(catalog.topic_paths)) * (rng.random(len(catalog.topic_paths)) < 0.3)
+    np.testing.assert_allclose(catalog.topic_scores(items, w), catalog.topic_matrix[items] @ w, rtol=1e-12)
+    for i, column in zip(items.tolist(), catalog.best_topics(items, w)):
+        contrib = {catalog.topic_column[p]: score * w[catalog.topic_column[p]] for p, score in catalog.item_topics[i].items()}
+        best = max(contrib.values(), default=0.0)
+        assert (column is None) == (best <= 0) and (column is None or contrib[column] == best)
+
+
+def test_exploration_noise_is_uniform_per_item_and_fixed_per_seed() -> None:
+    items = np.arange(100_000)
+    u = unit_noise(7, items)
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+    assert np.histogram(u, bins=10, range=(0, 1))[0].min() > 9_500  # about 10,000 per tenth
+    np.testing.assert_array_equal(unit_noise(7, items[::-1])[::-1], u)  # a function of (seed, item) only
+    assert np.corrcoef(u, unit_noise(8, items))[0, 1] < 0.02
+
+
 def test_catalog_holder_swaps_whole_and_keeps_new_clicks(world: tuple[Settings, Catalog]) -> None:
     from feed.catalog import CatalogHolder
 
@@ -152,8 +198,9 @@ def test_catalog_holder_swaps_whole_and_keeps_new_clicks(world: tuple[Settings, 
     holder = CatalogHolder(lambda: Catalog.load(s, asof=datetime.now(UTC) + timedelta(hours=1)))
     first = holder.catalog
     first.clicked.setdefault("late-user", set()).add(0)
+    assert holder.version == 0
     second = holder.refresh()
-    assert second is not first and holder.catalog is second
+    assert second is not first and holder.catalog is second and holder.version == 1  # memoized feeds of the old one no longer answer
     assert 0 in second.clicked["late-user"]
 
 

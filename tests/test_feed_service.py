@@ -206,3 +206,29 @@ def test_redis_stopped_mid_run_falls_back_then_recovers(world: Path, tmp_path: P
             assert 'topicfeed_feed_fallbacks_total{reason="store"}' in server.client.get("/metrics").text
     finally:
         gen.close()
+
+
+def memo_count(server: Server, outcome: str) -> float:
+    line = [x for x in server.client.get("/metrics").text.splitlines() if x.startswith(f'topicfeed_feed_memo_total{{outcome="{outcome}"}}')]
+    return float(line[0].split()[-1]) if line else 0.0
+
+
+def test_feed_memo_is_exact_and_a_pushed_intent_reaches_the_next_feed(served: tuple[Server, Settings]) -> None:
+    """A repeated request is answered from the memo with the same body; a refined intent pushed to the
+    online store changes the profile's stamp, so the next feed is ranked again and shows it."""
+    from featurestore.repo import push_intents
+
+    server, s = served
+    catalog = Catalog.load(s)
+    user = sorted(catalog.clicked, key=lambda u: (len(catalog.clicked[u]), u))[len(catalog.clicked) // 2]
+    hits = memo_count(server, "hit")
+    first = server.client.get(f"/v1/feed/{user}", params={"limit": 15}).content
+    second = server.client.get(f"/v1/feed/{user}", params={"limit": 15}).content
+    assert first == second and memo_count(server, "hit") == hits + 1
+    longer = server.client.get(f"/v1/feed/{user}", params={"limit": 16}).json()["items"]
+    assert len(longer) == 16 and memo_count(server, "hit") == hits + 1  # other parameters: their own entry
+    title = catalog.titles[int(catalog.by_fresh[3])]
+    push_intents(s, [{"user_id": user, "query": title.split()[0], "refined_query": title, "ts": datetime.now(UTC).isoformat()}])
+    after = server.client.get(f"/v1/feed/{user}", params={"limit": 15}).json()
+    assert any(i["reason"] == {"kind": "intent", "text": f"because you recently searched '{title}'"} for i in after["items"]), after
+    assert memo_count(server, "hit") == hits + 1  # ranked again, not served from the memo

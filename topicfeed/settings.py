@@ -197,6 +197,12 @@ class FeedSettings(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="larger request bodies get 413")
     max_events_per_request: int = Field(5_000, ge=1)
     keyed_reads: bool = Field(False, description="also require the API key for feed reads")
+    memo_size: int = Field(
+        50_000,
+        ge=0,
+        description="rendered feeds kept per worker and reused exactly: only while the catalog, the user's stored profile, "
+        "the user's events through the service and the request's parameters are all unchanged (0: rank every request)",
+    )
 
 
 class Settings(BaseSettings):
