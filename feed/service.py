@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import hmac
 import json
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -39,6 +40,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, Field
 
 from featurestore.online import OnlineStoreUnavailable, check_online_store
@@ -329,7 +331,13 @@ def healthz(state: StateDep) -> Response:
 
 @ops_router.get("/metrics", response_class=Response)
 def metrics(state: StateDep) -> Response:
-    """Prometheus metrics: request latency, 5xx errors, fallbacks, items per source, events."""
+    """Prometheus metrics: request latency, 5xx errors, fallbacks, items per source, events, memo hits.
+    With several workers (``PROMETHEUS_MULTIPROC_DIR`` set, as ``topicfeed serve --workers N`` does),
+    every worker's values, summed (prometheus-client's multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -38,12 +38,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Server:
-    def __init__(self, data: Path, env: dict[str, str]) -> None:
+    def __init__(self, data: Path, env: dict[str, str], workers: int = 1) -> None:
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "TOPICFEED_DATA_DIR": str(data), "TOPICFEED_API_KEY": KEY, **env}
-        self.proc = subprocess.Popen([str(BIN), "serve", "--port", str(self.port)], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen([str(BIN), "serve", "--port", str(self.port), "--workers", str(workers)], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -232,3 +232,20 @@ def test_feed_memo_is_exact_and_a_pushed_intent_reaches_the_next_feed(served: tu
     after = server.client.get(f"/v1/feed/{user}", params={"limit": 15}).json()
     assert any(i["reason"] == {"kind": "intent", "text": f"because you recently searched '{title}'"} for i in after["items"]), after
     assert memo_count(server, "hit") == hits + 1  # ranked again, not served from the memo
+
+
+def test_metrics_sum_every_worker(world: Path, tmp_path: Path) -> None:
+    """Two workers: /metrics counts the requests both answered (prometheus-client multiprocess mode)."""
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    project = f"svc{uuid.uuid4().hex[:8]}"
+    refresh_online(Settings(data_dir=data, feast=FeastSettings(project=project)), default_asof(Settings(data_dir=data)))
+    server = Server(data, {"TOPICFEED_FEAST__PROJECT": project, "PROMETHEUS_MULTIPROC_DIR": ""}, workers=2)
+    try:
+        for i in range(30):  # a new connection each: the kernel spreads them over the workers
+            assert httpx.get(f"{server.url}/v1/feed/nobody-{i}", timeout=10).json()["fallback"] is True
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        got = [float(x.split()[-1]) for x in text.splitlines() if x.startswith('topicfeed_feed_fallbacks_total{reason="unknown_user"}')]
+        assert got == [30.0]
+    finally:
+        server.stop()

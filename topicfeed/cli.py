@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -160,8 +161,15 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes (uvicorn)")] = 1,
 ) -> None:
-    """Run the feed service (FastAPI on uvicorn); the OpenAPI reference is at /docs."""
+    """Run the feed service (FastAPI on uvicorn); the OpenAPI reference is at /docs. With several
+    workers, /metrics sums them all (prometheus-client multiprocess mode, in a fresh temporary folder
+    unless PROMETHEUS_MULTIPROC_DIR is set)."""
+    import tempfile
+
     import uvicorn
+
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="topicfeed-metrics-")
 
     uvicorn.run("feed.service:app_from_settings", factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False)
 
