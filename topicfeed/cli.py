@@ -22,6 +22,8 @@ classify_app = typer.Typer(help="The topic classifier: train, predict, eval, the
 app.add_typer(classify_app, name="classify")
 feed_app = typer.Typer(help="The feed ranker: offline evaluation, the partner rule's preview.", no_args_is_help=True)
 app.add_typer(feed_app, name="feed")
+intent_app = typer.Typer(help="The query-intent refiner: mine (Q, Q*) from search logs, train, refine, evaluate.", no_args_is_help=True)
+app.add_typer(intent_app, name="intent")
 
 
 class Kind(StrEnum):
@@ -415,3 +417,121 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# intent ------------------------------------------------------------------------------------------------
+def _bar(total: int, desc: str):  # noqa: ANN202
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not sys.stderr.isatty())
+
+
+@intent_app.command("mine")
+def intent_mine(
+    search_log: Annotated[Path | None, typer.Option(help="a search-log TSV (product_uid, product_title, search_term, relevance) instead of the lake")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the pairs and bias patterns as JSON here")] = None,
+    show: Annotated[int, typer.Option(help="pairs to print")] = 10,
+) -> None:
+    """(Q, Q*) pairs from search clicks: containment between a document's queries, bias patterns
+    (words users add to anything) found statistically and dropped, the most informative Q* kept."""
+    from intent.jobs import mine_lake
+    from intent.mining import clicks_from_search_log, mine
+
+    try:
+        report = mine(clicks_from_search_log(search_log)) if search_log else mine_lake(get_settings())
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(report.summary())
+    for p in report.pairs[:show]:
+        typer.echo(f"  {p.query!r} -> {p.refined_query!r}   ({p.title[:60]})")
+    if out:
+        out.write_text(json.dumps(report.as_dict(), indent=1))
+        typer.echo(f"wrote {out}")
+
+
+@intent_app.command("train")
+def intent_train(
+    out: Annotated[Path | None, typer.Option(help="model directory; default: the configured intent dir")] = None,
+    teacher: Annotated[Path | None, typer.Option(help="a trained teacher: it labels sampled lake searches for the student")] = None,
+    base: Annotated[str | None, typer.Option(help="base model (minilm, gemma3-270m, a .gguf file, an HF directory); default: settings")] = None,
+    gold_only: Annotated[bool, typer.Option(help="train on the gold set's training part only (how the teacher is made)")] = False,
+) -> None:
+    """Train the refiner: by default the student (gold set + the lake's mined pairs [+ teacher labels])."""
+    from intent.jobs import train_default
+    from intent.model import IntentRefiner, gold_split
+
+    settings = get_settings()
+    if base:
+        settings = settings.model_copy(update={"intent": settings.intent.model_copy(update={"base_model": base})})
+    out = out or settings.intent_dir
+    start = time.perf_counter()
+    bar = _bar(0, "training")
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    if gold_only:
+        refiner = IntentRefiner.from_base(params=settings.intent).fit(gold_split()[0], progress=progress)
+        refiner.save_pretrained(out)
+    else:
+        refiner = train_default(settings, out, teacher=teacher, progress=progress)
+    bar.close()
+    typer.echo(f"trained {settings.intent.base_model} on {refiner.fit_report_['examples']} examples in {time.perf_counter() - start:.0f}s "
+               f"(loss {refiner.fit_report_['first_loss']} -> {refiner.fit_report_['last_loss']}); saved to {out}")
+
+
+@intent_app.command("refine")
+def intent_refine(
+    input: Annotated[Path, typer.Option("--input", help='JSONL requests: {"id", "query", "documents": [{"doc_id", "title", "body"?}]}')],
+    output: Annotated[Path, typer.Option("--output", help='JSONL out: {"id", "query", "refined_query"}')],
+    model: Annotated[Path | None, typer.Option(help="refiner directory; default: the configured intent dir")] = None,
+) -> None:
+    """Refine every request of a JSONL file; invalid lines are reported by line and field, not refined."""
+    from intent.jobs import refine_file
+
+    try:
+        report = refine_file(model or get_settings().intent_dir, input, output)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for line, field, message in report.rejected:
+        typer.echo(f"rejected line {line}: field '{field}': {message}", err=True)
+    typer.echo(f"refined {report.refined} requests into {output}; rejected {len(report.rejected)}")
+
+
+@intent_app.command("eval")
+def intent_eval(
+    models: Annotated[list[Path] | None, typer.Option("--model", help="refiner directories to compare (repeatable); default: the configured one")] = None,
+    search_log: Annotated[Path | None, typer.Option(help="real search log for the held-out-products check; default: the shared Home Depot log")] = None,
+    holdout: Annotated[float, typer.Option(help="share of the gold set / of the log's products held out")] = 0.2,
+    samples: Annotated[int, typer.Option(help="held-out log searches refined for the retrieval check")] = 500,
+) -> None:
+    """ROUGE, BERTScore, key-token retention, bias share on held-out gold; on held-out products of a
+    real search log, ROUGE-L against mined Q* and the clicked product's BM25 MRR with Q* vs Q."""
+    from intent.benchmark import evaluate_models
+
+    settings = get_settings()
+    for line in evaluate_models(settings, models or [settings.intent_dir], search_log or _shared("homedepot/search_log.tsv"), holdout=holdout, samples=samples):
+        typer.echo(line)
+
+
+@intent_app.command("refine-logs")
+def intent_refine_logs(
+    start: Annotated[str, typer.Option(help="ISO time: the window's start (inclusive)")],
+    end: Annotated[str, typer.Option(help="ISO time: the window's end (exclusive)")],
+    model: Annotated[Path | None, typer.Option(help="refiner directory; default: the configured intent dir")] = None,
+    push: Annotated[bool, typer.Option(help="also push the refined intents to the online store")] = True,
+) -> None:
+    """Refine a window's searches with clicks, grouped by (user, query): offline history + online push."""
+    from intent.jobs import refine_window
+    from intent.model import IntentRefiner
+
+    settings = get_settings()
+    t0 = time.perf_counter()
+    records = refine_window(settings, IntentRefiner.from_pretrained(model or settings.intent_dir), _when(start), _when(end), push=push)
+    typer.echo(f"refined {len(records)} searches in {time.perf_counter() - t0:.1f}s" + (" and pushed them online" if push else ""))
+    for r in records[:5]:
+        typer.echo(f"  {r['user_id']}: {r['query']!r} -> {r['refined_query']!r}")

@@ -133,6 +133,29 @@ class ClassifierSettings(BaseModel):
     llm_api_key: str | None = Field(None, description="bearer token for llm_url")
 
 
+class IntentSettings(BaseModel):
+    """The query-intent refiner (``intent/``): Q + clicked documents -> Q*. Every hyperparameter of
+    ``IntentRefiner`` lives here; ``IntentRefiner.from_base(..., **overrides)`` takes them by name."""
+
+    base_model: str = Field("minilm", description="the student's base: 'minilm' (shipped on PyPI), 'gemma3-270m' (the GGUF package), a .gguf file or an HF causal LM directory")
+    teacher_base: str = Field("gemma3-270m", description="the teacher's base model (same forms as base_model)")
+    epochs: int = Field(8, ge=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    weight_decay: float = Field(0.01, ge=0)
+    lora: bool = Field(False, description="train LoRA adapters (peft) instead of every weight")
+    lora_r: int = Field(16, ge=1)
+    max_titles: int = Field(3, ge=1, description="clicked documents' titles put in the prompt")
+    max_prompt_tokens: int = Field(96, ge=16)
+    max_new_tokens: int = Field(16, ge=2)
+    max_refined_tokens: int = Field(10, ge=1, description="Q* is cut to this many words")
+    num_beams: int = Field(4, ge=1)
+    enforce_keys: bool = Field(True, description="decode so that every key token of Q is kept in Q*")
+    copy_only: bool = Field(False, description="decode only tokens of Q and the clicked titles (an extractive refiner)")
+    seed: int = 0
+    model_dir: Path | None = Field(None, description="the serving refiner; default: <data_dir>/models/intent")
+
+
 class FeastSettings(BaseModel):
     """The Feast feature repo (``featurestore/definitions.py``) generated from these settings."""
 
@@ -231,6 +254,7 @@ class Settings(BaseSettings):
     preferences: PreferenceSettings = PreferenceSettings()
     feast: FeastSettings = FeastSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    intent: IntentSettings = IntentSettings()
     feed: FeedSettings = FeedSettings()
 
     simulator: SimulatorSettings = SimulatorSettings()
@@ -263,6 +287,11 @@ class Settings(BaseSettings):
     @property
     def classifier_dir(self) -> Path:
         return self.classifier.model_dir or self.data_dir / "models" / "classifier"
+
+    @property
+    def intent_dir(self) -> Path:
+        """The serving refiner (the student) that ``topicfeed intent train`` writes."""
+        return self.intent.model_dir or self.data_dir / "models" / "intent"
 
     @property
     def sqlite_path(self) -> Path:

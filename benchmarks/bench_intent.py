@@ -1,0 +1,99 @@
+"""The intent refiner end to end on real data: teacher, log-mined model and student, side by side.
+
+1. teacher: Gemma 3 270M (base, the PyPI GGUF package) fine-tuned with LoRA on the gold set's
+   training part (``--teacher DIR`` reuses one);
+2. the real search log (Home Depot, ``../shared/data``) split by product; the log-mined model: the
+   student's base fine-tuned on the (Q, Q*) pairs mined from the training products;
+3. the teacher labels ``--teacher-samples`` sampled (Q, clicked title) of the training products;
+   the student (``settings.intent``: MiniLM, copy-only decoding) is trained on gold-train + those labels;
+4. every model on the held-out gold and on the held-out products (ROUGE, BERTScore, key tokens, bias,
+   MRR), the student's throughput and single-request latency, and the training times.
+
+    .venv/bin/python benchmarks/bench_intent.py [--teacher DIR] [--teacher-samples 600] [--samples 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from intent.benchmark import gold_rows, log_rows, split_log, throughput
+from intent.evaluate import format_row
+from intent.jobs import label_with, sample_requests
+from intent.mining import mine
+from intent.model import Example, IntentRefiner, Request, gold_split
+from topicfeed.settings import Settings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", type=Path, help="a trained teacher directory to reuse")
+    ap.add_argument("--teacher-out", type=Path, help="where to save the teacher trained here")
+    ap.add_argument("--teacher-samples", type=int, default=600)
+    ap.add_argument("--samples", type=int, default=400, help="held-out log clicks for the MRR check")
+    ap.add_argument("--log", type=Path, help="search log TSV; default: ../shared/data/homedepot/search_log.tsv")
+    args = ap.parse_args()
+    s = Settings()
+    log = args.log or s.shared_data_dir / "homedepot" / "search_log.tsv"
+    tmp = Path(tempfile.mkdtemp())
+    train_gold, _ = gold_split()
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+
+    if args.teacher:
+        teacher = IntentRefiner.from_pretrained(args.teacher)
+        say(f"teacher: reused {args.teacher}")
+    else:
+        t = time.perf_counter()
+        teacher = IntentRefiner.from_base(s.intent.teacher_base, lora=True, epochs=3, batch_size=8, learning_rate=1e-3, num_beams=2)
+        teacher.fit(train_gold)
+        say(f"teacher: {s.intent.teacher_base} + LoRA on {len(train_gold)} gold examples in {time.perf_counter() - t:.0f}s (loss {teacher.fit_report_['first_loss']} -> {teacher.fit_report_['last_loss']})")
+        teacher.save_pretrained(args.teacher_out or tmp / "teacher")
+        teacher = IntentRefiner.from_pretrained(args.teacher_out or tmp / "teacher")
+
+    split = split_log(log)
+    mined = mine(split.train)
+    say(f"log {log.name}: {len(split.train):,} training clicks, {len(split.test):,} held-out; mined from training products: {len(mined.pairs)} pairs; bias patterns: {sorted(split.bias)}")
+    t = time.perf_counter()
+    log_model = IntentRefiner.from_base(params=s.intent).fit([Example(p.query, (p.title,), p.refined_query) for p in mined.pairs])
+    say(f"log-mined model: {s.intent.base_model} on {len(mined.pairs)} mined pairs in {time.perf_counter() - t:.0f}s")
+
+    requests = sample_requests(split.train, args.teacher_samples, seed=1)
+    t = time.perf_counter()
+    labels = label_with(teacher, requests)
+    say(f"teacher labels: {len(labels)} of {len(requests)} sampled training searches in {time.perf_counter() - t:.0f}s ({len(requests) / (time.perf_counter() - t):.1f}/s)")
+    for e in random.Random(0).sample(labels, min(5, len(labels))):
+        say(f"  {e.query!r} + {e.titles[0][:50]!r} -> {e.refined!r}")
+    t = time.perf_counter()
+    student = IntentRefiner.from_base(params=s.intent).fit(train_gold + labels)
+    train_s = time.perf_counter() - t
+    say(f"student: {s.intent.base_model} on {len(train_gold)} gold + {len(labels)} teacher labels in {train_s:.0f}s (bar: <= 20 min)")
+
+    models = {"log-mined": log_model, "teacher": teacher, "student": student}
+    say("held-out gold:")
+    rows = gold_rows(models, bias=split.bias)
+    for r in rows:
+        say("  " + format_row(r))
+    by = {r["model"]: r for r in rows}
+    st, te, lg = by["student"], by["teacher"], by["log-mined"]
+    say(f"  student BERTScore {st['bertscore_f1']:.3f} vs teacher {te['bertscore_f1']:.3f} (bar >= teacher - 0.02: {'PASS' if st['bertscore_f1'] >= te['bertscore_f1'] - 0.02 else 'FAIL'}); "
+        f"vs log-mined {lg['bertscore_f1']:.3f}: {st['bertscore_f1'] / lg['bertscore_f1'] - 1:+.1%} (bar >= +7%: {'PASS' if st['bertscore_f1'] >= 1.07 * lg['bertscore_f1'] else 'FAIL'}); "
+        f"key tokens kept {st['key_retention']:.1%} (bar >= 99%), bias outputs {st['bias_share']:.1%} (bar <= 1%)")
+    say(f"held-out products of the real log ({args.samples} sampled clicks for MRR):")
+    lrows = log_rows({"student": student, "teacher": teacher, "log-mined": log_model}, split, args.samples)
+    for r in lrows:
+        say("  " + format_row(r))
+    raw, stl = lrows[0], lrows[1]
+    say(f"  student ROUGE-L vs mined {stl['rougeL_vs_mined']:.3f} vs raw {raw['rougeL_vs_mined']:.3f} ({'PASS' if stl['rougeL_vs_mined'] > raw['rougeL_vs_mined'] else 'FAIL'}); "
+        f"MRR {stl['mrr']:.3f} vs raw {raw['mrr']:.3f}: {stl['mrr_ratio']:.2f}x (bar >= 1.3x: {'PASS' if stl['mrr_ratio'] >= 1.3 else 'FAIL'}); mean {stl['mean_tokens']:.1f} tokens (cap 10)")
+    rate, p95 = throughput(student, [Request(c.query, (c.title,)) for c in split.test[:256]])
+    say(f"student throughput: {rate:.1f} refinements/s in batches of 32 (bar >= 30); one fresh request p95 {p95 * 1e3:.0f} ms (bar <= 300 ms)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Evaluating refiners side by side: on the held-out gold set and on held-out products of a real
+search log (``topicfeed intent eval`` and ``benchmarks/bench_intent.py`` print these rows).
+
+The real log is split by product (``held_out(product_uid)``): a model never saw the held-out
+products' queries or titles. On them: (1) the mined (Q, Q*) pairs of those products are references,
+ROUGE-L of each model's Q* (refined from Q and the product's title) against them, beside the raw Q's;
+(2) for sampled held-out clicks, the clicked product's BM25 MRR over every product title of the log,
+searching with Q* against searching with Q.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from intent.evaluate import TitleIndex, format_row, mean_tokens, report, rouge
+from intent.mining import Click, MiningReport, clicks_from_search_log, mine
+from intent.model import IntentRefiner, Request, gold_split, held_out
+from topicfeed.settings import Settings
+
+
+@dataclass
+class LogSplit:
+    train: list[Click]
+    test: list[Click]
+    mined_test: MiningReport
+    index: TitleIndex
+    bias: set[str]
+
+
+def split_log(path: Path, share: float = 0.2) -> LogSplit:
+    clicks = clicks_from_search_log(path)
+    train = [c for c in clicks if not held_out(c.doc_id, share)]
+    test = [c for c in clicks if held_out(c.doc_id, share)]
+    titles = {c.doc_id: c.title for c in clicks}
+    bias = {b.token for b in mine(clicks).bias}
+    return LogSplit(train, test, mine(test), TitleIndex(list(titles), list(titles.values())), bias)
+
+
+def gold_rows(models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None) -> list[dict]:
+    """One row per model (and the raw query) on the held-out gold set."""
+    _, test = gold_split(share=share)
+    queries, refs = [e.query for e in test], [e.refined for e in test]
+    rows = [report("raw query", queries, [e.query.lower() for e in test], refs, bias)]
+    for name, m in models.items():
+        rows.append(report(name, queries, m.predict([Request(e.query, e.titles) for e in test]), refs, bias))
+    return rows
+
+
+def log_rows(models: dict[str, IntentRefiner], split: LogSplit, samples: int = 500, seed: int = 0) -> list[dict]:
+    """One row per model (and the raw query) on the held-out products of the real log."""
+    pairs = split.mined_test.pairs
+    sample = random.Random(seed).sample(split.test, min(samples, len(split.test)))
+    rows = []
+    raw_mrr = split.index.mrr([c.query for c in sample], [c.doc_id for c in sample])
+    rows.append({"model": "raw query", "rougeL_vs_mined": rouge([p.query for p in pairs], [p.refined_query for p in pairs])["rougeL"], "mrr": raw_mrr, "mrr_ratio": 1.0, "mean_tokens": mean_tokens([c.query for c in sample])})
+    for name, m in models.items():
+        mined_out = m.predict([Request(p.query, (p.title,)) for p in pairs])
+        out = m.predict([Request(c.query, (c.title,)) for c in sample])
+        mrr = split.index.mrr(out, [c.doc_id for c in sample])
+        rows.append({"model": name, "rougeL_vs_mined": rouge(mined_out, [p.refined_query for p in pairs])["rougeL"], "mrr": mrr, "mrr_ratio": mrr / max(raw_mrr, 1e-9), "mean_tokens": mean_tokens(out), "key_repairs": m.last_repairs_})
+    return rows
+
+
+def throughput(model: IntentRefiner, requests: Sequence[Request], batch_size: int = 32) -> tuple[float, float]:
+    """(refinements/s in batches, p95 seconds of one fresh request alone)."""
+    start = time.perf_counter()
+    model.predict(requests, batch_size=batch_size)
+    rate = len(requests) / (time.perf_counter() - start)
+    one = []
+    for r in requests[:40]:
+        t = time.perf_counter()
+        model.predict([r], batch_size=1)
+        one.append(time.perf_counter() - t)
+    one.sort()
+    return rate, one[int(0.95 * (len(one) - 1))]
+
+
+def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: Path, holdout: float = 0.2, samples: int = 500) -> list[str]:
+    models = {Path(d).name: IntentRefiner.from_pretrained(d) for d in model_dirs}
+    split = split_log(search_log, holdout)
+    lines = [f"held-out gold ({len(gold_split(share=holdout)[1])} examples; BERTScore: all-MiniLM-L6-v2 layer 6):"]
+    lines += ["  " + format_row(r) for r in gold_rows(models, holdout, split.bias)]
+    lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR):")
+    lines += ["  " + format_row(r) for r in log_rows(models, split, samples)]
+    return lines

@@ -1,0 +1,190 @@
+"""The refiner's jobs over the lake and files: mine, train the default recipe, refine files and log
+windows (offline history + online push). The CLI and the DAGs are thin wiring over these."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from intent.mining import Click, MiningReport, clicks_from_lake, mine
+from intent.model import Example, IntentRefiner, Request, gold_split
+from topicfeed.lake import Lake
+from topicfeed.settings import Settings
+
+MAX_QUERY_CHARS = 512
+MAX_DOCUMENTS = 50
+
+
+def lake_clicks(settings: Settings, start: datetime | None = None, end: datetime | None = None) -> list[Click]:
+    """Search clicks of the lake (optionally in [start, end)), with their queries and titles."""
+    lake = Lake(settings.lake_dir)
+    if not lake.exists("events") or not lake.exists("documents"):
+        raise FileNotFoundError(f"no events or documents in the lake at {settings.lake_dir}: run `topicfeed ingest` first")
+    import duckdb
+
+    where = "domain = 'search' and type in ('search', 'click')"
+    args: dict[str, Any] = {}
+    if start is not None:
+        where += " and ts >= $start"
+        args["start"] = start
+    if end is not None:
+        where += " and ts < $end"
+        args["end"] = end
+    con = duckdb.connect()
+    rows = con.execute(f"select user_id, domain, type, item_id, query, ts from {lake.scan('events')} where {where} order by ts", args).fetchall()
+    docs = lake.read("documents", columns=["doc_id", "title"])
+    titles = dict(zip(docs.column("doc_id").to_pylist(), docs.column("title").to_pylist()))
+    events = [{"user_id": u, "domain": d, "type": t, "item_id": i, "query": q, "ts": ts} for u, d, t, i, q, ts in rows]
+    return clicks_from_lake(events, titles)
+
+
+def mine_lake(settings: Settings) -> MiningReport:
+    return mine(lake_clicks(settings))
+
+
+def pairs_as_examples(report: MiningReport, max_examples: int | None = None, seed: int = 0) -> list[Example]:
+    """Mined (Q, Q*) pairs as training examples, the clicked document's title as the context."""
+    pairs = list(report.pairs)
+    random.Random(seed).shuffle(pairs)
+    return [Example(p.query, (p.title,), p.refined_query, "log") for p in pairs[:max_examples]]
+
+
+def label_with(teacher: IntentRefiner, requests: list[Request], progress: Callable[[int], None] | None = None) -> list[Example]:
+    """The teacher's Q* for sampled (Q, clicked titles) requests, as training examples."""
+    outs = teacher.predict(requests, progress=progress)
+    return [Example(r.query, r.titles, o, "teacher") for r, o in zip(requests, outs) if o]
+
+
+def sample_requests(clicks: Iterable[Click], n: int, seed: int = 0) -> list[Request]:
+    """Up to ``n`` distinct (Q, titles of the docs clicked for Q) from a click log, one per query."""
+    by_query: dict[str, list[str]] = defaultdict(list)
+    for c in clicks:
+        if c.title not in by_query[c.query]:
+            by_query[c.query].append(c.title)
+    queries = sorted(by_query)
+    random.Random(seed).shuffle(queries)
+    return [Request(q, tuple(by_query[q][:3])) for q in queries[:n]]
+
+
+def train_default(settings: Settings, out: Path, teacher: Path | None = None, teacher_samples: int = 2000, progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:
+    """The default student recipe: the gold set, the lake's mined pairs and (with ``teacher``) the
+    teacher's labels of sampled lake searches, fine-tuned into ``settings.intent.base_model``. The
+    gold set's held-out part (``gold_split``) is never trained on: evaluation reads it."""
+    examples = gold_split()[0]
+    try:
+        clicks = lake_clicks(settings)
+        examples += pairs_as_examples(mine(clicks))
+    except FileNotFoundError:
+        clicks = []
+    if teacher is not None and clicks:
+        examples += label_with(IntentRefiner.from_pretrained(teacher), sample_requests(clicks, teacher_samples, settings.intent.seed))
+    refiner = IntentRefiner.from_base(params=settings.intent).fit(examples, progress=progress)
+    refiner.save_pretrained(out)
+    return refiner
+
+
+@dataclass
+class FileReport:
+    refined: int
+    rejected: list[tuple[int, str, str]]  # (line, field, message)
+
+
+def read_requests(path: Path) -> tuple[list[tuple[str, Request]], list[tuple[int, str, str]]]:
+    """Requests of a JSONL file (``{"id", "query", "documents": [{"doc_id", "title", "body"?}]}``);
+    invalid lines come back as (line, field, message) and are not refined."""
+    good: list[tuple[str, Request]] = []
+    bad: list[tuple[int, str, str]] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append((n, "<record>", f"not JSON: {exc.msg}"))
+            continue
+        if not isinstance(row, dict):
+            bad.append((n, "<record>", "not an object"))
+            continue
+        query = row.get("query")
+        docs = row.get("documents", [])
+        if not isinstance(query, str) or not query.strip() or not any(ch.isalnum() for ch in query):
+            bad.append((n, "query", "missing, empty or without words"))
+        elif len(query) > MAX_QUERY_CHARS:
+            bad.append((n, "query", f"longer than {MAX_QUERY_CHARS} characters"))
+        elif not isinstance(docs, list) or not all(isinstance(d, dict) and isinstance(d.get("title"), str) for d in docs):
+            bad.append((n, "documents", "must be a list of objects with a string 'title'"))
+        else:
+            good.append((str(row.get("id", n)), Request(query, tuple(d["title"] for d in docs[:MAX_DOCUMENTS]))))
+    return good, bad
+
+
+def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None) -> FileReport:
+    """Refine every valid request of ``input_path`` into ``output`` (``{"id", "query", "refined_query"}``)."""
+    good, bad = read_requests(input_path)
+    refiner = IntentRefiner.from_pretrained(model)
+    outs = refiner.predict([r for _, r in good], progress=progress) if good else []
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        for (i, r), q in zip(good, outs):
+            f.write(json.dumps({"id": i, "query": r.query, "refined_query": q}, ensure_ascii=False) + "\n")
+    return FileReport(len(good), bad)
+
+
+def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, end: datetime, push: bool = True) -> list[dict[str, Any]]:
+    """The window's searches with clicks, grouped by (user, query), refined; each record is written
+    to the offline intents history and (``push``) to the online store (``featurestore.repo.push_intents``).
+    Records: user_id, query, refined_query, ts (the last click), topics (of the clicked documents)."""
+    clicks = [c for c in lake_clicks(settings, start, end)]
+    groups: dict[tuple[str, str], list[Click]] = defaultdict(list)
+    for c in clicks:
+        groups[(c.user_id, c.query)].append(c)
+    if not groups:
+        return []
+    keys = sorted(groups)
+    requests = [Request(q, tuple(dict.fromkeys(c.title for c in groups[(u, q)]))) for u, q in keys]
+    refined = refiner.predict(requests)
+    topics = _doc_topics(settings, {c.doc_id for c in clicks})
+    records = []
+    for (u, q), r in zip(keys, refined):
+        last = max(c.ts for c in groups[(u, q)])
+        docs = dict.fromkeys(c.doc_id for c in groups[(u, q)])
+        records.append({"user_id": u, "query": q, "refined_query": r, "ts": _iso(last), "topics": sorted({t for d in docs for t in topics.get(d, [])})})
+    _write_window(settings, start, end, records)
+    if push:
+        from featurestore.repo import push_intents
+
+        push_intents(settings, records)
+    return records
+
+
+def _write_window(settings: Settings, start: datetime, end: datetime, records: list[dict[str, Any]]) -> Path:
+    """The window's refined searches, one Parquet file per window (a rerun replaces it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = settings.features_dir / "refined_searches"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}.parquet"
+    table = pa.Table.from_pylist(records, schema=pa.schema([("user_id", pa.string()), ("query", pa.string()), ("refined_query", pa.string()), ("ts", pa.string()), ("topics", pa.list_(pa.string()))]))
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path
+
+
+def _iso(ts: Any) -> str:
+    if isinstance(ts, datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat()
+    return str(ts)
+
+
+def _doc_topics(settings: Settings, doc_ids: set[str]) -> dict[str, list[str]]:
+    lake = Lake(settings.lake_dir)
+    docs = lake.read("documents", columns=["doc_id", "topics"])
+    return {d: list(t or []) for d, t in zip(docs.column("doc_id").to_pylist(), docs.column("topics").to_pylist()) if d in doc_ids}

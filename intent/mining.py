@@ -1,0 +1,195 @@
+"""Mining (Q, Q*) pairs from search logs: which longer query did users type for the same document?
+
+For each clicked document, every query that led to a click on it. Two queries of one document are in
+a *containment* relation when one's tokens are a proper subset of the other's (after normalisation,
+``intent.text``); the longer one is a candidate refinement Q* of the shorter Q. Users also add words
+that say nothing about the document ("near me", "review", sizes): a *bias pattern* is an added token
+that is added for many different documents and is absent from nearly all of their titles, found
+statistically over the whole log (``bias_patterns``), dropped from every candidate and reported.
+Among the clean candidates, the most informative is the one whose added words are grounded in the
+document (in its title, weighted by their rarity over the catalog: IDF), against the added words that
+are not (typos, chatter); ties go to the more clicked, then the shorter, then the first in order.
+
+Inputs: ``clicks_from_lake`` (search clicks of the lake, with their query) or
+``clicks_from_search_log`` (a TSV such as Home Depot's: product_uid, product_title, search_term,
+relevance; relevance >= 2 counts as a click).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from intent.text import normalize, stem, stems
+
+
+@dataclass(frozen=True)
+class Click:
+    """A query that led to a click on a document."""
+
+    query: str
+    doc_id: str
+    title: str
+    user_id: str = ""
+    ts: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MinedPair:
+    query: str  # normalised Q
+    refined_query: str  # Q*, bias patterns removed
+    doc_id: str
+    title: str
+    support: int  # clicks of Q* on the document
+    gain: float  # grounded IDF of the added words minus ungrounded
+
+
+@dataclass(frozen=True)
+class BiasPattern:
+    token: str
+    documents: int  # documents for which users added it
+    absent_share: float  # share of those documents whose title lacks it
+    position: str  # where it is added most: "suffix", "prefix" or "inside"
+
+
+@dataclass
+class MiningReport:
+    pairs: list[MinedPair]
+    bias: list[BiasPattern]
+    clicks: int = 0
+    documents: int = 0
+    queries: int = 0
+    containment_pairs: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        top = ", ".join(f"'{b.token}' ({b.documents} docs, {b.position})" for b in self.bias[:12]) or "none"
+        return (
+            f"clicks={self.clicks:,} documents={self.documents:,} distinct (doc, query)={self.queries:,} "
+            f"containment pairs={self.containment_pairs:,} mined (Q, Q*)={len(self.pairs):,}\n"
+            f"bias patterns found ({len(self.bias)}): {top}"
+        )
+
+    def as_dict(self) -> dict:
+        return {"pairs": [asdict(p) for p in self.pairs], "bias": [asdict(b) for b in self.bias], "clicks": self.clicks, "documents": self.documents}
+
+
+def clicks_from_search_log(path: Path, min_relevance: float = 2.0) -> list[Click]:
+    """Rated (query, product) pairs of a TSV with product_uid, product_title, search_term, relevance."""
+    out: list[Click] = []
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            try:
+                relevance = float(row["relevance"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: row id={row.get('id')!r}: field 'relevance' is not a number") from exc
+            if relevance >= min_relevance and row.get("search_term"):
+                out.append(Click(row["search_term"], str(row["product_uid"]), row["product_title"]))
+    return out
+
+
+def clicks_from_lake(events: Iterable[dict], titles: dict[str, str]) -> list[Click]:
+    """Search-domain clicks of the lake's events (rows as dicts), each with its query: the click's own
+    ``query``, or else the user's last search before it (same user, search domain)."""
+    out: list[Click] = []
+    last: dict[str, str] = {}
+    for e in sorted(events, key=lambda r: r["ts"]):
+        if e["domain"] != "search":
+            continue
+        if e["type"] == "search":
+            last[e["user_id"]] = e["query"]
+        elif e["type"] == "click":
+            query = e.get("query") or last.get(e["user_id"])
+            item = e.get("item_id")
+            if query and item in titles:
+                out.append(Click(query, item, titles[item], e["user_id"], e["ts"]))
+    return out
+
+
+def _position(short: set[str], long: list[str], token: str) -> str:
+    """Where ``token`` was added to the short query: after all its words, before them, or among them."""
+    at = long.index(token)
+    kept = [i for i, t in enumerate(long) if t in short]
+    if not kept or at > max(kept):
+        return "suffix"
+    return "prefix" if at < min(kept) else "inside"
+
+
+def bias_patterns(per_doc: dict[str, Counter], title_tokens: dict[str, set[str]], *, min_documents: int = 4, min_absent_share: float = 0.9) -> list[BiasPattern]:
+    """Tokens added (in a containment pair) for at least ``min_documents`` documents and absent from the
+    titles of at least ``min_absent_share`` of them, most documents first."""
+    docs_added: dict[str, set[str]] = defaultdict(set)
+    where: dict[str, Counter] = defaultdict(Counter)
+    for doc, queries in per_doc.items():
+        qs = [q.split() for q in queries]
+        for short in qs:
+            s = set(short)
+            for long in qs:
+                if s < set(long):
+                    for t in set(long) - s:
+                        docs_added[t].add(doc)
+                        where[t][_position(s, long, t)] += 1
+    found = []
+    for t, docs in docs_added.items():
+        absent = sum(stem(t) not in title_tokens[d] for d in docs) / len(docs)
+        if len(docs) >= min_documents and absent >= min_absent_share:
+            found.append(BiasPattern(t, len(docs), round(absent, 3), where[t].most_common(1)[0][0]))
+    return sorted(found, key=lambda b: (-b.documents, b.token))
+
+
+def mine(clicks: Iterable[Click], *, min_bias_documents: int = 4, min_absent_share: float = 0.9, max_tokens: int = 10) -> MiningReport:
+    """(Q, Q*) pairs and the bias patterns of a click log (see the module docstring)."""
+    per_doc: dict[str, Counter] = defaultdict(Counter)
+    titles: dict[str, str] = {}
+    n = 0
+    for c in clicks:
+        q = normalize(c.query)
+        n += 1
+        if q:
+            per_doc[c.doc_id][q] += 1
+            titles.setdefault(c.doc_id, c.title)
+    title_tokens = {d: stems(t) for d, t in titles.items()}  # words match by their stem (intent.text.stem)
+    df = Counter(t for toks in title_tokens.values() for t in toks)
+    n_docs = max(len(titles), 1)
+
+    def idf(t: str) -> float:
+        return math.log((n_docs + 1) / (df.get(t, 0) + 1)) + 1.0
+
+    bias = bias_patterns(per_doc, title_tokens, min_documents=min_bias_documents, min_absent_share=min_absent_share)
+    bias_set = {b.token for b in bias}
+    report = MiningReport([], bias, clicks=n, documents=len(per_doc), queries=sum(len(q) for q in per_doc.values()))
+    for doc, queries in per_doc.items():
+        ordered = list(queries)  # first-seen order, for the final tie-break
+        grounded = title_tokens[doc]
+        for short in ordered:
+            s_toks = short.split()
+            s = set(s_toks)
+            best: tuple | None = None
+            for rank, long in enumerate(ordered):
+                l_toks = long.split()
+                if not s < set(l_toks):
+                    continue
+                report.containment_pairs += 1
+                clean = [t for t in l_toks if t in s or t not in bias_set or stem(t) in grounded]
+                added = set(clean) - s
+                if not added:
+                    report.skipped["only bias words added"] += 1
+                    continue
+                if len(clean) > max_tokens:
+                    report.skipped["too long"] += 1
+                    continue
+                gain = sum(idf(stem(t)) for t in added if stem(t) in grounded) - sum(idf(stem(t)) for t in added if stem(t) not in grounded)
+                if gain <= 0:
+                    report.skipped["added words not in the document"] += 1
+                    continue
+                key = (-gain, -queries[long], len(clean), rank)
+                if best is None or key < best[0]:
+                    best = (key, " ".join(clean), queries[long], gain)
+            if best is not None:
+                report.pairs.append(MinedPair(short, best[1], doc, titles[doc], best[2], round(best[3], 4)))
+    return report

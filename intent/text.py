@@ -1,0 +1,54 @@
+"""Query text helpers shared by the miner, the refiner and the evaluation: one tokenization for all."""
+
+from __future__ import annotations
+
+import re
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['.][a-z0-9]+)*")
+STOPWORDS = frozenset(
+    "a an and the of for to in on at by with from or as is are be it its this that these those de la le "
+    "how what why when where who which vs x".split()
+)
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case word tokens ("Ryobi 40V pole-saw" -> ["ryobi", "40v", "pole", "saw"])."""
+    return _TOKEN.findall(text.lower())
+
+
+def normalize(text: str) -> str:
+    """The query as its tokens joined by single spaces: what queries are compared by."""
+    return " ".join(tokens(text))
+
+
+def key_tokens(query: str) -> list[str]:
+    """The query's tokens that a refinement must keep: every non-stopword token (names, titles,
+    product words); the whole query when it is only stopwords."""
+    toks = tokens(query)
+    keys = [t for t in toks if t not in STOPWORDS]
+    return keys or toks
+
+
+def keeps_keys(query: str, refined: str) -> bool:
+    """Whether every key token of ``query`` occurs in ``refined``."""
+    have = set(tokens(refined))
+    return all(t in have for t in key_tokens(query))
+
+
+def stem(token: str) -> str:
+    """A light English stem for matching words against document text ("gates" ~ "gate", "lighting" ~
+    "light"): plural and -ing endings only, never below three letters."""
+    t = token
+    if len(t) > 4 and t.endswith("ies"):
+        return t[:-3] + "y"
+    if len(t) > 5 and t.endswith("ing"):
+        return t[:-3]
+    if len(t) > 4 and t.endswith(("ches", "shes", "xes", "sses")):
+        return t[:-2]
+    if len(t) > 3 and t.endswith("s") and not t.endswith(("ss", "us", "is")):
+        return t[:-1]
+    return t
+
+
+def stems(text: str) -> set[str]:
+    return {stem(t) for t in tokens(text)}

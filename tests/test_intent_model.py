@@ -1,0 +1,107 @@
+"""The refiner on tiny models made here: GGUF and HF paths, fit/save/load, key tokens, copy-only
+decoding, bad input, the refine CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intent.jobs import read_requests
+from intent.model import IntentRefiner, Request, gold_split, load_gold, resolve_base
+from intent.text import key_tokens, tokens
+
+from tiny_lm import tiny_gguf, tiny_llama_dir
+
+BIN = Path(sys.executable).parent / "topicfeed"
+FAST = {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "num_beams": 2, "max_new_tokens": 8, "max_prompt_tokens": 64}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("tiny-lm")
+    return {"gguf": tiny_gguf(base / "tiny.gguf"), "hf": tiny_llama_dir(base / "hf")}
+
+
+def test_the_gold_set_is_big_varied_and_split_stably() -> None:
+    gold = load_gold()
+    assert len(gold) >= 200 and len({e.category for e in gold}) >= 20
+    assert all(e.query and e.titles and e.refined for e in gold)
+    train, test = gold_split()
+    assert len(test) > 20 and not {e.query for e in train} & {e.query for e in test}
+    assert gold_split()[1] == test  # by hash: the same split every time
+
+
+@pytest.mark.parametrize("kind", ["gguf", "hf"])
+def test_fit_save_load_refine_is_deterministic_and_keeps_key_tokens(kind: str, tiny: dict[str, Path], tmp_path: Path) -> None:
+    train, test = gold_split()
+    refiner = IntentRefiner.from_base(tiny[kind], **FAST).fit(train[:40])
+    report = refiner.fit_report_
+    assert report["examples"] == 40 and report["last_loss"] < report["first_loss"]  # it learns
+    requests = [Request(e.query, e.titles) for e in test[:8]]
+    before = refiner.predict(requests)
+    saved = refiner.save_pretrained(tmp_path / "model")
+    again = IntentRefiner.from_pretrained(saved)
+    assert again.predict(requests) == before == again.predict(requests)
+    for r, out in zip(requests, before):
+        assert set(key_tokens(r.query)) <= set(out.split()) and 0 < len(out.split()) <= again.params.max_refined_tokens
+
+
+def test_copy_only_decoding_writes_only_words_of_the_query_and_titles(tiny: dict[str, Path]) -> None:
+    refiner = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, **FAST)
+    requests = [Request("pole saw", ("Ryobi 40V cordless pole saw",)), Request("lasagna", ("Beef lasagna with bechamel",))]
+    for r, out in zip(requests, refiner.predict(requests)):
+        text = " ".join([r.query, *r.titles])
+        pieces = [refiner.tokenizer.decode([i]).strip().lower() for i in refiner._copyable(r) if i != refiner.eos]
+        assert all(p in text.lower() for p in pieces)  # the allowed ids are pieces of the given text
+        assert set(out.replace(" ", "")) <= set("".join(tokens(text)))  # and the output is made of them
+
+
+def test_lora_trains_adapters_only_and_saves_a_plain_model(tiny: dict[str, Path], tmp_path: Path) -> None:
+    refiner = IntentRefiner.from_base(tiny["hf"], lora=True, lora_r=4, **FAST)
+    trainable = sum(p.numel() for p in refiner.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in refiner.model.parameters())
+    assert 0 < trainable < total / 2
+    refiner.fit(gold_split()[0][:16])
+    loaded = IntentRefiner.from_pretrained(refiner.save_pretrained(tmp_path / "lora"))
+    assert not hasattr(loaded.model, "peft_config") and loaded.predict([Request("aespa", ("aespa album",))])[0]
+
+
+def test_bad_input_and_huge_input(tiny: dict[str, Path], tmp_path: Path) -> None:
+    refiner = IntentRefiner.from_base(tiny["hf"], **FAST)
+    with pytest.raises(ValueError, match="request 1: field 'query'"):
+        refiner.predict([Request("ok", ()), Request("  !! ", ())])
+    with pytest.raises(ValueError, match="training example 0: field refined"):
+        refiner.fit([type(load_gold()[0])("q", ("t",), " ")])
+    assert len(refiner.prompt_ids(Request("drill", ("word " * 5000,) * 10))) == FAST["max_prompt_tokens"]  # cut, not an error
+    assert refiner.predict([Request("drill", ())])[0].split()[0] == "drill"  # no clicked documents: still an answer
+    with pytest.raises(TypeError, match="unknown intent refiner parameters"):
+        IntentRefiner.from_base(tiny["hf"], beams=3)
+    with pytest.raises(FileNotFoundError, match="not a saved intent refiner"):
+        IntentRefiner.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        resolve_base(tmp_path)
+
+
+def test_refine_cli_reports_bad_lines_and_refines_the_rest(tiny: dict[str, Path], tmp_path: Path) -> None:
+    model = IntentRefiner.from_base(tiny["hf"], **FAST).save_pretrained(tmp_path / "m")
+    lines = [
+        {"id": "a", "query": "pole saw", "documents": [{"doc_id": "1", "title": "Ryobi cordless pole saw"}]},
+        "not json",
+        {"id": "c", "documents": []},
+        {"id": "d", "query": "fan", "documents": "nope"},
+        {"id": "e", "query": "lasagna", "documents": [{"doc_id": "2", "title": "Beef lasagna", "body": "..."}]},
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+    good, bad = read_requests(src)
+    assert [i for i, _ in good] == ["a", "e"] and [(n, f) for n, f, _ in bad] == [(2, "<record>"), (3, "query"), (4, "documents")]
+    out = tmp_path / "out.jsonl"
+    got = subprocess.run([str(BIN), "intent", "refine", "--model", str(model), "--input", str(src), "--output", str(out)], capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert "rejected line 3: field 'query'" in got.stderr and "refined 2 requests" in got.stdout
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "e"] and all(r["refined_query"].startswith(r["query"].split()[0]) or r["query"].split()[0] in r["refined_query"] for r in rows)
