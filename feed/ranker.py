@@ -55,6 +55,7 @@ class RecentSearch:
     query: str
     topics: dict[str, float]
     ts: datetime
+    refined: str | None = None  # Q* once the intent refiner has written it (the reason says it)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class Ranker:
                 if got is not None:
                     for i in got[0][: limits.get("intents", 20)]:
                         if intent.get(int(i), (0.0, ""))[0] < 1.0:
-                            intent[int(i)] = (1.0, search.query)
+                            intent[int(i)] = (1.0, search.refined or search.query)
                     offer(got[0][: limits.get("intents", 20)], "intents")
         for name, order in (("trending", catalog.by_trend), ("popular", catalog.by_popularity), ("fresh", catalog.by_fresh)):
             if name in limits:

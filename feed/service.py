@@ -48,6 +48,9 @@ from featurestore.profile import ProfileReader, UserProfile
 from feed.catalog import Catalog, CatalogHolder
 from feed.events import EventSink
 from feed.ranker import Feed, Ranker, RecentSearch
+from intent.model import CONFIG_NAME as INTENT_CONFIG
+from intent.model import IntentRefiner
+from intent.realtime import FreshSearch, IntentQueue
 from topicfeed.settings import Settings
 
 RECENT_SEARCHES = 3  # fresh searches kept per user
@@ -109,6 +112,7 @@ class Metrics:
         self.fallbacks = Counter("topicfeed_feed_fallbacks", "non-personalized feeds served", ["reason"], registry=r)
         self.items = Counter("topicfeed_feed_items", "items served, by candidate source", ["source"], registry=r)
         self.events = Counter("topicfeed_events", "events received through the API", ["outcome"], registry=r)
+        self.intents = Counter("topicfeed_intents_refined", "fresh searches refined and pushed online by the intent refiner", registry=r)
         self.memo = Counter("topicfeed_feed_memo", "feed requests answered from the memo (hit) or ranked and kept (miss)", ["outcome"], registry=r)
 
 
@@ -159,6 +163,10 @@ class FeedState:
         self.searches: dict[str, deque[RecentSearch]] = {}
         self.memo = FeedMemo(settings.feed.memo_size)
         self.user_version: dict[str, int] = {}  # +1 after each event of the user that changes their feed
+        self.search_clicks: dict[tuple[str, str], list[str]] = {}  # (user, query) -> clicked titles
+        self.intents: IntentQueue | None = None
+        if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
+            self.intents = IntentQueue(settings, IntentRefiner.from_pretrained(settings.intent_dir), on_refined=self.on_refined)
         self._breaker_until = 0.0
         self._lock = threading.Lock()
 
@@ -198,16 +206,34 @@ class FeedState:
                 self.user_version[user] = self.user_version.get(user, 0) + 1
 
     def on_search_click(self, user: str, query: str, item: int, ts: datetime) -> None:
-        """The near-real-time intent hook: until the intent refiner fills it, the clicked item's
-        topics count as a fresh interest with the query as its reason."""
-        topics = self.holder.catalog.item_topics[item]
+        """The near-real-time intent hook: the clicked item's topics count at once as a fresh interest
+        under the query; with a trained refiner, the search (its clicked titles so far) is also queued
+        to be refined and pushed online, and the reason then says the refined query."""
+        catalog = self.holder.catalog
+        topics = catalog.item_topics[item]
         with self._lock:
             queue = self.searches.setdefault(user, deque(maxlen=RECENT_SEARCHES))
             if queue and queue[-1].query == query:
                 merged = {**queue[-1].topics, **topics}
-                queue[-1] = RecentSearch(query, merged, max(ts, queue[-1].ts))
+                queue[-1] = RecentSearch(query, merged, max(ts, queue[-1].ts), queue[-1].refined)
             else:
                 queue.append(RecentSearch(query, dict(topics), ts))
+            clicked = self.search_clicks.setdefault((user, query), [])
+            if catalog.titles[item] not in clicked:
+                clicked.append(catalog.titles[item])
+            titles = tuple(clicked[-3:])
+        if self.intents is not None:
+            self.intents.submit(FreshSearch(user, query, titles, ts))
+
+    def on_refined(self, search: FreshSearch, refined: str) -> None:
+        """The refiner's answer for a fresh search: it becomes the search's reason text."""
+        with self._lock:
+            queue = self.searches.get(search.user_id, ())
+            for k, s in enumerate(queue):
+                if s.query == search.query:
+                    queue[k] = RecentSearch(s.query, s.topics, s.ts, refined)
+            self.user_version[search.user_id] = self.user_version.get(search.user_id, 0) + 1
+        self.metrics.intents.inc()
 
 
 async def get_state(request: Request) -> FeedState:
@@ -417,6 +443,8 @@ def create_app(settings: Settings, catalog_loader: Callable[[], Catalog] | None 
         gc.freeze()  # keep full collections of start-up objects out of the requests (featurestore.profile)
         yield
         state.holder.stop()
+        if state.intents is not None:
+            state.intents.close()
         state.reader.close()
 
     app = FastAPI(

@@ -249,3 +249,39 @@ def test_metrics_sum_every_worker(world: Path, tmp_path: Path) -> None:
         assert got == [30.0]
     finally:
         server.stop()
+
+
+def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Path, tmp_path: Path) -> None:
+    """With a trained refiner in place, a search with clicks posted to the service is refined in the
+    background, pushed to the online store (the profile shows it) and becomes the feed's reason."""
+    from intent.model import IntentRefiner
+
+    from tiny_lm import tiny_llama_dir
+
+    model = IntentRefiner.from_base(tiny_llama_dir(tmp_path / "lm"), num_beams=2, max_new_tokens=6).save_pretrained(tmp_path / "refiner")
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    project = f"svc{uuid.uuid4().hex[:8]}"
+    refresh_online(Settings(data_dir=data, feast=FeastSettings(project=project)), default_asof(Settings(data_dir=data)))
+    server = Server(data, {"TOPICFEED_FEAST__PROJECT": project, "TOPICFEED_INTENT__MODEL_DIR": str(model)})
+    try:
+        catalog = Catalog.load(Settings(data_dir=data))
+        item = catalog.ids[int(catalog.by_popularity[2])]
+        user = a_user(Settings(data_dir=data))
+        now = datetime.now(UTC).isoformat()
+        events = [
+            {"event_id": f"{user}-fs", "user_id": user, "domain": "search", "type": "search", "query": "pole saw", "ts": now},
+            {"event_id": f"{user}-fc", "user_id": user, "domain": "search", "type": "click", "item_id": item, "query": "pole saw", "position": 0, "ts": now},
+        ]
+        assert server.client.post("/v1/events", json={"events": events}, headers={"X-API-Key": KEY}).json()["accepted"] == 2
+        deadline = time.monotonic() + 30
+        while not (profile := server.client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": KEY}).json()).get("last_refined_query"):
+            assert time.monotonic() < deadline, "the fresh search never reached the online store"
+            time.sleep(0.1)
+        refined = profile["last_refined_query"]
+        assert {"pole", "saw"} <= set(refined.split()) and profile["last_query"] == "pole saw"  # key tokens kept
+        feed = server.client.get(f"/v1/feed/{user}").json()
+        assert any(i["reason"] == {"kind": "intent", "text": f"because you recently searched '{refined}'"} for i in feed["items"])
+        assert "topicfeed_intents_refined_total 1.0" in server.client.get("/metrics").text
+    finally:
+        server.stop()

@@ -220,6 +220,7 @@ class FeedSettings(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="larger request bodies get 413")
     max_events_per_request: int = Field(5_000, ge=1)
     keyed_reads: bool = Field(False, description="also require the API key for feed reads")
+    refine_searches: bool = Field(True, description="refine fresh searches with clicks through the intent refiner (when one is trained) and push them online")
     memo_size: int = Field(
         50_000,
         ge=0,
