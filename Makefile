@@ -28,6 +28,8 @@ run: install
 	$(BIN)/topicfeed run
 
 test: install redis-server
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # Every speed benchmark of the README's figures table (about 20 minutes on 2 cores; trains the
@@ -42,6 +44,8 @@ bench: install redis-server
 	$(BIN)/python benchmarks/bench_wire.py
 	test -f $(MODEL)/topicfeed_classifier.json || $(BIN)/topicfeed classify train --out $(MODEL)
 	$(BIN)/python benchmarks/bench_classifier.py --model $(MODEL)
+	command -v wrk >/dev/null || { SUDO=$$(command -v sudo || true); $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python benchmarks/bench_feed.py
 
 clean:
 	rm -rf $(VENV) topicfeed-data .pytest_cache

@@ -132,7 +132,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
         asked = memo["hit"] + memo["miss"]
-        rate = f", memo hits {memo['hit'] / asked:.1%} of personal reads (one worker's count)" if asked else ""
+        rate = f", memo hits {memo['hit'] / asked:.1%} of personal reads (all workers)" if asked else ""
         print(f"HTTP (SQLite, {label}, {args.workers} workers, {args.connections} connections, {args.seconds}s): {got['rps']:,.0f} req/s, p99 {got['p99_ms']:.1f} ms, {got['requests']:,} requests, non-2xx {got['non2xx']}, socket errors {got['socket_errors']}{rate}")
         ok = got["rps"] >= 800 and got["p99_ms"] <= 20 and got["non2xx"] == 0 and got["socket_errors"] == 0
         print(f"  target >= 800 req/s, p99 <= 20 ms, 0 errors: {'PASS' if ok else 'FAIL'}")

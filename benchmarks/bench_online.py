@@ -35,7 +35,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from feast.infra.key_encoding_utils import serialize_entity_key
 
-from featurestore import repo
+from featurestore import intents, repo
 from featurestore.jobs import compute_features, default_asof, refresh_online
 from featurestore.online import redis_client
 from featurestore.profile import INTENTS_VIEW, PREFS_VIEW, ProfileReader
@@ -171,7 +171,7 @@ def main() -> None:
             refresh_online(s, asof)
             newest = max((s.features_dir / "user_preferences").glob("*.parquet"))
             users = sorted(pq.read_table(newest, columns=["user_id"]).column(0).to_pylist())[:100]
-            repo.push_intents(s, [{"user_id": u, "query": "q", "refined_query": f"refined {u}", "ts": datetime.now(UTC).isoformat()} for u in users])
+            intents.push_intents(s, [{"user_id": u, "query": "q", "refined_query": f"refined {u}", "ts": datetime.now(UTC).isoformat()} for u in users])
             print(f"{kind}: one user's whole profile (24 preference lists + intents)")
             if args.gc_freeze:
                 gc.collect()

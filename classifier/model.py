@@ -35,6 +35,7 @@ from transformers.utils import logging as hf_logging
 
 from classifier.data import Doc
 from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, model_device, prompt_mask, restricted_head
+from classifier.scores import TopicScore, rescore
 from classifier.trie import TopicTrie, end_token_id
 from topicfeed.settings import ClassifierSettings
 from topicfeed.taxonomy import Taxonomy
@@ -58,13 +59,6 @@ def minilm_path() -> Path:
 
 def resolve_base(base: str | Path) -> Path:
     return minilm_path() if str(base) == "minilm" else Path(base)
-
-
-@dataclass(frozen=True)
-class TopicScore:
-    path: str
-    level: int
-    score: float  # probability of the whole path under the model, 0..1
 
 
 @dataclass
@@ -373,8 +367,6 @@ class TopicClassifier:
         ``max(k, self.head_beams)`` best answers and returns the ``k`` best by ``log p_LM + head_weight *
         log p_head``, scores renormalised over those answers. ``head_weight=0`` (or ``constrained=False``)
         gives the LM's own beams."""
-        from classifier.rescore import rescore
-
         weight = self.head_weight if head_weight is None else head_weight
         use_head = self.topic_head is not None and weight > 0 and constrained  # unconstrained answers stay the LM's own
         width = max(k, self.head_beams) if use_head else k

@@ -17,29 +17,16 @@ encoder pass per document and a wider beam, so this mode is off by default:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from classifier.baselines import EmbeddingTopicClassifier
 from classifier.data import Doc
-from classifier.model import TopicClassifier, TopicScore
+from classifier.model import TopicClassifier
+from classifier.scores import FLOOR, TopicScore, rescore  # noqa: F401  (rescore and FLOOR: re-exported)
 from topicfeed.taxonomy import Taxonomy
 
 EXPERT_DIR = "expert"
-FLOOR = 1e-6  # the expert's probability for a path it never saw in training
-
-
-def rescore(candidates: Sequence[TopicScore | None], expert: Mapping[str, float], weight: float, k: int) -> list[TopicScore]:
-    """The ``k`` best candidates by ``log p_LM + weight * log p_expert``; scores renormalised over the candidates."""
-    valid = [c for c in candidates if c is not None]
-    if not valid:
-        return []
-    logits = [math.log(max(c.score, 1e-12)) + weight * math.log(max(expert.get(c.path, 0.0), FLOOR)) for c in valid]
-    top = max(logits)
-    total = sum(math.exp(x - top) for x in logits)
-    ranked = sorted(zip(valid, logits), key=lambda t: -t[1])[:k]
-    return [TopicScore(c.path, c.level, math.exp(x - top) / total) for c, x in ranked]
 
 
 class RescoredClassifier:

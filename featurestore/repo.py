@@ -3,18 +3,13 @@ materialize, and the push of fresh refined intents."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from feast import FeatureStore
-from feast.data_source import PushMode
 
 from featurestore import layout
 from featurestore.definitions import INTENT_SCHEMA, FeatureDefinitions, feature_definitions
@@ -106,62 +101,3 @@ def materialize(settings: Settings, start: datetime, end: datetime, store: Featu
         else:
             reports.append(materialize_view(settings, store, view, source, join_key, start, end))
     return reports
-
-
-def intents_frame(records: Iterable[dict[str, Any]], current: dict[str, list[tuple[str, int]]], keep: int) -> pd.DataFrame:
-    """One row per user: the newest intent first, merged with what the user already had.
-
-    ``records``: ``user_id, query, refined_query, ts``; ``current``: user -> [(refined, epoch_s), ...].
-    """
-    by_user: dict[str, list[tuple[int, str, str]]] = {}
-    for r in records:
-        ts = pd.Timestamp(r["ts"])
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        by_user.setdefault(str(r["user_id"]), []).append((int(ts.timestamp()), str(r["query"]), str(r["refined_query"])))
-    rows = []
-    for user, items in by_user.items():
-        items.sort(reverse=True)
-        merged: list[tuple[str, int]] = []
-        for epoch, _, refined in items:
-            merged.append((refined, epoch))
-        merged.extend(current.get(user, []))
-        seen: set[str] = set()
-        recent = []
-        for refined, epoch in sorted(merged, key=lambda x: -x[1]):
-            if refined not in seen:
-                seen.add(refined)
-                recent.append((refined, epoch))
-        recent = recent[:keep]
-        newest = items[0]
-        rows.append(
-            {
-                "user_id": user,
-                "last_query": newest[1],
-                "last_refined_query": newest[2],
-                "recent_refined_queries": [r for r, _ in recent],
-                "recent_intent_ts": [e for _, e in recent],
-                "event_timestamp": pd.Timestamp(newest[0], unit="s", tz="UTC"),
-            }
-        )
-    return pd.DataFrame(rows, columns=INTENT_SCHEMA.names)
-
-
-def push_intents(settings: Settings, records: Iterable[dict[str, Any]], store: FeatureStore | None = None) -> int:
-    """Push refined intents online now (Feast push source) and append them to the offline history."""
-    from featurestore.profile import ProfileReader
-
-    records = list(records)
-    if not records:
-        return 0
-    store = store or get_store(settings)
-    reader = ProfileReader(settings)
-    users = sorted({str(r["user_id"]) for r in records})
-    current = {u: list(zip(p.recent_refined_queries, p.recent_intent_ts)) for u, p in zip(users, reader.get_many(users))}
-    frame = intents_frame(records, current, settings.feast.recent_intents)
-    store.push("user_intents_push", frame, to=PushMode.ONLINE)
-    # Feast's file offline store cannot append list columns read back from Parquet, so the
-    # offline history is written here, one file per push, in the push source's folder.
-    out = settings.features_dir / "user_intents"
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, schema=INTENT_SCHEMA, preserve_index=False), out / f"push-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet")
-    return len(frame)

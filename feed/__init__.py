@@ -1,1 +1,1 @@
-"""Feed ranker service (not built yet: see the issues)."""
+"""The feed: catalog in memory, ranker with reasons, partner rule, the HTTP service, evaluation."""

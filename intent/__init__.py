@@ -1,1 +1,1 @@
-"""Query-intent refiner: query + clicked documents -> a specific query (not built yet: see the issues)."""
+"""Query-intent refiner: Q + clicked documents -> Q* (mining, model, evaluation, jobs, the near-real-time queue)."""

@@ -138,7 +138,7 @@ def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[
 
 def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, end: datetime, push: bool = True) -> list[dict[str, Any]]:
     """The window's searches with clicks, grouped by (user, query), refined; each record is written
-    to the offline intents history and (``push``) to the online store (``featurestore.repo.push_intents``).
+    to the offline intents history and (``push``) to the online store (``featurestore.intents.push_intents``).
     Records: user_id, query, refined_query, ts (the last click), topics (of the clicked documents)."""
     clicks = [c for c in lake_clicks(settings, start, end)]
     groups: dict[tuple[str, str], list[Click]] = defaultdict(list)
@@ -157,7 +157,7 @@ def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, e
         records.append({"user_id": u, "query": q, "refined_query": r, "ts": _iso(last), "topics": sorted({t for d in docs for t in topics.get(d, [])})})
     _write_window(settings, start, end, records)
     if push:
-        from featurestore.repo import push_intents
+        from featurestore.intents import push_intents
 
         push_intents(settings, records)
     return records

@@ -3,7 +3,7 @@
 ``IntentQueue(settings, refiner)`` runs one worker thread. ``submit`` queues (user, query, clicked
 titles, time) and returns at once; the worker takes what has queued up (micro-batches: at most
 ``max_batch``, waiting at most ``max_wait_s`` for more), refines the batch in one ``predict`` call,
-pushes the intents to the online store (``featurestore.repo.push_intents``: the user's next feed
+pushes the intents to the online store (``featurestore.intents.push_intents``: the user's next feed
 request reads them) and calls ``on_refined`` per search. A failed batch is counted and logged, and
 the service keeps serving: the search still counts as a fresh interest under its raw query.
 """
@@ -42,7 +42,8 @@ class IntentQueue:
         max_batch: int = 32,
         max_wait_s: float = 0.05,
     ) -> None:
-        from featurestore.repo import get_store, push_intents
+        from featurestore.intents import push_intents
+        from featurestore.repo import get_store
 
         self.refiner = refiner
         store = get_store(settings) if push is None else None  # made once: a Feast store per push costs more than the push

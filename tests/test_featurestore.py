@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from featurestore import repo
+from featurestore import intents, repo
 from featurestore.jobs import compute_features, default_asof
 from featurestore.materialize import complete_replies, encode_float_lists, encode_string_lists, entity_keys
 from featurestore.online import OnlineStoreUnavailable
@@ -125,10 +125,10 @@ def test_push_intent_is_readable_at_once(kind: str, world, tmp_path: Path, redis
     load(s, world[1])
     user = next(iter(wide_rows(s)))
     now = datetime.now(UTC)
-    repo.push_intents(s, [{"user_id": user, "query": "aespa", "refined_query": "aespa japan album hot mess", "ts": now.isoformat()}])
+    intents.push_intents(s, [{"user_id": user, "query": "aespa", "refined_query": "aespa japan album hot mess", "ts": now.isoformat()}])
     profile = ProfileReader(s).get(user)
     assert profile.last_query == "aespa" and profile.last_refined_query == "aespa japan album hot mess"
-    repo.push_intents(s, [{"user_id": user, "query": "aespa tour", "refined_query": "aespa world tour seoul", "ts": (now + timedelta(seconds=5)).isoformat()}])
+    intents.push_intents(s, [{"user_id": user, "query": "aespa tour", "refined_query": "aespa world tour seoul", "ts": (now + timedelta(seconds=5)).isoformat()}])
     profile = ProfileReader(s).get(user)
     assert profile.recent_refined_queries == ["aespa world tour seoul", "aespa japan album hot mess"]
     assert profile.recent_intent_ts == sorted(profile.recent_intent_ts, reverse=True)

@@ -216,7 +216,7 @@ def memo_count(server: Server, outcome: str) -> float:
 def test_feed_memo_is_exact_and_a_pushed_intent_reaches_the_next_feed(served: tuple[Server, Settings]) -> None:
     """A repeated request is answered from the memo with the same body; a refined intent pushed to the
     online store changes the profile's stamp, so the next feed is ranked again and shows it."""
-    from featurestore.repo import push_intents
+    from featurestore.intents import push_intents
 
     server, s = served
     catalog = Catalog.load(s)

@@ -250,14 +250,14 @@ def store_materialize(
 @store_app.command("push-intents")
 def store_push_intents(path: Annotated[Path, typer.Argument(help="JSONL of {user_id, query, refined_query, ts}")]) -> None:
     """Push refined intents to the online store now (Feast push source) and keep them offline."""
-    from featurestore import repo
+    from featurestore import intents
 
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     missing = [(i + 1, f) for i, r in enumerate(records) for f in ("user_id", "query", "refined_query", "ts") if not r.get(f)]
     if missing:
         typer.echo(f"error: {path}: record {missing[0][0]} has no '{missing[0][1]}'", err=True)
         raise typer.Exit(2)
-    typer.echo(f"pushed intents of {repo.push_intents(get_settings(), records)} users")
+    typer.echo(f"pushed intents of {intents.push_intents(get_settings(), records)} users")
 
 
 @store_app.command("profile")

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from topicfeed.lake import Lake
+from topicfeed.records import RawRecord
 from topicfeed.schemas import KEYS, MODELS, SCHEMAS, to_row
 from topicfeed.settings import Settings
 
@@ -30,21 +31,6 @@ Kind = Literal["events", "documents"]
 Format = Literal["auto", "jsonl", "csv", "parquet", "mind"]
 
 CHUNK = 100_000
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    """One record as read from a source, before validation.
-
-    ``number`` is 1-based in the source (line of a JSONL/TSV file, data row of a CSV or
-    Parquet file). A reader that cannot even parse the record sets ``error`` to
-    ``(field, message)`` and leaves ``data`` empty.
-    """
-
-    number: int
-    data: dict[str, Any]
-    raw: Any = None
-    error: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

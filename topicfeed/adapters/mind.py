@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from topicfeed.ingest import RawRecord
+from topicfeed.records import RawRecord
 
 MIND_TIME = "%m/%d/%Y %I:%M:%S %p"
 MIND_START = datetime(2019, 11, 9, tzinfo=UTC)
