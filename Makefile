@@ -12,7 +12,7 @@ PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e ".[dev]"
+	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e ".[dev,dags]"
 	touch $@
 
 install: $(BIN)/.installed

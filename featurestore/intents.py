@@ -58,7 +58,7 @@ def intents_frame(records: Iterable[dict[str, Any]], current: dict[str, list[tup
     return pd.DataFrame(rows, columns=INTENT_SCHEMA.names)
 
 
-def push_intents(settings: Settings, records: Iterable[dict[str, Any]], store: FeatureStore | None = None) -> int:
+def push_intents(settings: Settings, records: Iterable[dict[str, Any]], store: FeatureStore | None = None, history_name: str | None = None) -> int:
     """Push refined intents online now (Feast push source) and append them to the offline history."""
     records = list(records)
     if not records:
@@ -73,5 +73,9 @@ def push_intents(settings: Settings, records: Iterable[dict[str, Any]], store: F
     # offline history is written here, one file per push, in the push source's folder.
     out = settings.features_dir / "user_intents"
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, schema=INTENT_SCHEMA, preserve_index=False), out / f"push-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet")
+    # ``history_name`` (a batch job's window) names the file, so that a rerun replaces it
+    name = f"window-{history_name}.parquet" if history_name else f"push-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = out / f".{name}.tmp"
+    pq.write_table(pa.Table.from_pandas(frame, schema=INTENT_SCHEMA, preserve_index=False), tmp)
+    tmp.replace(out / name)
     return len(frame)

@@ -47,7 +47,8 @@ def item_topics_table(long: pa.Table, taxonomy: Taxonomy, created_at: pa.Table) 
             "topic_scores": grouped.column("score_list").cast(pa.list_(pa.float32())),
             "topic_embedding": pa.array(list(emb), type=pa.list_(pa.float32())),
             "event_timestamp": pa.array([created.get(i, now) for i in items.to_pylist()], pa.timestamp("us", tz="UTC")),
-            "created_timestamp": pa.array([now] * len(items), pa.timestamp("us", tz="UTC")),
+            # the document's own time, like event_timestamp: the same documents give the same bytes
+            "created_timestamp": pa.array([created.get(i, now) for i in items.to_pylist()], pa.timestamp("us", tz="UTC")),
         }
     )
 
@@ -99,7 +100,7 @@ def write_item_stats(settings: Settings, asof: datetime) -> Path:
                (case when s.impressions_n > 0 then s.clicks_n / s.impressions_n else 0 end)::float as ctr,
                (case when s.clicks_n > 0 then s.last_day / (s.clicks_n / {window}.0) else 0 end)::float as trend,
                d.created_at, coalesce(d.partner, '') as partner,
-               $asof::timestamptz as event_timestamp, now()::timestamptz as created_timestamp
+               $asof::timestamptz as event_timestamp, $asof::timestamptz as created_timestamp
         from {docs} d left join s on s.item_id = d.doc_id
         order by item_id
         """,

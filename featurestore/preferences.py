@@ -215,7 +215,8 @@ def profile_columns(levels: int) -> list[tuple[str, str, int, str]]:
 
 def wide_profiles(long: pa.Table, settings: Settings, asof: datetime, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """One row per user: ``{domain}_l{level}_topics`` / ``_scores`` lists in rank order, plus
-    ``event_timestamp`` (= as-of) and ``created_timestamp`` (Feast's columns)."""
+    ``event_timestamp`` and ``created_timestamp`` (Feast's columns), both the as-of time: a recomputation
+    of the same as-of writes the same bytes (the DAGs' reruns change nothing)."""
     con = con or connect()
     con.register("prefs", long)
     cols = ",\n".join(
@@ -225,7 +226,7 @@ def wide_profiles(long: pa.Table, settings: Settings, asof: datetime, con: duckd
     return con.sql(
         f"""select user_id, {cols}, $asof::timestamptz as event_timestamp, $created::timestamptz as created_timestamp
             from prefs group by user_id order by user_id""",
-        params={"asof": asof.astimezone(UTC), "created": datetime.now(UTC)},
+        params={"asof": asof.astimezone(UTC), "created": asof.astimezone(UTC)},
     ).to_arrow_table()
 
 

@@ -155,11 +155,11 @@ def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, e
         last = max(c.ts for c in groups[(u, q)])
         docs = dict.fromkeys(c.doc_id for c in groups[(u, q)])
         records.append({"user_id": u, "query": q, "refined_query": r, "ts": _iso(last), "topics": sorted({t for d in docs for t in topics.get(d, [])})})
-    _write_window(settings, start, end, records)
+    path = _write_window(settings, start, end, records)
     if push:
         from featurestore.intents import push_intents
 
-        push_intents(settings, records)
+        push_intents(settings, records, history_name=path.stem)
     return records
 
 

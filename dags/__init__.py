@@ -1,0 +1,1 @@
+"""Airflow DAGs: thin wiring over the library (see dags/common.py)."""

@@ -1,0 +1,27 @@
+"""search_intents (every 10 minutes): refine the window's searches with clicks (grouped by user and
+query) with the trained refiner -> the window's file of refined searches offline + a push online."""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from dags.common import DEFAULT_ARGS, REFINED_SEARCHES, START, settings, window
+
+
+@dag(schedule=CronDataIntervalTimetable("*/10 * * * *", timezone="UTC"), start_date=START, catchup=False, default_args=DEFAULT_ARGS, max_active_runs=1, tags=["topicfeed"])
+def search_intents() -> None:
+    @task(outlets=[REFINED_SEARCHES])
+    def refine_window() -> dict:
+        from intent.jobs import refine_window as refine
+        from intent.model import IntentRefiner
+
+        s = settings()
+        start, end = window(get_current_context())
+        records = refine(s, IntentRefiner.from_pretrained(s.intent_dir), start, end)
+        return {"start": start.isoformat(), "end": end.isoformat(), "refined": len(records)}
+
+    refine_window()
+
+
+search_intents()
