@@ -14,6 +14,7 @@ from topicfeed.settings import Settings, get_settings
 ITEM_TOPICS = Asset("topicfeed://features/item_topics")
 USER_PREFERENCES = Asset("topicfeed://features/user_preferences")
 REFINED_SEARCHES = Asset("topicfeed://features/refined_searches")
+NOTIFICATION_TARGETS = Asset("topicfeed://notifications/targets")
 
 DEFAULT_ARGS: dict[str, Any] = {"owner": "topicfeed", "retries": 2, "retry_delay": timedelta(minutes=1)}
 START = datetime(2026, 1, 1, tzinfo=UTC)

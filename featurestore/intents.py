@@ -10,13 +10,13 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from feast import FeatureStore
 from feast.data_source import PushMode
 
 from featurestore.definitions import INTENT_SCHEMA
 from featurestore.profile import ProfileReader
 from featurestore.repo import get_store
+from topicfeed.lake import write_parquet_atomic
 from topicfeed.settings import Settings
 
 
@@ -75,7 +75,5 @@ def push_intents(settings: Settings, records: Iterable[dict[str, Any]], store: F
     out.mkdir(parents=True, exist_ok=True)
     # ``history_name`` (a batch job's window) names the file, so that a rerun replaces it
     name = f"window-{history_name}.parquet" if history_name else f"push-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = out / f".{name}.tmp"
-    pq.write_table(pa.Table.from_pandas(frame, schema=INTENT_SCHEMA, preserve_index=False), tmp)
-    tmp.replace(out / name)
+    write_parquet_atomic(pa.Table.from_pandas(frame, schema=INTENT_SCHEMA, preserve_index=False), out / name)
     return len(frame)

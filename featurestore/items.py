@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from featurestore.preferences import DECAY_SQL, connect, item_topics_from_documents
-from topicfeed.lake import Lake
+from topicfeed.lake import Lake, write_parquet_atomic
 from topicfeed.settings import Settings
 from topicfeed.taxonomy import Taxonomy
 
@@ -64,12 +63,10 @@ def write_item_topics(settings: Settings, long: pa.Table | None = None, taxonomy
     out = settings.features_dir / "item_topics"
     out.mkdir(parents=True, exist_ok=True)
     path = out / "item_topics.parquet"
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
+    write_parquet_atomic(table, path)
     for old in out.glob("*.parquet"):
         if old != path:
             old.unlink()
-    tmp.replace(path)
     return path
 
 
@@ -110,5 +107,4 @@ def write_item_stats(settings: Settings, asof: datetime) -> Path:
     out = settings.features_dir / "item_stats"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"asof={asof:%Y-%m-%dT%H%M%S}.parquet"
-    pq.write_table(table, path)
-    return path
+    return write_parquet_atomic(table, path)

@@ -31,9 +31,8 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from topicfeed.lake import Lake, parquet_scan
+from topicfeed.lake import Lake, parquet_scan, write_parquet_atomic
 from topicfeed.schemas import DOMAINS
 from topicfeed.settings import Settings
 
@@ -244,6 +243,6 @@ def run_preferences(settings: Settings, asof: datetime) -> PreferenceRun:
     out_dir = settings.features_dir / "user_preferences"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"asof={asof.astimezone(UTC):%Y-%m-%dT%H%M%S}.parquet"
-    pq.write_table(wide, path)
+    write_parquet_atomic(wide, path)
     t2 = time.perf_counter()
     return PreferenceRun(asof, wide.num_rows, long.num_rows, path, {"compute_s": t1 - t0, "wide_s": t2 - t1}, long)

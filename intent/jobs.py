@@ -12,36 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from intent.mining import Click, MiningReport, clicks_from_lake, mine
+from intent.mining import Click, MiningReport, lake_clicks, mine
 from intent.model import Example, IntentRefiner, Request, gold_split
-from topicfeed.lake import Lake
+from topicfeed.lake import Lake, write_parquet_atomic
 from topicfeed.settings import Settings
 
 MAX_QUERY_CHARS = 512
 MAX_DOCUMENTS = 50
-
-
-def lake_clicks(settings: Settings, start: datetime | None = None, end: datetime | None = None) -> list[Click]:
-    """Search clicks of the lake (optionally in [start, end)), with their queries and titles."""
-    lake = Lake(settings.lake_dir)
-    if not lake.exists("events") or not lake.exists("documents"):
-        raise FileNotFoundError(f"no events or documents in the lake at {settings.lake_dir}: run `topicfeed ingest` first")
-    import duckdb
-
-    where = "domain = 'search' and type in ('search', 'click')"
-    args: dict[str, Any] = {}
-    if start is not None:
-        where += " and ts >= $start"
-        args["start"] = start
-    if end is not None:
-        where += " and ts < $end"
-        args["end"] = end
-    con = duckdb.connect()
-    rows = con.execute(f"select user_id, domain, type, item_id, query, ts from {lake.scan('events')} where {where} order by ts", args).fetchall()
-    docs = lake.read("documents", columns=["doc_id", "title"])
-    titles = dict(zip(docs.column("doc_id").to_pylist(), docs.column("title").to_pylist()))
-    events = [{"user_id": u, "domain": d, "type": t, "item_id": i, "query": q, "ts": ts} for u, d, t, i, q, ts in rows]
-    return clicks_from_lake(events, titles)
 
 
 def mine_lake(settings: Settings) -> MiningReport:
@@ -166,15 +143,12 @@ def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, e
 def _write_window(settings: Settings, start: datetime, end: datetime, records: list[dict[str, Any]]) -> Path:
     """The window's refined searches, one Parquet file per window (a rerun replaces it)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     out = settings.features_dir / "refined_searches"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}.parquet"
     table = pa.Table.from_pylist(records, schema=pa.schema([("user_id", pa.string()), ("query", pa.string()), ("refined_query", pa.string()), ("ts", pa.string()), ("topics", pa.list_(pa.string()))]))
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    write_parquet_atomic(table, path)
     return path
 
 

@@ -24,8 +24,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from intent.text import normalize, stem, stems
+from topicfeed.lake import Lake
+from topicfeed.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -193,3 +196,26 @@ def mine(clicks: Iterable[Click], *, min_bias_documents: int = 4, min_absent_sha
             if best is not None:
                 report.pairs.append(MinedPair(short, best[1], doc, titles[doc], best[2], round(best[3], 4)))
     return report
+
+
+def lake_clicks(settings: Settings, start: datetime | None = None, end: datetime | None = None) -> list[Click]:
+    """Search clicks of the lake (optionally in [start, end)), with their queries and titles."""
+    lake = Lake(settings.lake_dir)
+    if not lake.exists("events") or not lake.exists("documents"):
+        raise FileNotFoundError(f"no events or documents in the lake at {settings.lake_dir}: run `topicfeed ingest` first")
+    import duckdb
+
+    where = "domain = 'search' and type in ('search', 'click')"
+    args: dict[str, Any] = {}
+    if start is not None:
+        where += " and ts >= $start"
+        args["start"] = start
+    if end is not None:
+        where += " and ts < $end"
+        args["end"] = end
+    con = duckdb.connect()
+    rows = con.execute(f"select user_id, domain, type, item_id, query, ts from {lake.scan('events')} where {where} order by ts", args).fetchall()
+    docs = lake.read("documents", columns=["doc_id", "title"])
+    titles = dict(zip(docs.column("doc_id").to_pylist(), docs.column("title").to_pylist()))
+    events = [{"user_id": u, "domain": d, "type": t, "item_id": i, "query": q, "ts": ts} for u, d, t, i, q, ts in rows]
+    return clicks_from_lake(events, titles)

@@ -24,6 +24,8 @@ feed_app = typer.Typer(help="The feed ranker: offline evaluation, the partner ru
 app.add_typer(feed_app, name="feed")
 intent_app = typer.Typer(help="The query-intent refiner: mine (Q, Q*) from search logs, train, refine, evaluate.", no_args_is_help=True)
 app.add_typer(intent_app, name="intent")
+notify_app = typer.Typer(help="Notification targeting: which users to tell about which new items, when and why.", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
 
 
 class Kind(StrEnum):
@@ -117,44 +119,15 @@ def run(
     users: Annotated[int | None, typer.Option(help="number of simulated users")] = None,
     days: Annotated[int | None, typer.Option(help="days of logs")] = None,
 ) -> None:
-    """The main job on the embedded default: simulate -> ingest -> features -> online store -> profile."""
-    from featurestore.evaluate import evaluate, truth_at
-    from featurestore.jobs import default_asof, refresh_online, write_features
-    from featurestore.profile import ProfileReader
-    from topicfeed.ingest import ingest as run_ingest
-    from topicfeed.simulator import simulate as run_simulation
-    from topicfeed.summary import format_summary, lake_summary
+    """The main job on the embedded default (SQLite, local files): simulate -> ingest -> train the
+    classifier and the intent refiner -> the DAGs through Airflow -> the feed service's feeds of three
+    users -> notification targets -> what was written where."""
+    from dags.main_job import main_job
 
     settings = _settings(users=users, days=days)
-    sim_dir = settings.data_dir / "simulated" / f"seed-{settings.simulator.seed}"
     start = time.perf_counter()
-    result = run_simulation(settings, sim_dir)
-    typer.echo(f"[1/5] simulate: {result.stats['events']} events, {result.stats['documents']} documents, {result.stats['users']} users ({result.timings['total_s']:.1f}s) -> {sim_dir}")
-    typer.echo(f"      ctr: {json.dumps(result.stats['ctr'])}  shares: {json.dumps(result.stats['shares'])}")
-    for kind in ("documents", "events"):
-        t = time.perf_counter()
-        report = run_ingest(kind, result.files[kind], settings)
-        typer.echo(f"[2/5] ingest {report.summary_line()} ({time.perf_counter() - t:.1f}s)")
-    t = time.perf_counter()
-    asof = default_asof(settings)
-    prefs, _, _ = write_features(settings, asof)
-    typer.echo(f"[3/5] features as of {asof:%Y-%m-%d %H:%M} UTC: preferences of {prefs.users} users, item topics and stats ({time.perf_counter() - t:.1f}s)")
-    t = time.perf_counter()
-    written = refresh_online(settings, asof)
-    typer.echo(f"[4/5] online store ({settings.online_store}): " + ", ".join(f"{r['view']}={r['written']}" for r in written) + f" rows ({time.perf_counter() - t:.1f}s)")
-    truth, users_gt = truth_at(sim_dir / "ground_truth")
-    long = prefs.long.to_pandas()
-    scores = evaluate(long[long.domain.isin(["merged", "homefeed"])], truth, users_gt, settings.preferences.levels)
-    light = scores[scores.segment == "light"].pivot_table(index="domain", columns="level", values="ndcg@10")
-    typer.echo("[5/5] nDCG@10 of recovered vs true interests, light home-feed users (columns: level):")
-    typer.echo(light.to_string(float_format=lambda v: f"{v:.3f}"))
-    light_users = users_gt[users_gt.segment == "light"].user_id
-    sample = ProfileReader(settings).get(str(light_users.iloc[0]))
-    top = ", ".join(f"{x.topic} ({x.score:.2f})" for x in sample.top(2, k=3))
-    typer.echo(f"profile of light user {sample.user_id}: top level-2 topics {top}")
-    typer.echo(format_summary(lake_summary(settings)))
-    _print_feeds(settings, users_gt)
-    typer.echo(f"done in {time.perf_counter() - start:.1f}s; ground truth (not ingested): {sim_dir / 'ground_truth'}")
+    main_job(settings, log=typer.echo)
+    typer.echo(f"done in {time.perf_counter() - start:.1f}s")
 
 
 @app.command()
@@ -174,29 +147,6 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="topicfeed-metrics-")
 
     uvicorn.run("feed.service:app_from_settings", factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False)
-
-
-def _print_feeds(settings: Settings, users_gt) -> None:  # noqa: ANN001
-    """Three users' feeds with reasons: a light home-feed user who searches, a heavy user, a new user."""
-    from featurestore.profile import ProfileReader
-    from feed.catalog import Catalog
-    from feed.ranker import Ranker
-
-    catalog = Catalog.load(settings)
-    reader = ProfileReader(settings, now=lambda: catalog.asof)
-    ranker = Ranker(settings.feed)
-    light = users_gt[(users_gt.segment == "light") & users_gt.uses_search].user_id
-    heavy = users_gt[users_gt.segment == "heavy"].user_id
-    picks = [("a light home-feed user who searches", next((u for u in light if reader.get(u).found), None)), ("a heavy user", next((u for u in heavy if reader.get(u).found), None)), ("a new user", "new-user-1")]
-    for label, user in picks:
-        if user is None:
-            continue
-        feed = ranker.rank(catalog, reader.get(user), user_id=user, limit=5, now=catalog.asof)
-        typer.echo(f"feed of {label}, {user}{' (fallback: non-personalized)' if feed.fallback else ''}:")
-        for n, item in enumerate(feed.items, 1):
-            title = catalog.titles[catalog.index[item.item_id]]
-            typer.echo(f"  {n}. {title[:70]:70s}  [{item.reason.kind}] {item.reason.text}")
-    reader.close()
 
 
 def _when(value: str | None) -> datetime | None:
@@ -535,3 +485,50 @@ def intent_refine_logs(
     typer.echo(f"refined {len(records)} searches in {time.perf_counter() - t0:.1f}s" + (" and pushed them online" if push else ""))
     for r in records[:5]:
         typer.echo(f"  {r['user_id']}: {r['query']!r} -> {r['refined_query']!r}")
+
+
+@notify_app.command("targets")
+def notify_targets(
+    new_since: Annotated[str | None, typer.Option(help="ISO time: target the lake's documents created since then")] = None,
+    items: Annotated[Path | None, typer.Option(help="item ids to target (text lines, JSON lines, CSV or Parquet with item_id)")] = None,
+    now: Annotated[str | None, typer.Option(help="ISO time the list is made for; default: just after the newest event")] = None,
+    name: Annotated[str | None, typer.Option(help="the run's name (its list is notifications/targets/<name>.parquet; a rerun replaces it)")] = None,
+    output: Annotated[Path | None, typer.Option(help="also write the list here as JSON lines")] = None,
+    show: Annotated[int, typer.Option(help="targets to print")] = 10,
+) -> None:
+    """Users whose preferences or recent searches match each item, with a frequency cap per user and
+    day, quiet hours in the user's time zone (held until they end) and no repeat of an item."""
+    from feed.catalog import Catalog
+    from feed.notify import new_items, read_items, run_targeting
+
+    if (new_since is None) == (items is None):
+        typer.echo("error: give exactly one of --new-since T or --items FILE", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        catalog = Catalog.load(settings, asof=_when(now))
+        at = catalog.asof
+        wanted = read_items(items) if items else new_items(settings, _when(new_since), at)
+        run = run_targeting(settings, at, wanted, name=name, catalog=catalog)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(run.summary())
+    if run.unknown_items:
+        typer.echo(f"unknown items (not in the catalog): {', '.join(run.unknown_items[:10])}" + (" ..." if len(run.unknown_items) > 10 else ""))
+    for t in run.targets[:show]:
+        typer.echo(f"  {t.user_id:>12s}  {t.item_id:>10s}  send_at={t.send_at:%Y-%m-%d %H:%M}Z ({t.time_zone})  [{t.reason_kind}] {t.reason}")
+    if output:
+        with output.open("w") as f:
+            for t in run.targets:
+                f.write(json.dumps({"user_id": t.user_id, "item_id": t.item_id, "score": t.score, "reason_kind": t.reason_kind, "reason": t.reason, "send_at": t.send_at.isoformat(), "time_zone": t.time_zone}) + "\n")
+    typer.echo(f"wrote {run.path}" + (f" and {output}" if output else ""))
+
+
+@notify_app.command("import-time-zones")
+def notify_import_time_zones(source: Annotated[Path, typer.Argument(help="Parquet with user_id, time_zone (the simulator writes time_zones.parquet)")]) -> None:
+    """Record users' time zones where targeting reads them (for quiet hours)."""
+    from feed.notify import import_time_zones
+
+    typer.echo(f"wrote {import_time_zones(get_settings(), source)}")
+

@@ -1,21 +1,40 @@
 """The offline lake: append-only Parquet tables partitioned by UTC date.
 
 Layout: ``<data_dir>/lake/<table>/date=YYYY-MM-DD/part-<batch>-<n>.parquet``. Each ingest batch
-writes new files; nothing is rewritten, so readers never see a half-written table.
+writes new files; nothing is rewritten. A batch is written under ``<lake>/.staging/`` first and each
+finished file renamed into place, so readers never see a half-written file, even if the writer is
+killed (``write_parquet_atomic`` does the same for the feature tables).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from topicfeed.schemas import KEYS, SCHEMAS, TIME_COLUMNS
 
 PARTITION = pa.schema([pa.field("date", pa.string())])
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` to ``path`` through a temporary file in the same folder and a rename: a reader
+    sees the old file or the new one, never a partial one (a killed writer leaves only the hidden
+    temporary file, which no reader's ``*.parquet`` pattern matches)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def parquet_scan(glob: str) -> str:
@@ -76,12 +95,23 @@ class Lake:
         when = data.column(TIME_COLUMNS[table])
         date = pc.strftime(when, format="%Y-%m-%d")
         data = data.append_column("date", date)
+        batch = uuid.uuid4().hex[:12]
+        staging = self.root / ".staging" / f"{table}-{batch}"
         ds.write_dataset(
             data,
-            self.path(table),
+            staging,
             format="parquet",
             partitioning=ds.partitioning(PARTITION, flavor="hive"),
-            basename_template=f"part-{uuid.uuid4().hex[:12]}-{{i}}.parquet",
+            basename_template=f"part-{batch}-{{i}}.parquet",
             existing_data_behavior="overwrite_or_ignore",
         )
+        for part in sorted(staging.rglob("*.parquet")):
+            target = self.path(table) / part.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, target)
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staging.parent.rmdir()  # gone when no other writer is staging
+        except OSError:
+            pass
         return data.num_rows

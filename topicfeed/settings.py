@@ -229,6 +229,30 @@ class FeedSettings(BaseModel):
     )
 
 
+class NotifySettings(BaseModel):
+    """Notification targeting (``topicfeed notify targets``, the ``notification_targeting`` DAG)."""
+
+    threshold: float = Field(0.5, ge=0, le=1, description="a user is a target of an item when the user's preference for the item's topics (0..1, level-weighted) reaches this")
+    intent_days: float = Field(7.0, gt=0, description="recent searches (refined where the refiner has run) this many days back can match an item")
+    intent_min_overlap: int = Field(2, ge=1, description="words a search must share with the item's title to match (all of them for shorter searches)")
+    max_per_user_per_day: int = Field(2, ge=1, description="frequency cap: notifications per user per local day")
+    max_users_per_item: int = Field(5_000, ge=1, description="targets per item at most (the best-matching users)")
+    quiet_start_hour: int = Field(21, ge=0, le=23, description="quiet hours start (local time): nothing is sent from then ...")
+    quiet_end_hour: int = Field(8, ge=0, le=23, description="... until this local hour; a target that falls inside is held until it ends")
+    default_time_zone: str = Field("UTC", description="time zone of a user with none on record")
+    time_zones_path: Path | None = Field(None, description="users' time zones (Parquet or CSV: user_id, time_zone); default: <data_dir>/users/time_zones.parquet")
+
+
+class MainJobSettings(BaseModel):
+    """``make run`` / ``topicfeed run``: the end-to-end main job through Airflow, sized for 2 cores."""
+
+    classifier_docs: int = Field(1_200, ge=10, description="simulated documents the small classifier is trained on (a seeded sample)")
+    classifier_epochs: int = Field(2, ge=1)
+    intent_epochs: int = Field(3, ge=1, description="epochs of the intent refiner (gold set + the lake's mined pairs)")
+    search_windows: int = Field(6, ge=1, description="10-minute search_intents runs at the end of the period")
+    feed_items: int = Field(5, ge=1, description="items printed per user feed")
+
+
 class Settings(BaseSettings):
     """Everything configurable in topicfeed, in one place."""
 
@@ -257,6 +281,8 @@ class Settings(BaseSettings):
     classifier: ClassifierSettings = ClassifierSettings()
     intent: IntentSettings = IntentSettings()
     feed: FeedSettings = FeedSettings()
+    notify: NotifySettings = NotifySettings()
+    main_job: MainJobSettings = MainJobSettings()
 
     simulator: SimulatorSettings = SimulatorSettings()
 
@@ -293,6 +319,15 @@ class Settings(BaseSettings):
     def intent_dir(self) -> Path:
         """The serving refiner (the student) that ``topicfeed intent train`` writes."""
         return self.intent.model_dir or self.data_dir / "models" / "intent"
+
+    @property
+    def time_zones_path(self) -> Path:
+        return self.notify.time_zones_path or self.data_dir / "users" / "time_zones.parquet"
+
+    @property
+    def notifications_dir(self) -> Path:
+        """Target lists of ``topicfeed notify targets`` (one file per run's name), the no-repeat history."""
+        return self.data_dir / "notifications"
 
     @property
     def sqlite_path(self) -> Path:

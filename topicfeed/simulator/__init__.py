@@ -7,11 +7,14 @@ Writes, under the output folder,
 * ``ground_truth/users.parquet`` (segment and true activity of every user) and
   ``ground_truth/interests.parquet`` (each user's true interest weight per taxonomy node and level,
   with the days it held), kept apart from what is ingested;
+* ``time_zones.parquet``: each user's time zone (``user_id, time_zone``), account data a platform
+  holds (``topicfeed notify`` reads it for quiet hours);
 * ``manifest.json``: parameters, counts, measured shares and click-through rates, timings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -78,6 +81,7 @@ def simulate(settings: Settings, out_dir: str | Path, fmt: OutputFormat = "parqu
         "events": write_table(events, out / f"events.{fmt}", fmt),
         "users": write_table(users, out / "ground_truth" / "users.parquet", "parquet"),
         "interests": write_table(interests, out / "ground_truth" / "interests.parquet", "parquet"),
+        "time_zones": write_table(time_zones_table(world), out / "time_zones.parquet", "parquet"),
     }
     timings["write_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
@@ -151,6 +155,30 @@ def users_table(world: World) -> pa.Table:
             "main_sessions_per_day": u.main_rate,
         }
     )
+
+
+# where the simulated users live, with rough weights (a platform with users on several continents)
+TIME_ZONES = (
+    ("America/New_York", 0.25),
+    ("America/Los_Angeles", 0.15),
+    ("Europe/London", 0.15),
+    ("Europe/Berlin", 0.15),
+    ("Asia/Seoul", 0.15),
+    ("Asia/Tokyo", 0.1),
+    ("Australia/Sydney", 0.05),
+)
+
+
+def time_zones_table(world: World) -> pa.Table:
+    """Each user's time zone, drawn from ``TIME_ZONES`` by a hash of the user id (apart from the
+    world's random stream, so that adding it changed no other output)."""
+    ids = [str(u) for u in world.users.user_id]
+    names = [z for z, _ in TIME_ZONES]
+    edges = np.cumsum([w for _, w in TIME_ZONES])
+    digest = np.array([int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "big") for u in ids], dtype=np.uint64)
+    unit = (digest >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    pick = np.minimum(np.searchsorted(edges / edges[-1], unit, side="right"), len(names) - 1)
+    return pa.table({"user_id": pa.array(ids, pa.string()), "time_zone": pa.array([names[i] for i in pick], pa.string())})
 
 
 def interests_table(world: World, snapshots: list[Snapshot]) -> pa.Table:
