@@ -24,7 +24,12 @@ redis-server:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
+# With TOPICFEED_ONLINE_STORE=redis, a local redis-server is installed and started when none answers.
 run: install
+	@if [ "$${TOPICFEED_ONLINE_STORE:-sqlite}" = redis ]; then \
+	  $(MAKE) --no-print-directory redis-server; \
+	  redis-cli -u "$${TOPICFEED_REDIS_URL:-redis://127.0.0.1:6379/0}" ping >/dev/null 2>&1 || redis-server --daemonize yes --save "" --appendonly no; \
+	fi
 	$(BIN)/topicfeed run
 
 test: install redis-server

@@ -56,7 +56,7 @@ def train_default(settings: Settings, out: Path, teacher: Path | None = None, te
     examples = gold_split()[0]
     try:
         clicks = lake_clicks(settings)
-        examples += pairs_as_examples(mine(clicks))
+        examples += pairs_as_examples(mine(clicks), settings.intent.max_mined_pairs, settings.intent.seed)
     except FileNotFoundError:
         clicks = []
     if teacher is not None and clicks:

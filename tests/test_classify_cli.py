@@ -4,8 +4,10 @@ model saved on disk (the same code path as the default MiniLM recipe, in seconds
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_cli import tf
@@ -98,3 +100,27 @@ def test_items_from_lake_documents(tmp_path: Path, tiny_bert: Path) -> None:
     for row in table.to_pylist()[:50]:
         assert all(t in taxonomy for t in row["topics"])
         assert 1 in row["topic_levels"] and abs(sum(x * x for x in row["topic_embedding"]) - 1) < 1e-4
+    # incremental, as the content_topics DAG runs it: answers kept per model version, only new or
+    # changed documents classified again, the same table written
+    from classifier.items import classify_lake_documents, model_fingerprint
+    from classifier.jobs import load_classifier
+    from topicfeed.lake import Lake
+    from topicfeed.schemas import DOCUMENT_SCHEMA
+    from topicfeed.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", classifier={"base_model": str(tiny_bert), "max_prompt_tokens": 24})
+    clf = load_classifier(settings, settings.classifier_dir)
+    model_id = model_fingerprint(settings.classifier_dir)
+    path, n, fresh = classify_lake_documents(settings, clf, model_id=model_id)
+    assert (n, fresh) == (n_docs, n_docs)
+    before = path.read_bytes()
+    assert classify_lake_documents(settings, clf, model_id=model_id)[1:] == (n_docs, 0)
+    assert path.read_bytes() == before
+    lake = Lake(settings.lake_dir)
+    docs = lake.read("documents", columns=DOCUMENT_SCHEMA.names)
+    changed = docs.slice(0, 1).set_column(docs.schema.get_field_index("title"), "title", pa.array(["A brand new title about soccer"]))
+    later = pa.array([docs.column("created_at")[0].as_py() + timedelta(hours=1)], docs.schema.field("created_at").type)
+    lake.append("documents", changed.set_column(docs.schema.get_field_index("created_at"), "created_at", later))
+    assert classify_lake_documents(settings, clf, model_id=model_id)[1:] == (n_docs, 1)  # the changed one only
+    assert classify_lake_documents(settings, clf, model_id="another-model")[1:] == (n_docs, n_docs)
+

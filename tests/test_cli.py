@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 BIN = Path(sys.executable).parent / "topicfeed"
 
 
-def tf(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(BIN), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+def tf(*args: str, env: dict[str, str], check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(BIN), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"topicfeed {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -61,23 +62,38 @@ def test_bad_file_is_reported_not_crashed(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
-def test_main_job_runs_on_embedded_defaults(tmp_path: Path) -> None:
-    env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_SIMULATOR__DOCS_PER_DAY": "60"}
-    out = tf("run", "--users", "200", "--days", "3", env=env).stdout
-    assert "[1/5] simulate" in out and "[5/5] nDCG@10" in out
+MAIN_JOB_SMALL = {
+    "TOPICFEED_SIMULATOR__DOCS_PER_DAY": "60",
+    "TOPICFEED_MAIN_JOB__CLASSIFIER_DOCS": "60",
+    "TOPICFEED_MAIN_JOB__CLASSIFIER_EPOCHS": "1",
+    "TOPICFEED_MAIN_JOB__INTENT_EPOCHS": "1",
+    "TOPICFEED_MAIN_JOB__INTENT_PAIRS": "40",
+    "TOPICFEED_MAIN_JOB__SEARCH_WINDOWS": "2",
+}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_main_job_runs_end_to_end_through_airflow(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
+    env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_ONLINE_STORE": store, **MAIN_JOB_SMALL}
+    if store == "redis":
+        env["TOPICFEED_REDIS_URL"] = request.getfixturevalue("redis_url")
+    out = tf("run", "--users", "200", "--days", "3", env=env, timeout=900).stdout
+    for n in range(1, 9):
+        assert f"[{n}/8] " in out
     assert "quarantined=0" in out
-    shares = json.loads(re.search(r"shares: (\{.*\})", out).group(1))
-    assert 0.5 < shares["light_of_homefeed_users"] < 1 and 0 < shares["light_users_who_search"] <= 1
-    users_with_events = re.search(r"events: \d+ from (\d+) users", out).group(1)
-    assert f"user_topic_preferences={users_with_events}," in out  # every active user has a profile online
-    assert "homefeed" in out and "search" in out
-    assert "top level-2 topics" in out
-    # three users' feeds with reasons: a light user who searches, a heavy user, a new user (fallback)
-    assert "feed of a light home-feed user who searches" in out and "feed of a heavy user" in out
-    assert "feed of a new user, new-user-1 (fallback: non-personalized)" in out
-    assert re.search(r"\n  1\. .+\[(topic|similar|intent)\] ", out)
-    assert (tmp_path / "data" / "feature_repo" / "feature_store.yaml").is_file()
-    assert (tmp_path / "data" / "online_store.db").is_file()
+    assert re.search(r"classifier: 60 documents, 1 epochs in \d+s; L1 top-1 [01]\.\d\d on", out)
+    assert re.search(r"content_topics \[.+\] success: classify_documents: \{\"documents\": \d+, \"classified\": \d+, \"source\": \"classifier\"\}", out)
+    users, online = re.search(r'materialize_users: \{"users": (\d+), "rows": \d+, "online rows": (\d+)\}', out).groups()
+    assert int(users) > 100 and online == users  # every user with events has a profile online
+    assert out.count("search_intents [") == 2 and "notification_targeting [" in out
+    # three users' feeds from the real HTTP service: a light user who searches, a heavy user, a new user
+    assert "a light home-feed user who searches" in out and "a heavy user" in out
+    assert "GET /v1/feed/new-user-1: a new user (fallback: non-personalized)" in out
+    assert re.search(r"\n        1\. .+\[(topic|similar|intent)\] ", out)
+    targets = int(re.search(r"\n      (\d+) targets for the day's \d+ new items", out).group(1))
+    assert targets > 0 and targets == pq.read_table(next((tmp_path / "data" / "notifications" / "targets").glob("*.parquet"))).num_rows
+    assert "online store" in out and (store != "sqlite" or (tmp_path / "data" / "online_store.db").is_file())
+    assert (tmp_path / "data" / "airflow" / "airflow.db").is_file()
 
 
 def test_store_check_sqlite_and_redis(tmp_path: Path, redis_url: str, free_port: int) -> None:

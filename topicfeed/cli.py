@@ -318,7 +318,7 @@ def classify_items(model: Annotated[Path | None, typer.Option(help="trained clas
 
     settings = get_settings()
     set_threads(settings)
-    path, n = classify_lake_documents(settings, load_classifier(settings, model or settings.classifier_dir), progress=True)
+    path, n, _ = classify_lake_documents(settings, load_classifier(settings, model or settings.classifier_dir), progress=True)
     typer.echo(f"classified {n} documents; item topics in {path}")
 
 

@@ -151,6 +151,7 @@ class IntentSettings(BaseModel):
     max_refined_tokens: int = Field(10, ge=1, description="Q* is cut to this many words")
     num_beams: int = Field(4, ge=1)
     enforce_keys: bool = Field(True, description="decode so that every key token of Q is kept in Q*")
+    max_mined_pairs: int | None = Field(None, ge=1, description="mined (Q, Q*) pairs of the lake the default recipe trains on (a seeded sample); default: all")
     copy_only: bool = Field(False, description="decode only tokens of Q and the clicked titles (an extractive refiner)")
     seed: int = 0
     model_dir: Path | None = Field(None, description="the serving refiner; default: <data_dir>/models/intent")
@@ -246,9 +247,10 @@ class NotifySettings(BaseModel):
 class MainJobSettings(BaseModel):
     """``make run`` / ``topicfeed run``: the end-to-end main job through Airflow, sized for 2 cores."""
 
-    classifier_docs: int = Field(1_200, ge=10, description="simulated documents the small classifier is trained on (a seeded sample)")
+    classifier_docs: int = Field(400, ge=10, description="simulated documents the small classifier is trained on (a seeded sample)")
     classifier_epochs: int = Field(2, ge=1)
-    intent_epochs: int = Field(3, ge=1, description="epochs of the intent refiner (gold set + the lake's mined pairs)")
+    intent_epochs: int = Field(2, ge=1, description="epochs of the intent refiner (the gold set + mined pairs of the lake)")
+    intent_pairs: int = Field(300, ge=1, description="mined pairs of the lake the refiner trains on")
     search_windows: int = Field(6, ge=1, description="10-minute search_intents runs at the end of the period")
     feed_items: int = Field(5, ge=1, description="items printed per user feed")
 
