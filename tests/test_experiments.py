@@ -1,0 +1,110 @@
+"""Experiments between rankers: static ratios, sticky assignment for a TTL, warm-up, batched and
+idempotent Thompson updates, an arm removed mid-test, an unreadable state falling back to static."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from feed.experiments import (
+    BatchedThompson,
+    ExperimentState,
+    assign,
+    dynamic_arm,
+    p_best,
+    static_arm,
+    window_start,
+    with_floor,
+)
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def test_static_ratios_hold_within_two_points_over_100k_users() -> None:
+    weights = {"a": 0.5, "b": 0.3, "c": 0.2}
+    got = Counter(static_arm("exp1", f"u{i}", weights) for i in range(100_000))
+    for arm, w in weights.items():
+        assert abs(got[arm] / 100_000 - w) <= 0.02
+    assert static_arm("exp1", "u7", weights) == static_arm("exp1", "u7", weights)  # deterministic
+    other = Counter(static_arm("exp2", f"u{i}", weights) == static_arm("exp1", f"u{i}", weights) for i in range(10_000))
+    assert other[False] > 3_000  # another experiment splits users independently
+
+
+def test_dynamic_assignment_is_sticky_for_the_ttl_then_redrawn() -> None:
+    state = ExperimentState.new("exp", {"a": 0.5, "b": 0.5}, NOW - timedelta(days=1))
+    ttl = 3600.0
+    users = [f"u{i}" for i in range(2_000)]
+    for u in users[:200]:
+        start = window_start("exp", u, NOW, ttl)
+        assert start <= NOW < start + timedelta(seconds=ttl)
+        arm = dynamic_arm(state, u, start, ttl)
+        for s in (1, 600, 1800, 3599):
+            assert dynamic_arm(state, u, start + timedelta(seconds=s), ttl) == arm
+    later = [dynamic_arm(state, u, NOW, ttl) != dynamic_arm(state, u, NOW + timedelta(seconds=ttl), ttl) for u in users]
+    assert 0.35 < np.mean(later) < 0.65  # a new window is a fresh 50:50 draw
+    # an allocation changed mid-window does not move a user before the window ends
+    start = window_start("exp", "u1", NOW, ttl)
+    arm = dynamic_arm(state, "u1", start, ttl)
+    state.allocations.append(((start + timedelta(seconds=10)).isoformat(), {"a": 0.0 if arm == "a" else 1.0, "b": 1.0 if arm == "a" else 0.0}))
+    assert dynamic_arm(state, "u1", start + timedelta(seconds=20), ttl) == arm
+
+
+def test_warmup_uses_initial_weights_then_thompson_moves_traffic_to_the_better_arm() -> None:
+    policy = BatchedThompson(["a", "b"], [0.5, 0.5], warmup_impressions=1000, floor=0.01)
+    w = policy.allocate(np.array([999.0, 5000.0]), np.array([10.0, 400.0]), 0)
+    assert np.allclose(w, [0.5, 0.5])  # "a" has not had its 1,000 impressions yet
+    w = policy.allocate(np.array([1000.0, 5000.0]), np.array([10.0, 400.0]), 1)
+    assert w[1] > 0.95 and w[0] >= 0.01 - 1e-12
+
+
+def test_batches_update_once_and_an_arm_can_be_removed(tmp_path: Path) -> None:
+    state = ExperimentState.new("exp", {"a": 1, "b": 1, "c": 1}, NOW)
+    batch = {"a": (2000, 60), "b": (2000, 20), "c": (2000, 21)}
+    assert state.apply("2026-12-03T12", batch, NOW + timedelta(hours=1), warmup_impressions=100, floor=0.01)
+    path = state.save(tmp_path / "exp.json")
+    snapshot = path.read_text()
+    assert not state.apply("2026-12-03T12", batch, NOW + timedelta(hours=1), warmup_impressions=100, floor=0.01)
+    assert state.save(tmp_path / "exp.json").read_text() == snapshot  # rerun = same state
+    again = ExperimentState.load(path)
+    assert again.arms == state.arms and again.allocations == state.allocations
+    alloc = state.allocation_at(NOW + timedelta(hours=2))
+    assert alloc["a"] > 0.9 and min(alloc.values()) >= 0.01 - 1e-12
+    state.remove_arm("a", NOW + timedelta(hours=2))
+    alloc = state.allocation_at(NOW + timedelta(hours=3))
+    assert set(alloc) == {"b", "c"} and abs(sum(alloc.values()) - 1) < 1e-9
+    assert state.apply("2026-12-03T13", {"a": (500, 50), "b": (100, 1)}, NOW + timedelta(hours=3), 100, 0.01)  # "a" is ignored now
+    assert "a" not in state.arms and state.arms["b"].impressions == 2100
+    assert {dynamic_arm(state, f"u{i}", NOW + timedelta(hours=4), 3600) for i in range(300)} <= {"b", "c"}
+    rows = {r["arm"]: r for r in state.status()}
+    assert set(rows) == {"b", "c"} and abs(sum(r["p_best"] for r in rows.values()) - 1) < 1e-9
+    assert rows["b"]["alpha"] == 1 + 21 and rows["b"]["beta"] == 1 + 2100 - 21
+
+
+def test_an_unreadable_state_falls_back_to_the_static_weights(tmp_path: Path) -> None:
+    weights = {"a": 0.5, "b": 0.5}
+    bad = tmp_path / "state.json"
+    bad.write_text("{not json")
+    got = assign("exp", "dynamic", weights, "u1", NOW, 3600, bad)
+    assert got.fallback and got.arm == static_arm("exp", "u1", weights)
+    assert assign("exp", "dynamic", weights, "u1", NOW, 3600, tmp_path / "missing.json").fallback
+    state = ExperimentState.new("exp", weights, NOW - timedelta(hours=1))
+    ok = assign("exp", "dynamic", weights, "u1", NOW, 3600, state.save(tmp_path / "ok.json"))
+    assert not ok.fallback and ok.arm == dynamic_arm(state, "u1", NOW, 3600)
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=6), st.floats(0, 0.3))
+def test_floor_keeps_every_arm_learning(weights: list[float], floor: float) -> None:
+    w = with_floor(np.array(weights), floor)
+    assert abs(w.sum() - 1) < 1e-9 and (w >= min(floor, 1 / len(weights)) - 1e-9).all()
+
+
+def test_p_best_and_expected_loss() -> None:
+    best, loss = p_best(np.array([101.0, 51.0]), np.array([901.0, 951.0]))
+    assert best[0] > 0.99 and loss[0] < loss[1]
+    even, _ = p_best(np.array([50.0, 50.0]), np.array([950.0, 950.0]))
+    assert abs(even[0] - 0.5) < 0.02
