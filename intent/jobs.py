@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 
 from intent.mining import Click, MiningReport, lake_clicks, mine
 from intent.model import Example, IntentRefiner, Request, gold_split
+from intent.text import stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
 from topicfeed.settings import Settings
 
@@ -32,9 +33,23 @@ def pairs_as_examples(report: MiningReport, max_examples: int | None = None, see
     return [Example(p.query, (p.title,), p.refined_query, "log") for p in pairs[:max_examples]]
 
 
-def label_with(teacher: IntentRefiner, requests: list[Request], progress: Callable[[int], None] | None = None) -> list[Example]:
-    """The teacher's Q* for sampled (Q, clicked titles) requests, as training examples."""
+def grounded(query: str, titles: Sequence[str], refined: str) -> str:
+    """``refined`` with every word that is neither in Q nor (by stem) in a clicked title removed, in
+    order and without repeats: a teacher's invented words never reach the student."""
+    allowed = set(tokens(query)) | {s for t in titles for s in stems(t)}
+    kept: list[str] = []
+    for w in tokens(refined):
+        if (w in allowed or stem(w) in allowed) and w not in kept:
+            kept.append(w)
+    return " ".join(kept)
+
+
+def label_with(teacher: IntentRefiner, requests: list[Request], progress: Callable[[int], None] | None = None, ground: bool = True) -> list[Example]:
+    """The teacher's Q* for sampled (Q, clicked titles) requests, as training examples; with
+    ``ground``, trimmed to words found in Q or the titles (``grounded``)."""
     outs = teacher.predict(requests, progress=progress)
+    if ground:
+        outs = [grounded(r.query, r.titles, o) for r, o in zip(requests, outs)]
     return [Example(r.query, r.titles, o, "teacher") for r, o in zip(requests, outs) if o]
 
 

@@ -75,3 +75,12 @@ def test_search_log_reader_counts_relevance_two_as_a_click_and_names_bad_rows(tm
     path.write_text("id\tproduct_uid\tproduct_title\tsearch_term\trelevance\n7\t10\tA saw\tsaw\thigh\n")
     with pytest.raises(ValueError, match="id='7'.*relevance"):
         clicks_from_search_log(path)
+
+
+def test_teacher_labels_keep_only_grounded_words() -> None:
+    from intent.jobs import grounded
+
+    titles = ("RYOBI 40-Volt Cordless Pole Saws with Batteries", "Ryobi pole saw replacement chain")
+    assert grounded("pole saw", titles, "ryobi 40 volt pole saw cordless shiny saw") == "ryobi 40 volt pole saw cordless"
+    assert grounded("pole saw", titles, "pole saws battery") == "pole saws battery"  # by stem
+    assert grounded("aespa", ("aespa Japan debut album Hot Mess",), "aespa world tour") == "aespa"
