@@ -193,10 +193,11 @@ class ExperimentState:
         experiment are ignored (an arm removed mid-test)."""
         if batch_id in self.batches:
             return False
+        for arm, (imp, clk) in counts.items():  # all checked before any is added
+            if clk > imp or imp < 0 or clk < 0:
+                raise ValueError(f"batch {batch_id!r}: arm {arm!r}: clicks {clk} must lie in 0..impressions {imp}")
         for arm, (imp, clk) in counts.items():
             if arm in self.arms:
-                if clk > imp or imp < 0 or clk < 0:
-                    raise ValueError(f"batch {batch_id!r}: arm {arm!r}: clicks {clk} must lie in 0..impressions {imp}")
                 self.arms[arm].impressions += int(imp)
                 self.arms[arm].clicks += int(clk)
         self.batches.append(batch_id)

@@ -108,3 +108,34 @@ def test_p_best_and_expected_loss() -> None:
     assert best[0] > 0.99 and loss[0] < loss[1]
     even, _ = p_best(np.array([50.0, 50.0]), np.array([950.0, 950.0]))
     assert abs(even[0] - 0.5) < 0.02
+
+
+def test_cli_new_update_status(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TOPICFEED_DATA_DIR": str(tmp_path / "data")}
+
+    def tf(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from topicfeed.cli import main; main()", "experiments", *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert tf("new", "homefeed-1", "--arms", "topicfeed=0.5,trending=0.5", "--since", "2026-12-03T00:00:00+00:00").returncode == 0
+    counts = tmp_path / "c.json"
+    counts.write_text(json.dumps({"topicfeed": [3000, 240], "trending": [3000, 90]}))
+    first = tf("update", "homefeed-1", "--batch-id", "2026-12-03T01", "--counts", str(counts), "--at", "2026-12-03T01:00:00+00:00")
+    assert first.returncode == 0 and "applied" in first.stdout
+    again = tf("update", "homefeed-1", "--batch-id", "2026-12-03T01", "--counts", str(counts))
+    assert "already applied" in again.stdout
+    got = json.loads(tf("status", "homefeed-1", "--json").stdout)
+    arms = {a["arm"]: a for a in got["arms"]}
+    assert got["batches"] == 1 and arms["topicfeed"]["impressions"] == 3000 and arms["topicfeed"]["alpha"] == 241
+    assert arms["topicfeed"]["p_best"] > 0.99 and got["allocation"]["topicfeed"] > 0.95 and got["allocation"]["trending"] >= 0.0099
+    table = tf("status", "homefeed-1").stdout
+    assert "P(best)" in table and "topicfeed" in table
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"topicfeed": [10, 20]}))
+    refused = tf("update", "homefeed-1", "--batch-id", "b2", "--counts", str(bad))
+    assert refused.returncode == 2 and "arm 'topicfeed'" in refused.stderr
+    assert tf("status", "nope").returncode == 2

@@ -24,6 +24,8 @@ feed_app = typer.Typer(help="The feed ranker: offline evaluation, the partner ru
 app.add_typer(feed_app, name="feed")
 intent_app = typer.Typer(help="The query-intent refiner: mine (Q, Q*) from search logs, train, refine, evaluate.", no_args_is_help=True)
 app.add_typer(intent_app, name="intent")
+experiments_app = typer.Typer(help="Experiments between rankers: a dynamic experiment's state, its batch updates and its status.", no_args_is_help=True)
+app.add_typer(experiments_app, name="experiments")
 notify_app = typer.Typer(help="Notification targeting: which users to tell about which new items, when and why.", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
 
@@ -531,4 +533,81 @@ def notify_import_time_zones(source: Annotated[Path, typer.Argument(help="Parque
     from feed.notify import import_time_zones
 
     typer.echo(f"wrote {import_time_zones(get_settings(), source)}")
+
+
+def _experiment_path(name: str) -> Path:
+    if not name.replace("-", "").replace("_", "").isalnum():
+        typer.echo(f"error: experiment name {name!r}: letters, digits, '-' and '_' only", err=True)
+        raise typer.Exit(2)
+    return get_settings().experiments_dir / f"{name}.json"
+
+
+@experiments_app.command("new")
+def experiments_new(
+    name: Annotated[str, typer.Argument(help="experiment name")],
+    arms: Annotated[str, typer.Option(help="arms and their initial weights: a=0.5,b=0.5")],
+    since: Annotated[str | None, typer.Option(help="ISO time the experiment starts; default: now")] = None,
+) -> None:
+    """Start a dynamic experiment's state (initial weights allocate until the warm-up ends)."""
+    from feed.experiments import ExperimentState
+
+    path = _experiment_path(name)
+    if path.exists():
+        typer.echo(f"error: {path} exists", err=True)
+        raise typer.Exit(2)
+    try:
+        weights = {a: float(w) for a, w in (part.split("=", 1) for part in arms.split(","))}
+    except ValueError as exc:
+        typer.echo(f"error: --arms {arms!r}: expected name=weight,name=weight", err=True)
+        raise typer.Exit(2) from exc
+    ExperimentState.new(name, weights, _when(since) or datetime.now(UTC)).save(path)
+    typer.echo(f"wrote {path}")
+
+
+@experiments_app.command("update")
+def experiments_update(
+    name: Annotated[str, typer.Argument(help="experiment name")],
+    batch_id: Annotated[str, typer.Option(help="the batch's id (e.g. its hour); a batch applied before changes nothing")],
+    counts: Annotated[Path, typer.Option(help='JSON: {"arm": [impressions, clicks], ...}')],
+    at: Annotated[str | None, typer.Option(help="ISO time the new allocation applies from; default: now")] = None,
+    warmup: Annotated[int, typer.Option(help="impressions every arm needs before Thompson sampling allocates")] = 1000,
+    floor: Annotated[float, typer.Option(help="least share of traffic per arm")] = 0.01,
+) -> None:
+    """Apply one batch of logged impressions and clicks (batched Thompson sampling)."""
+    from feed.experiments import ExperimentState
+
+    path = _experiment_path(name)
+    try:
+        state = ExperimentState.load(path)
+        batch = {a: (int(v[0]), int(v[1])) for a, v in json.loads(counts.read_text()).items()}
+        changed = state.apply(batch_id, batch, _when(at) or datetime.now(UTC), warmup, floor)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    state.save(path)
+    typer.echo(f"batch {batch_id}: " + ("applied" if changed else "already applied, nothing changed"))
+
+
+@experiments_app.command("status")
+def experiments_status(name: Annotated[str, typer.Argument(help="experiment name")], as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Per arm: impressions, clicks, CTR, alpha, beta, P(best) and expected loss, and the allocation now."""
+    from feed.experiments import ExperimentState
+
+    path = _experiment_path(name)
+    try:
+        state = ExperimentState.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"error: cannot read {path}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    rows = state.status()
+    now = state.allocation_at(datetime.now(UTC))
+    if as_json:
+        typer.echo(json.dumps({"experiment": name, "batches": len(state.batches), "arms": rows, "allocation": now}, indent=1))
+        return
+    typer.echo(f"{name}: {len(state.batches)} batches applied")
+    typer.echo(f"  {'arm':16s} {'impressions':>11s} {'clicks':>8s} {'CTR':>7s} {'alpha':>7s} {'beta':>8s} {'P(best)':>8s} {'exp. loss':>10s} {'traffic':>8s}")
+    for r in rows:
+        typer.echo(
+            f"  {r['arm']:16s} {r['impressions']:11,d} {r['clicks']:8,d} {r['ctr']:7.2%} {r['alpha']:7d} {r['beta']:8d} {r['p_best']:8.1%} {r['expected_loss']:10.5f} {now.get(r['arm'], 0):8.1%}"
+        )
 

@@ -332,6 +332,11 @@ class Settings(BaseSettings):
         return self.data_dir / "notifications"
 
     @property
+    def experiments_dir(self) -> Path:
+        """Dynamic experiments' states (``<name>.json``: counts, applied batches, allocations)."""
+        return self.data_dir / "experiments"
+
+    @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "online_store.db"
 
