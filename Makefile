@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
 
-.PHONY: run test install redis-server bench clean
+.PHONY: run test install redis-server chromium bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ redis-server:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
+# Debian's chromium + chromium-driver for the dashboard's browser test (Selenium drives them; browser
+# builds that download themselves fail here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@chromedriver --version
+
 # With TOPICFEED_ONLINE_STORE=redis, a local redis-server is installed and started when none answers.
 run: install
 	@if [ "$${TOPICFEED_ONLINE_STORE:-sqlite}" = redis ]; then \
@@ -32,7 +40,7 @@ run: install
 	fi
 	$(BIN)/topicfeed run
 
-test: install redis-server
+test: install redis-server chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest

@@ -15,6 +15,7 @@ ITEM_TOPICS = Asset("topicfeed://features/item_topics")
 USER_PREFERENCES = Asset("topicfeed://features/user_preferences")
 REFINED_SEARCHES = Asset("topicfeed://features/refined_searches")
 NOTIFICATION_TARGETS = Asset("topicfeed://notifications/targets")
+EXPERIMENT_STATES = Asset("topicfeed://experiments/states")
 
 DEFAULT_ARGS: dict[str, Any] = {"owner": "topicfeed", "retries": 2, "retry_delay": timedelta(minutes=1)}
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -19,6 +19,7 @@ interface, compared by ``benchmarks/sim_experiments.py``.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -26,8 +27,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from topicfeed.settings import ExperimentSettings, Settings
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -181,16 +185,21 @@ class ExperimentState:
     initial: dict[str, float]
     batches: list[str] = field(default_factory=list)  # ids of the batches applied, in order
     allocations: list[tuple[str, dict[str, float]]] = field(default_factory=list)  # (from ISO time, weights)
+    log: list[dict[str, Any]] = field(default_factory=list)  # per batch: {"batch", "at", "counts": {arm: [impressions, clicks]}}
+    _index: tuple[int, list[str], list[int]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def new(cls, name: str, initial: Mapping[str, float], since: datetime) -> ExperimentState:
         weights = {a: float(w) for a, w in initial.items()}
         return cls(name, {a: ArmCounts() for a in weights}, weights, [], [(since.astimezone(UTC).isoformat(), _normalised(weights))])
 
-    def apply(self, batch_id: str, counts: Mapping[str, tuple[int, int]], at: datetime, warmup_impressions: int, floor: float, seed: int = 0) -> bool:
-        """Add a batch's (impressions, clicks) per arm and recompute the allocation from ``at`` on.
-        A batch id seen before changes nothing (returns False); counts for arms no longer in the
-        experiment are ignored (an arm removed mid-test)."""
+    def apply(
+        self, batch_id: str, counts: Mapping[str, tuple[int, int]], at: datetime, warmup_impressions: int, floor: float, seed: int = 0, dynamic: bool = True
+    ) -> bool:
+        """Add a batch's (impressions, clicks) per arm and recompute the allocation from ``at`` on
+        (``dynamic=False``, a static split: the counts are kept, the initial shares stay). A batch id
+        seen before changes nothing (returns False); counts for arms no longer in the experiment are
+        ignored (an arm removed mid-test)."""
         if batch_id in self.batches:
             return False
         for arm, (imp, clk) in counts.items():  # all checked before any is added
@@ -201,8 +210,13 @@ class ExperimentState:
                 self.arms[arm].impressions += int(imp)
                 self.arms[arm].clicks += int(clk)
         self.batches.append(batch_id)
+        self.log.append({"batch": batch_id, "at": at.astimezone(UTC).isoformat(), "counts": {a: [int(i), int(c)] for a, (i, c) in sorted(counts.items()) if a in self.arms}})
         names = sorted(self.arms)
-        policy = BatchedThompson(names, [self.initial.get(a, 0.0) for a in names], warmup_impressions, floor, seed=seed + len(self.batches))
+        policy = (
+            BatchedThompson(names, [self.initial.get(a, 0.0) for a in names], warmup_impressions, floor, seed=seed + len(self.batches))
+            if dynamic
+            else Static(names, [self.initial.get(a, 0.0) for a in names])
+        )
         imp = np.array([self.arms[a].impressions for a in names], dtype=np.float64)
         clk = np.array([self.arms[a].clicks for a in names], dtype=np.float64)
         w = policy.allocate(imp, clk, 0)
@@ -219,12 +233,15 @@ class ExperimentState:
         self.allocations.append((at.astimezone(UTC).isoformat(), _normalised(current or {a: 1.0 for a in self.arms})))
 
     def allocation_at(self, when: datetime) -> dict[str, float]:
-        """The allocation in force at ``when`` (the newest one from before it)."""
+        """The allocation in force at ``when`` (the newest one from before it; of equal times, the
+        one recorded last). A binary search over the allocations' times, indexed once per change."""
         stamp = when.astimezone(UTC).isoformat()
-        current = self.allocations[0][1]
-        for since, weights in self.allocations:
-            if since <= stamp:
-                current = weights
+        if self._index is None or self._index[0] != len(self.allocations):
+            order = sorted(range(len(self.allocations)), key=lambda i: (self.allocations[i][0], i))
+            self._index = (len(self.allocations), [self.allocations[i][0] for i in order], order)
+        _, keys, order = self._index
+        k = bisect.bisect_right(keys, stamp) - 1
+        current = self.allocations[order[k]][1] if k >= 0 else self.allocations[0][1]
         return {a: w for a, w in current.items() if a in self.arms} or _normalised({a: 1.0 for a in self.arms})
 
     def status(self, draws: int = 20_000) -> list[dict[str, float | int | str]]:
@@ -250,7 +267,7 @@ class ExperimentState:
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        data = {"name": self.name, "arms": {a: asdict(c) for a, c in self.arms.items()}, "initial": self.initial, "batches": self.batches, "allocations": self.allocations}
+        data = {"name": self.name, "arms": {a: asdict(c) for a, c in self.arms.items()}, "initial": self.initial, "batches": self.batches, "allocations": self.allocations, "log": self.log}
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         tmp.replace(path)
         return path
@@ -264,6 +281,7 @@ class ExperimentState:
             data["initial"],
             list(data["batches"]),
             [(s, w) for s, w in data["allocations"]],
+            list(data.get("log", [])),
         )
 
 
@@ -314,3 +332,67 @@ def assign(name: str, kind: str, weights: Mapping[str, float], user_id: str, now
     except (OSError, ValueError, KeyError, TypeError):
         return Assignment(static_arm(name, user_id, weights), True)
     return Assignment(dynamic_arm(state, user_id, now, ttl_s), False)
+
+
+# the batch update from the event log (the experiment_update DAG, ``topicfeed experiments batch``) ------
+
+
+def state_path(settings: Settings, name: str) -> Path:
+    return settings.experiments_dir / f"{name}.json"
+
+
+def lake_counts(lake_dir: Path, name: str, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
+    """Per arm: (impressions, clicks) the lake's event log holds for the experiment in ``[start, end)``."""
+    import pyarrow as pa  # here, not at import: the CLI's experiments commands stay quick
+    import pyarrow.compute as pc
+
+    from topicfeed.lake import Lake
+
+    expr = (
+        (pc.field("experiment") == name)
+        & (pc.field("ts") >= pa.scalar(start, type=pa.timestamp("us", tz="UTC")))
+        & (pc.field("ts") < pa.scalar(end, type=pa.timestamp("us", tz="UTC")))
+        & (pc.field("date") >= f"{start.astimezone(UTC):%Y-%m-%d}")
+        & (pc.field("date") <= f"{end.astimezone(UTC):%Y-%m-%d}")
+        & pc.field("type").isin(["impression", "click"])
+    )
+    table = Lake(lake_dir).read("events", columns=["arm", "type"], filter=expr)
+    out: dict[str, list[int]] = {}
+    for row in table.group_by(["arm", "type"]).aggregate([([], "count_all")]).to_pylist():
+        out.setdefault(row["arm"], [0, 0])[0 if row["type"] == "impression" else 1] += int(row["count_all"])
+    return {a: (i, c) for a, (i, c) in sorted(out.items())}
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    experiment: str
+    batch: str
+    applied: bool  # False: this window was applied before (nothing changed)
+    counts: dict[str, tuple[int, int]]
+    unmatched_clicks: int  # clicks beyond an arm's impressions (their impressions were not logged): not counted
+    path: Path
+
+
+def update_experiment(settings: Settings, experiment: ExperimentSettings, start: datetime, end: datetime) -> BatchResult:
+    """Apply the window's logged impressions and clicks to the experiment's state, once: the batch id
+    is the window, so a rerun changes nothing. A missing state is started from the settings; an arm
+    no longer in the settings is removed, a new one added with its initial share."""
+    path = state_path(settings, experiment.name)
+    state = ExperimentState.load(path) if path.exists() else ExperimentState.new(experiment.name, experiment.weights(), experiment.start or start)
+    for arm in sorted(set(state.arms) - set(experiment.arms)):
+        state.remove_arm(arm, start)
+    for arm in sorted(set(experiment.arms) - set(state.arms)):
+        state.arms[arm] = ArmCounts()
+        state.initial[arm] = experiment.weights()[arm]
+    raw = lake_counts(settings.lake_dir, experiment.name, start, end)
+    counts = {a: (i, min(c, i)) for a, (i, c) in raw.items() if a in experiment.arms}
+    unmatched = sum(c - min(c, i) for a, (i, c) in raw.items() if a in experiment.arms)
+    batch = f"{start.astimezone(UTC).isoformat()}/{end.astimezone(UTC).isoformat()}"
+    applied = state.apply(batch, counts, end, experiment.warmup_impressions, experiment.floor, dynamic=experiment.type == "dynamic")
+    state.save(path)
+    return BatchResult(experiment.name, batch, applied, counts, unmatched, path)
+
+
+def update_all(settings: Settings, start: datetime, end: datetime) -> list[BatchResult]:
+    """Every experiment of the settings that was live during the window."""
+    return [update_experiment(settings, e, start, end) for e in settings.feed.experiments if (e.start is None or e.start < end) and (e.end is None or start < e.end)]

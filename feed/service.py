@@ -33,11 +33,11 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -46,8 +46,11 @@ from pydantic import BaseModel, Field
 from featurestore.online import OnlineStoreUnavailable, check_online_store
 from featurestore.profile import ProfileReader, UserProfile
 from feed.catalog import Catalog, CatalogHolder
+from feed.dashboard import dashboard_data, render_dashboard
 from feed.events import EventSink
-from feed.ranker import Feed, Ranker, RecentSearch
+from feed.experiments import ExperimentState, state_path
+from feed.ranker import Feed, RecentSearch
+from feed.routing import ExperimentRouter
 from intent.model import CONFIG_NAME as INTENT_CONFIG
 from intent.model import IntentRefiner
 from intent.realtime import FreshSearch, IntentQueue
@@ -71,14 +74,23 @@ class FeedItemModel(BaseModel):
     source: str = Field(description="the candidate source that offered the item")
 
 
+class ServedModel(BaseModel):
+    name: str = Field(description="the experiment live on this surface")
+    arm: str = Field(description="the ranker (arm) that ranked this page; send both back on the page's impression and click events")
+
+
 class FeedResponse(BaseModel):
     user_id: str
     items: list[FeedItemModel]
     fallback: bool = Field(description="true: the non-personalized feed (unknown user, or the online store did not answer)")
+    experiment: ServedModel | None = Field(None, description="the experiment and arm that served the page; null when none is live on the surface")
 
 
 class EventsRequest(BaseModel):
-    events: list[Any] = Field(description="records of the Event schema (event_id, user_id, domain, type, item_id?, query?, position?, ts); each is validated on its own")
+    events: list[Any] = Field(
+        description="records of the Event schema (event_id, user_id, domain, type, item_id?, query?, position?, ts, experiment?, arm?); each is validated on its own; "
+        "a page's impressions and clicks carry the experiment and arm its feed response named"
+    )
 
 
 class RejectedEvent(BaseModel):
@@ -91,6 +103,15 @@ class EventsResponse(BaseModel):
     accepted: int
     duplicates: int
     rejected: list[RejectedEvent]
+
+
+class ExperimentSummary(BaseModel):
+    name: str
+    surface: str
+    type: Literal["static", "dynamic"]
+    arms: dict[str, float] = Field(description="initial shares")
+    live: bool
+    has_state: bool = Field(description="a batch update has written its state (counts, allocations)")
 
 
 class HealthResponse(BaseModel):
@@ -114,6 +135,10 @@ class Metrics:
         self.events = Counter("topicfeed_events", "events received through the API", ["outcome"], registry=r)
         self.intents = Counter("topicfeed_intents_refined", "fresh searches refined and pushed online by the intent refiner", registry=r)
         self.memo = Counter("topicfeed_feed_memo", "feed requests answered from the memo (hit) or ranked and kept (miss)", ["outcome"], registry=r)
+        self.arms = Counter("topicfeed_experiment_pages", "feed pages served under an experiment, by arm", ["experiment", "arm"], registry=r)
+        self.experiment_fallbacks = Counter(
+            "topicfeed_experiment_fallbacks", "pages of a dynamic experiment assigned by the static shares because its state could not be read", ["experiment"], registry=r
+        )
 
 
 def profile_stamp(profile: UserProfile) -> tuple[Any, ...]:
@@ -157,7 +182,7 @@ class FeedState:
         self.holder = CatalogHolder(catalog_loader or (lambda: Catalog.load(settings)))
         reader_settings = settings.model_copy(update={"redis_timeout_s": settings.feed.profile_timeout_s})
         self.reader = ProfileReader(reader_settings)
-        self.ranker = Ranker(settings.feed)
+        self.experiments = ExperimentRouter(settings)
         self.sink = EventSink(settings)
         self.metrics = Metrics()
         self.searches: dict[str, deque[RecentSearch]] = {}
@@ -264,6 +289,8 @@ feed_router = APIRouter(prefix="/v1/feed", tags=["feed"])
 events_router = APIRouter(prefix="/v1/events", tags=["events"])
 users_router = APIRouter(prefix="/v1/users", tags=["users (admin)"])
 ops_router = APIRouter(tags=["operations"])
+experiments_router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+dashboard_router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 UserId = Annotated[str, Path(min_length=1, max_length=512)]
 
@@ -291,19 +318,25 @@ async def get_feed(state: StateDep, user_id: UserId, query: Annotated[FeedQuery,
     stored = profile is not None
     if profile is None:
         state.metrics.fallbacks.labels("store").inc()
-    key = (user_id, limit, partner, share)
+    ranker, served = state.experiments.choose(user_id, query.surface, datetime.now(UTC))
+    if served is not None:
+        state.metrics.arms.labels(served.experiment, served.arm).inc()
+        if served.fallback:
+            state.metrics.experiment_fallbacks.labels(served.experiment).inc()
+    key = (user_id, limit, partner, share, served.arm if served is not None else None)
     stamp = (version, profile_stamp(profile), state.user_version.get(user_id, 0)) if stored else None
     hit = state.memo.get(key, stamp) if stamp is not None else None
     if hit is not None:
         body, sources, fallback = hit
         state.metrics.memo.labels("hit").inc()
     else:
-        feed: Feed = state.ranker.rank(
+        feed: Feed = ranker.rank(
             catalog, profile, user_id=user_id, limit=limit, now=now, searches=state.recent_searches(user_id, now), partner=partner, share=share, fallback=not stored
         )
         # the model documents the response; the body is rendered directly (no second validation pass)
         items = [{"item_id": i.item_id, "score": i.score, "reason": {"kind": i.reason.kind, "text": i.reason.text}, "source": i.source} for i in feed.items]
-        body = json.dumps({"user_id": user_id, "items": items, "fallback": feed.fallback}, ensure_ascii=False, separators=(",", ":")).encode()
+        tag = {"name": served.experiment, "arm": served.arm} if served is not None else None
+        body = json.dumps({"user_id": user_id, "items": items, "fallback": feed.fallback, "experiment": tag}, ensure_ascii=False, separators=(",", ":")).encode()
         sources, fallback = feed.sources, feed.fallback
         if stamp is not None:
             state.memo.put(key, stamp, body, sources, fallback)
@@ -340,6 +373,48 @@ def get_profile(state: StateDep, user_id: UserId) -> dict[str, Any]:
     out["preferences"] = {d: {str(lv): v for lv, v in levels.items()} for d, levels in profile.preferences.items()}
     out["recent_searches"] = [{"query": q.query, "ts": q.ts} for q in state.recent_searches(user_id, state.holder.catalog.asof)]
     return out
+
+
+ExperimentName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+def _experiment_state(state: FeedState, name: str, x_api_key: str | None) -> ExperimentState:
+    if state.settings.feed.keyed_reads:
+        _check_key(state, x_api_key)
+    path = state_path(state.settings, name)
+    if not path.is_file():
+        known = [e.name for e in state.settings.feed.experiments]
+        raise HTTPException(404, f"no state for experiment {name!r} yet (experiments in the settings: {known}; its first batch update writes it)")
+    try:
+        return ExperimentState.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HTTPException(503, f"experiment {name!r}: its state {path} cannot be read: {exc}") from exc
+
+
+@experiments_router.get("", response_model=list[ExperimentSummary])
+def list_experiments(state: StateDep, x_api_key: ApiKey) -> list[ExperimentSummary]:
+    """The experiments in the settings, whether each is live now and has a state yet."""
+    if state.settings.feed.keyed_reads:
+        _check_key(state, x_api_key)
+    now = datetime.now(UTC)
+    return [
+        ExperimentSummary(name=e.name, surface=e.surface, type=e.type, arms=e.weights(), live=e.active(now), has_state=state_path(state.settings, e.name).is_file())
+        for e in state.settings.feed.experiments
+    ]
+
+
+@experiments_router.get("/{name}")
+def get_experiment(state: StateDep, name: ExperimentName, x_api_key: ApiKey) -> dict[str, Any]:
+    """Per arm: impressions, clicks, CTR, α, β, P(best), expected loss, traffic; the winners; the series the dashboard draws."""
+    return dashboard_data(_experiment_state(state, name, x_api_key))
+
+
+@dashboard_router.get("/{name}", response_class=HTMLResponse)
+def experiment_dashboard(state: StateDep, name: ExperimentName, x_api_key: ApiKey) -> HTMLResponse:
+    """The experiment's live dashboard (HTML): hourly and cumulative CTR per arm, the winners, Beta posteriors, traffic over time."""
+    exp = next((e for e in state.settings.feed.experiments if e.name == name), None)
+    about = f"{exp.type.capitalize()} experiment on the {exp.surface} surface, arms {', '.join(exp.arms)}." if exp else "Not in the current settings."
+    return HTMLResponse(render_dashboard(_experiment_state(state, name, x_api_key), about))
 
 
 @ops_router.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
@@ -454,7 +529,7 @@ def create_app(settings: Settings, catalog_loader: Callable[[], Catalog] | None 
         lifespan=lifespan,
     )
 
-    for router in (feed_router, events_router, users_router, ops_router):
+    for router in (feed_router, events_router, users_router, experiments_router, dashboard_router, ops_router):
         app.include_router(router)
     app.add_middleware(Observe)
     app.add_middleware(BodyLimit, limit=settings.feed.max_body_bytes)

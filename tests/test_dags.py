@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -25,6 +26,7 @@ from featurestore.profile import ProfileReader
 from feed.notify import import_time_zones
 from intent.model import IntentRefiner
 from topicfeed.lake import Lake
+from topicfeed.schemas import EVENT_SCHEMA
 from topicfeed.settings import Settings, SimulatorSettings
 
 from tiny_lm import tiny_llama_dir
@@ -70,6 +72,7 @@ def test_dagbag_imports_every_dag_with_data_interval_schedules(tmp_path: Path) -
     assert out["errors"] == {}
     assert out["dags"] == {
         "content_topics": "CronDataIntervalTimetable",
+        "experiment_update": "CronDataIntervalTimetable",
         "notification_targeting": "CronDataIntervalTimetable",
         "search_intents": "CronDataIntervalTimetable",
         "topic_preferences": "AssetOrTimeSchedule",
@@ -155,3 +158,40 @@ def test_a_run_killed_mid_way_then_rerun_leaves_consistent_outputs(world: tuple[
     run_dag(env, "topic_preferences", hour)
     assert hashlib.sha256(prefs_file.read_bytes()).hexdigest() == before
     assert not [p for p in s.features_dir.rglob("*.tmp")]
+
+
+def test_experiment_update_applies_each_hours_logged_counts_once(tmp_path: Path) -> None:
+    """experiment_update reads the window's tagged impressions and clicks per arm from the lake and
+    applies them as one batch; a rerun of the hour changes nothing; the next hour adds its own."""
+    data = tmp_path / "data"
+    hour = datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+    def tagged(prefix: str, n: int, clicks: int, arm: str, at: datetime, experiment: str = "home1") -> list[dict]:
+        rows = [{"event_id": f"{prefix}i{k}", "user_id": f"u{k % 50}", "domain": "homefeed", "type": "impression", "item_id": f"d{k}", "position": k % 10, "ts": at + timedelta(seconds=k), "experiment": experiment, "arm": arm} for k in range(n)]
+        rows += [{**r, "event_id": f"{prefix}c{k}", "type": "click"} for k, r in enumerate(rows[:clicks])]
+        return rows
+
+    rows = tagged("a", 400, 60, "default", hour) + tagged("b", 400, 8, "trend", hour)
+    rows += tagged("n", 100, 50, "trend", hour + timedelta(hours=1))  # the next hour
+    rows += tagged("o", 100, 90, "trend", hour, experiment="other")  # another experiment
+    rows += [{**r, "event_id": f"plain{k}", "experiment": None, "arm": None} for k, r in enumerate(tagged("p", 50, 50, "trend", hour))]
+    Lake(data / "lake").append("events", pa.Table.from_pylist(rows, schema=EVENT_SCHEMA))
+    env = airflow_env(data) | {
+        "TOPICFEED_FEED__RANKERS": json.dumps({"trend": {"sources": {"topics": {"enabled": False}, "similar": {"enabled": False}}}}),
+        "TOPICFEED_FEED__EXPERIMENTS": json.dumps([{"name": "home1", "type": "dynamic", "arms": {"default": 0.5, "trend": 0.5}, "warmup_impressions": 300}]),
+    }
+    state_file = data / "experiments" / "home1.json"
+    first, again = run_dags(env, ("experiment_update", hour + timedelta(hours=1)), ("experiment_update", hour + timedelta(hours=1)))
+    got = first["tasks"]["apply_batches"]["return"]["experiments"]["home1"]
+    assert got == {"applied": True, "counts": {"default": [400, 60], "trend": [400, 8]}, "unmatched_clicks": 0}
+    assert again["tasks"]["apply_batches"]["return"]["experiments"]["home1"]["applied"] is False
+    state = json.loads(state_file.read_text())
+    assert state["arms"] == {"default": {"impressions": 400, "clicks": 60}, "trend": {"impressions": 400, "clicks": 8}}
+    weights = state["allocations"][-1][1]
+    assert weights["default"] > 0.95 and weights["trend"] >= 0.01  # Thompson after warm-up, with the floor
+    before = state_file.read_bytes()
+    run_dag(env, "experiment_update", hour + timedelta(hours=1))
+    assert state_file.read_bytes() == before
+    nxt = run_dag(env, "experiment_update", hour + timedelta(hours=2))["tasks"]["apply_batches"]["return"]["experiments"]["home1"]
+    assert nxt["counts"] == {"trend": [100, 50]} and nxt["applied"] is True
+    assert json.loads(state_file.read_text())["arms"]["trend"] == {"impressions": 500, "clicks": 58}

@@ -3,24 +3,35 @@ idempotent Thompson updates, an arm removed mid-test, an unreadable state fallin
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from feed.dashboard import dashboard_data, render_dashboard
 from feed.experiments import (
     BatchedThompson,
     ExperimentState,
     assign,
     dynamic_arm,
     p_best,
+    state_path,
     static_arm,
+    update_experiment,
     window_start,
     with_floor,
 )
+from feed.routing import ExperimentRouter
+from topicfeed.lake import Lake
+from topicfeed.schemas import EVENT_SCHEMA, Event
+from topicfeed.settings import FeedSettings, Settings
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -139,3 +150,115 @@ def test_cli_new_update_status(tmp_path: Path) -> None:
     refused = tf("update", "homefeed-1", "--batch-id", "b2", "--counts", str(bad))
     assert refused.returncode == 2 and "arm 'topicfeed'" in refused.stderr
     assert tf("status", "nope").returncode == 2
+
+
+# settings, events, the batch update from the lake, serving --------------------------------------
+
+RANKERS = {"trend": {"sources": {"topics": {"enabled": False}, "similar": {"enabled": False}, "intents": {"enabled": False}}}}
+
+
+def exp_settings(tmp_path: Path, **experiment: object) -> Settings:
+    spec = {"name": "home1", "type": "dynamic", "arms": {"default": 0.5, "trend": 0.5}, "warmup_impressions": 100, **experiment}
+    return Settings(data_dir=tmp_path / "data", feed=FeedSettings(rankers=RANKERS, experiments=[spec], experiment_refresh_s=0.001))
+
+
+def test_experiment_settings_are_checked() -> None:
+    with pytest.raises(ValidationError, match="not rankers"):
+        FeedSettings(experiments=[{"name": "x", "arms": {"default": 1, "nope": 1}}])
+    with pytest.raises(ValidationError, match="unknown fields"):
+        FeedSettings(rankers={"r": {"partner": "p"}})
+    with pytest.raises(ValidationError, match="reserved"):
+        FeedSettings(rankers={"default": {}})
+    with pytest.raises(ValidationError, match="overlap"):
+        FeedSettings(rankers=RANKERS, experiments=[{"name": "a", "arms": {"default": 1, "trend": 1}}, {"name": "b", "arms": {"default": 1, "trend": 1}, "start": NOW}])
+    ok = FeedSettings(rankers=RANKERS, experiments=[{"name": "a", "arms": {"default": 1, "trend": 1}, "end": NOW}, {"name": "b", "arms": {"default": 1, "trend": 1}, "start": NOW}])
+    assert ok.experiment_for("homefeed", NOW - timedelta(seconds=1)).name == "a" and ok.experiment_for("homefeed", NOW).name == "b"
+    assert ok.experiment_for("main", NOW) is None
+    assert "topics" not in ok.ranker_settings("trend").sources.enabled() and "topics" in ok.ranker_settings("default").sources.enabled()
+
+
+def test_events_carry_experiment_and_arm_together() -> None:
+    base = {"event_id": "e", "user_id": "u", "domain": "homefeed", "type": "click", "item_id": "d", "ts": NOW}
+    assert Event.model_validate({**base, "experiment": "home1", "arm": "trend"}).arm == "trend"
+    for partial in ({"experiment": "home1"}, {"arm": "trend"}):
+        with pytest.raises(ValidationError, match="go together"):
+            Event.model_validate({**base, **partial})
+
+
+def tagged_rows(prefix: str, arm: str, impressions: int, clicks: int, at: datetime, experiment: str = "home1") -> list[dict]:
+    rows = [{"event_id": f"{prefix}i{k}", "user_id": f"u{k}", "domain": "homefeed", "type": "impression", "item_id": f"d{k}", "ts": at + timedelta(seconds=k), "experiment": experiment, "arm": arm} for k in range(impressions)]
+    return rows + [{**r, "event_id": f"{prefix}c{k}", "type": "click"} for k, r in enumerate((rows * 2)[:clicks])]
+
+
+def test_update_from_the_lake_is_once_per_window_and_follows_the_settings(tmp_path: Path) -> None:
+    s = exp_settings(tmp_path)
+    lake = Lake(s.lake_dir)
+    hour = NOW.replace(minute=0)
+    lake.append("events", pa.Table.from_pylist(tagged_rows("a", "default", 300, 30, hour) + tagged_rows("b", "trend", 300, 3, hour) + tagged_rows("x", "gone", 50, 5, hour), schema=EVENT_SCHEMA))
+    first = update_experiment(s, s.feed.experiments[0], hour, hour + timedelta(hours=1))
+    assert first.applied and first.counts == {"default": (300, 30), "trend": (300, 3)} and first.unmatched_clicks == 0
+    body = first.path.read_bytes()
+    again = update_experiment(s, s.feed.experiments[0], hour, hour + timedelta(hours=1))
+    assert not again.applied and first.path.read_bytes() == body
+    state = ExperimentState.load(first.path)
+    assert state.allocation_at(hour + timedelta(hours=1))["default"] > 0.9 and len(state.log) == 1
+    # more clicks than impressions logged for an arm: the excess is not counted, and reported
+    lake.append("events", pa.Table.from_pylist(tagged_rows("c", "trend", 10, 15, hour + timedelta(hours=1)), schema=EVENT_SCHEMA))
+    third = update_experiment(s, s.feed.experiments[0], hour + timedelta(hours=1), hour + timedelta(hours=2))
+    assert third.counts == {"trend": (10, 10)} and third.unmatched_clicks == 5
+    # an arm dropped from the settings leaves the state; a new one joins with its initial share
+    s2 = s.model_copy(update={"feed": FeedSettings(rankers={**RANKERS, "fresh": {"exploration": 1.0}}, experiments=[{**s.feed.experiments[0].model_dump(), "arms": {"default": 0.5, "fresh": 0.5}}])})
+    fourth = update_experiment(s2, s2.feed.experiments[0], hour + timedelta(hours=2), hour + timedelta(hours=3))
+    state = ExperimentState.load(fourth.path)
+    assert sorted(state.arms) == ["default", "fresh"] and state.arms["default"].impressions == 300
+    assert set(state.allocation_at(hour + timedelta(hours=4))) == {"default", "fresh"}
+
+
+def test_static_experiment_state_keeps_its_shares(tmp_path: Path) -> None:
+    s = exp_settings(tmp_path, type="static", arms={"default": 0.7, "trend": 0.3})
+    hour = NOW.replace(minute=0)
+    Lake(s.lake_dir).append("events", pa.Table.from_pylist(tagged_rows("a", "default", 500, 5, hour) + tagged_rows("b", "trend", 500, 100, hour), schema=EVENT_SCHEMA))
+    got = update_experiment(s, s.feed.experiments[0], hour, hour + timedelta(hours=1))
+    state = ExperimentState.load(got.path)
+    assert state.arms["trend"].clicks == 100 and state.allocation_at(hour + timedelta(hours=2)) == pytest.approx({"default": 0.7, "trend": 0.3})
+
+
+def test_router_picks_the_arms_ranker_and_falls_back_when_the_state_is_unreadable(tmp_path: Path) -> None:
+    s = exp_settings(tmp_path)
+    router = ExperimentRouter(s)
+    users = [f"u{i}" for i in range(400)]
+    # no state yet: the static shares decide, and say so
+    picks = [router.choose(u, "homefeed", NOW) for u in users]
+    assert all(served is not None and served.fallback for _, served in picks)
+    assert {served.arm for _, served in picks} == {"default", "trend"}
+    assert all(ranker is router.rankers[served.arm] for ranker, served in picks)
+    assert "topics" not in router.rankers["trend"].enabled and "topics" in router.rankers["default"].enabled
+    assert router.choose("u1", "main", NOW) == (router.rankers["default"], None)  # no experiment on that surface
+    # a state that sends everyone to "trend" is picked up once its file changes
+    state = ExperimentState.new("home1", {"default": 0.5, "trend": 0.5}, NOW - timedelta(days=1))
+    state.allocations.append(((NOW - timedelta(hours=3)).isoformat(), {"default": 0.0, "trend": 1.0}))
+    state.save(state_path(s, "home1"))
+    time.sleep(0.01)
+    picks = [router.choose(u, "homefeed", NOW) for u in users]
+    assert all(served.arm == "trend" and not served.fallback for _, served in picks)
+    state_path(s, "home1").write_text("{not json")
+    time.sleep(0.01)
+    assert all(router.choose(u, "homefeed", NOW)[1].fallback for u in users[:20])
+    # outside the experiment's time window nothing is assigned
+    later = exp_settings(tmp_path, start=(NOW + timedelta(days=1)).isoformat())
+    assert ExperimentRouter(later).choose("u1", "homefeed", NOW)[1] is None
+
+
+def test_dashboard_data_has_every_series_and_the_winners(tmp_path: Path) -> None:
+    state = ExperimentState.new("home1", {"default": 0.5, "trend": 0.5}, NOW)
+    for h in range(6):
+        state.apply(f"h{h}", {"default": (1_000, 80), "trend": (1_000, 30)}, NOW + timedelta(hours=h + 1), 500, 0.01)
+    d = dashboard_data(state)
+    assert d["live_winner"] == "default" and d["decided"] and d["todays_winner"] == "default"
+    assert [round(y, 3) for _, y in d["hourly_ctr"]["trend"]] == [0.03] * 6
+    assert d["cumulative_ctr"]["default"][-1][1] == pytest.approx(0.08)
+    peak = max(d["posterior"]["default"], key=lambda p: p[1])[0]
+    assert abs(peak - 0.08) < 0.01  # the Beta posterior peaks at the observed CTR
+    assert len(d["allocation"]["trend"]) == 7 and d["allocation"]["trend"][-1][1] == pytest.approx(0.01)
+    page = render_dashboard(state)
+    assert page.count('class="series" data-arm="trend"') >= 4 and "Live winner" in page

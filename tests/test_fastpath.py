@@ -29,8 +29,9 @@ domains = st.one_of(st.none(), st.sampled_from(["homefeed", "search", "main", "M
 types = st.one_of(st.none(), st.sampled_from(["impression", "click", "search", "view"]))
 positions = st.one_of(st.none(), st.integers(-3, 100_003), st.sampled_from([2**40, -(2**40)]))
 times = st.one_of(st.none(), st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)))
+tags = st.one_of(st.none(), st.sampled_from(["exp1", "a", " a", "x" * 64, "x" * 65, ""]))
 any_rows = st.fixed_dictionaries(
-    {"event_id": tricky_text, "user_id": tricky_text, "domain": domains, "type": types, "item_id": tricky_text, "query": tricky_text, "position": positions, "ts": times}
+    {"event_id": tricky_text, "user_id": tricky_text, "domain": domains, "type": types, "item_id": tricky_text, "query": tricky_text, "position": positions, "ts": times, "experiment": tags, "arm": tags}
 )
 good_text = st.sampled_from(["e1", "u-7", "d0001", "aespa", "x" * 512])
 mostly_valid_rows = st.fixed_dictionaries(
@@ -43,6 +44,8 @@ mostly_valid_rows = st.fixed_dictionaries(
         "query": good_text | st.none() | tricky_text,
         "position": st.none() | st.integers(0, 100_000),
         "ts": st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)),
+        "experiment": st.none() | st.just("exp1"),
+        "arm": st.none() | st.sampled_from(["default", "trending"]),
     }
 )
 rows = any_rows | mostly_valid_rows
@@ -58,6 +61,7 @@ def test_accepted_rows_equal_what_pydantic_returns() -> None:
     def check(batch_rows: list[dict], tz: str | None, unit: str) -> None:
         schema = pa.schema(
             [("event_id", pa.string()), ("user_id", pa.string()), ("domain", pa.string()), ("type", pa.string()), ("item_id", pa.string()), ("query", pa.string()), ("position", pa.int64()), ("ts", pa.timestamp(unit, tz=tz))]
+            + [("experiment", pa.string()), ("arm", pa.string())]
         )
         for r in batch_rows:
             if r["ts"] is not None:

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -283,5 +283,107 @@ def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Pa
         feed = server.client.get(f"/v1/feed/{user}").json()
         assert any(i["reason"] == {"kind": "intent", "text": f"because you recently searched '{refined}'"} for i in feed["items"])
         assert "topicfeed_intents_refined_total 1.0" in server.client.get("/metrics").text
+    finally:
+        server.stop()
+
+
+ARTIFACTS = Path(os.environ.get("TOPICFEED_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+TREND = {"trend": {"sources": {"topics": {"enabled": False}, "similar": {"enabled": False}, "intents": {"enabled": False}}}}
+EXPERIMENT = {"name": "home1", "type": "dynamic", "arms": {"default": 0.5, "trend": 0.5}, "warmup_impressions": 40, "ttl_s": 3600}
+
+
+def test_experiment_serving_events_batches_and_the_dashboard_in_a_real_browser(world: Path, tmp_path: Path) -> None:
+    """A dynamic experiment on the home feed: every page says its experiment and arm, each arm's ranker
+    ranks it; with no state yet the static shares decide (and /metrics says so); tagged impressions
+    and clicks posted back are stored, applied hour by hour, and move the traffic; the dashboard
+    loads in headless Chromium (Selenium) and shows every arm; a screenshot is kept."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+    from selenium.webdriver.common.by import By
+
+    from feed.experiments import ExperimentState, update_experiment
+
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    project = f"svc{uuid.uuid4().hex[:8]}"
+    env = {
+        "TOPICFEED_FEAST__PROJECT": project,
+        "TOPICFEED_FEED__RANKERS": json.dumps(TREND),
+        "TOPICFEED_FEED__EXPERIMENTS": json.dumps([EXPERIMENT]),
+        "TOPICFEED_FEED__EXPERIMENT_REFRESH_S": "0.1",
+        "TOPICFEED_FEED__MEMO_SIZE": "0",
+    }
+    s = Settings(data_dir=data, feast=FeastSettings(project=project), feed={"rankers": TREND, "experiments": [EXPERIMENT]})
+    refresh_online(s, default_asof(s))
+    catalog = Catalog.load(s)
+    users = sorted(catalog.clicked)[:60]
+    server = Server(data, env)
+    try:
+        pages = {u: server.client.get(f"/v1/feed/{u}", params={"limit": 10}).json() for u in users}
+        arms = {u: p["experiment"]["arm"] for u, p in pages.items()}
+        assert all(p["experiment"]["name"] == "home1" for p in pages.values()) and set(arms.values()) == {"default", "trend"}
+        assert all(server.client.get(f"/v1/feed/{u}", params={"limit": 10}).json()["experiment"]["arm"] == arms[u] for u in users[:10])  # sticky
+        trend_sources = {i["source"] for u, p in pages.items() if arms[u] == "trend" for i in p["items"]}
+        assert trend_sources and not trend_sources & {"topics", "similar", "intents"}  # the arm's own ranker
+        assert any(i["source"] == "topics" for u, p in pages.items() if arms[u] == "default" for i in p["items"])
+        metrics = server.client.get("/metrics").text
+        assert 'topicfeed_experiment_fallbacks_total{experiment="home1"}' in metrics and 'topicfeed_experiment_pages_total{arm="trend",experiment="home1"}' in metrics
+        assert server.client.get("/experiments/home1").status_code == 404  # no batch applied yet
+
+        # six hours of tagged impressions and clicks: the default arm's pages are clicked far more
+        hour0 = datetime(2026, 11, 30, 0, tzinfo=UTC)
+        sent: dict[str, list[int]] = {"default": [0, 0], "trend": [0, 0]}
+        for h in range(6):
+            events = []
+            for k, (u, p) in enumerate(pages.items()):
+                tag = p["experiment"]
+                for pos, item in enumerate(p["items"]):
+                    base = {"user_id": u, "domain": "homefeed", "item_id": item["item_id"], "position": pos, "experiment": tag["name"], "arm": tag["arm"]}
+                    ts = (hour0 + timedelta(hours=h, seconds=k * 10 + pos)).isoformat()
+                    events.append({**base, "event_id": f"x{h}-{u}-{pos}-i", "type": "impression", "ts": ts})
+                    if pos < (3 if tag["arm"] == "default" else 1 if k % 3 == 0 else 0):
+                        events.append({**base, "event_id": f"x{h}-{u}-{pos}-c", "type": "click", "ts": ts})
+                        sent[tag["arm"]][1] += 1
+                    sent[tag["arm"]][0] += 1
+            got = server.client.post("/v1/events", json={"events": events}, headers={"X-API-Key": KEY}).json()
+            assert got["accepted"] == len(events) and got["rejected"] == []
+            result = update_experiment(s, s.feed.experiments[0], hour0 + timedelta(hours=h), hour0 + timedelta(hours=h + 1))
+            assert result.applied
+        stored = Lake(data / "lake").read("events", filter=pc.field("experiment") == "home1")
+        assert stored.num_rows == sum(i + c for i, c in sent.values())
+        state = ExperimentState.load(result.path)
+        assert {a: [c.impressions, c.clicks] for a, c in state.arms.items()} == sent
+        status = server.client.get("/v1/experiments/home1").json()
+        assert status["live_winner"] == "default" and status["batches"] == 6
+        assert {r["arm"]: r["traffic"] for r in status["status"]}["default"] > 0.9
+        time.sleep(0.3)  # past the refresh interval: the service reads the new state
+        after = [server.client.get(f"/v1/feed/nobody-{i}").json()["experiment"] for i in range(60)]
+        assert sum(a["arm"] == "default" for a in after) >= 45  # the traffic followed the posterior
+
+        # the dashboard in a real headless browser
+        options = webdriver.ChromeOptions()
+        options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,2200"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=ChromeService(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+        try:
+            driver.get(f"{server.url}/experiments/home1")
+            assert driver.title == "Experiment home1 · topicfeed"
+            rows = {r.get_attribute("data-arm") for r in driver.find_elements(By.CSS_SELECTOR, "#arms tbody tr")}
+            assert rows == {"default", "trend"}
+            charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+            assert [c.get_attribute("id") for c in charts] == ["hourly-ctr", "cumulative-ctr", "posterior", "allocation"]
+            for chart in charts:
+                legend = {e.text for e in chart.find_elements(By.CSS_SELECTOR, "text.legend")}
+                drawn = {e.get_attribute("data-arm") for e in chart.find_elements(By.CSS_SELECTOR, ".series")}
+                assert legend == drawn == {"default", "trend"}, chart.get_attribute("id")
+                assert chart.size["width"] > 300 and chart.size["height"] > 100  # laid out, visible
+            assert driver.find_element(By.ID, "live-winner").text.startswith("default")
+            assert driver.find_element(By.ID, "todays-winner").text == "default"
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / "experiment-dashboard.png"
+            assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        finally:
+            driver.quit()
     finally:
         server.stop()

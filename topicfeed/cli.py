@@ -588,6 +588,32 @@ def experiments_update(
     typer.echo(f"batch {batch_id}: " + ("applied" if changed else "already applied, nothing changed"))
 
 
+@experiments_app.command("batch")
+def experiments_batch(
+    start: Annotated[str, typer.Option(help="ISO start of the window (inclusive)")],
+    end: Annotated[str, typer.Option(help="ISO end of the window (exclusive)")],
+) -> None:
+    """Apply a window's logged impressions and clicks (the lake's events tagged with experiment and arm)
+    to every experiment of the settings live in it: the experiment_update DAG's work. Once per window."""
+    from feed.experiments import update_all
+
+    s = get_settings()
+    try:
+        begin, until = _when(start), _when(end)
+    except ValueError as exc:
+        typer.echo(f"error: --start/--end: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if begin is None or until is None or until <= begin:
+        typer.echo("error: --end must come after --start", err=True)
+        raise typer.Exit(2)
+    results = update_all(s, begin, until)
+    if not results:
+        typer.echo("no experiment in the settings (feed.experiments) was live in that window")
+    for r in results:
+        counts = ", ".join(f"{a}: {i:,} impressions, {c:,} clicks" for a, (i, c) in r.counts.items()) or "no tagged events"
+        typer.echo(f"{r.experiment}: batch {r.batch} " + ("applied" if r.applied else "already applied, nothing changed") + f" ({counts}; {r.unmatched_clicks} unmatched clicks) -> {r.path}")
+
+
 @experiments_app.command("status")
 def experiments_status(name: Annotated[str, typer.Argument(help="experiment name")], as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Per arm: impressions, clicks, CTR, alpha, beta, P(best) and expected loss, and the allocation now."""

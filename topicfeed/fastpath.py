@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from topicfeed.schemas import EVENT_SCHEMA, Domain, EventType
 
 REQUIRED = ("event_id", "user_id", "domain", "type", "ts")
-OPTIONAL = ("item_id", "query", "position")
+OPTIONAL = ("item_id", "query", "position", "experiment", "arm")
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +52,7 @@ def certainly_valid_events(batch: pa.RecordBatch) -> tuple[pa.Table, np.ndarray]
         return None
     n = batch.num_rows
     cols: dict[str, pa.Array] = {}
-    for name in ("event_id", "user_id", "domain", "type", "item_id", "query"):
+    for name in ("event_id", "user_id", "domain", "type", "item_id", "query", "experiment", "arm"):
         if name not in names:
             cols[name] = pa.nulls(n, pa.string())
             continue
@@ -75,6 +75,8 @@ def certainly_valid_events(batch: pa.RecordBatch) -> tuple[pa.Table, np.ndarray]
     pos_ok = pc.or_(pc.is_null(position), pc.fill_null(pc.and_(pc.greater_equal(position, 0), pc.less_equal(position, 100_000)), False))
     ok = pc.and_(ok, pc.and_(item_ok, pc.and_(query_ok, pos_ok)))
     ok = pc.and_(ok, pc.is_valid(ts))
+    exp_ok = pc.and_(pc.or_(pc.is_null(cols["experiment"]), _clean_text(cols["experiment"], 64)), pc.or_(pc.is_null(cols["arm"]), _clean_text(cols["arm"], 64)))
+    ok = pc.and_(ok, pc.fill_null(pc.and_(exp_ok, pc.equal(pc.is_null(cols["experiment"]), pc.is_null(cols["arm"]))), False))
     is_search = pc.equal(cols["type"], "search")
     search_ok = pc.and_(pc.equal(cols["domain"], "search"), pc.is_valid(cols["query"]))
     other_ok = pc.is_valid(cols["item_id"])
@@ -85,6 +87,8 @@ def certainly_valid_events(batch: pa.RecordBatch) -> tuple[pa.Table, np.ndarray]
             **{k: cols[k] for k in ("event_id", "user_id", "domain", "type", "item_id", "query")},
             "position": position.cast(pa.int32(), safe=False) if not pa.types.is_null(position.type) else pa.nulls(n, pa.int32()),
             "ts": ts.cast(pa.timestamp("us", tz="UTC")),
+            "experiment": cols["experiment"],
+            "arm": cols["arm"],
         },
     ).select(EVENT_SCHEMA.names)
     # a position out of int32 range fails the range check above, so the unsafe cast only affects rejected rows

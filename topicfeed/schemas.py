@@ -44,7 +44,8 @@ class EventType(StrEnum):
 
 
 class Event(BaseModel):
-    """One user action on one surface (home feed, search, main page)."""
+    """One user action on one surface (home feed, search, main page); an impression or click of a page
+    served under an experiment carries its experiment and arm."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,6 +57,8 @@ class Event(BaseModel):
     query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1024)] | None = None
     position: Annotated[int, Field(ge=0, le=100_000)] | None = None
     ts: UtcDatetime
+    experiment: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    arm: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Event:
@@ -66,6 +69,8 @@ class Event(BaseModel):
                 raise ValueError("a 'search' event needs a query")
         elif self.item_id is None:
             raise ValueError(f"an '{self.type.value}' event needs an item_id")
+        if (self.experiment is None) != (self.arm is None):
+            raise ValueError("'experiment' and 'arm' go together (the feed response's experiment): give both or neither")
         return self
 
 
@@ -102,6 +107,8 @@ EVENT_SCHEMA = pa.schema(
         pa.field("query", pa.string()),
         pa.field("position", pa.int32()),
         pa.field("ts", TS, nullable=False),
+        pa.field("experiment", pa.string()),  # the experiment and arm that served the page (feed responses say which)
+        pa.field("arm", pa.string()),
     ]
 )
 

@@ -10,12 +10,12 @@ on its own.
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -197,6 +197,41 @@ class SourcesSettings(BaseModel):
         return cls(**{name: SourceSettings(enabled=name in limits, limit=limits.get(name)) for name in SOURCE_LIMITS})
 
 
+RANKER_FIELDS: frozenset[str] = frozenset(
+    {"sources", "level_weights", "intent_weight", "similar_weight", "trend_weight", "popularity_weight", "freshness_weight", "freshness_half_life_hours", "exploration", "max_per_l2_topic"}
+)
+DEFAULT_RANKER = "default"
+
+
+class ExperimentSettings(BaseModel):
+    """One experiment between named rankers on one feed surface (``feed.experiments``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="its id: in responses, events and the state file experiments/<name>.json")
+    surface: Literal["homefeed", "main"] = "homefeed"
+    type: Literal["static", "dynamic"] = Field("static", description="static: fixed ratios for the test; dynamic: batched Thompson sampling")
+    arms: dict[str, float] = Field(min_length=2, description="ranker name (feed.rankers, or 'default') -> initial share of traffic")
+    warmup_impressions: int = Field(1_000, ge=0, description="dynamic: the initial shares allocate until every arm has this many impressions")
+    floor: float = Field(0.01, ge=0, le=0.5, description="dynamic: least share of traffic per arm, so every arm keeps learning")
+    ttl_s: float = Field(3_600.0, gt=0, description="an assignment is sticky per user for this long")
+    start: AwareDatetime | None = Field(None, description="first moment the experiment serves (none: now)")
+    end: AwareDatetime | None = Field(None, description="moment it stops serving (none: open-ended)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentSettings:
+        if any(w < 0 for w in self.arms.values()) or sum(self.arms.values()) <= 0:
+            raise ValueError(f"experiment {self.name!r}: arm shares must be >= 0 with a positive sum")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"experiment {self.name!r}: end must come after start")
+        return self
+
+    def active(self, when: datetime) -> bool:
+        return (self.start is None or self.start <= when) and (self.end is None or when < self.end)
+
+    def weights(self) -> dict[str, float]:
+        total = sum(self.arms.values())
+        return {a: w / total for a, w in self.arms.items()}
+
+
 class FeedSettings(BaseModel):
     """The feed ranker and its service (``feed/``, ``topicfeed serve``)."""
 
@@ -228,6 +263,54 @@ class FeedSettings(BaseModel):
         description="rendered feeds kept per worker and reused exactly: only while the catalog, the user's stored profile, "
         "the user's events through the service and the request's parameters are all unchanged (0: rank every request)",
     )
+    rankers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named rankers for experiments: each overrides some ranking fields of these settings "
+        "(sources, weights, exploration, max_per_l2_topic), e.g. {'trending_only': {'sources': {'topics': {'enabled': false}}}}; "
+        "'default' is these settings as they are",
+    )
+    experiments: list[ExperimentSettings] = Field(default_factory=list, description="experiments between rankers, at most one live per surface at a time")
+    experiment_refresh_s: float = Field(5.0, gt=0, description="a dynamic experiment's state file is re-read at most this often by each worker")
+
+    @model_validator(mode="after")
+    def _check_experiments(self) -> FeedSettings:
+        for name, overrides in self.rankers.items():
+            unknown = set(overrides) - RANKER_FIELDS
+            if name == DEFAULT_RANKER or unknown:
+                raise ValueError(f"feed.rankers.{name}: " + ("'default' is reserved" if name == DEFAULT_RANKER else f"unknown fields {sorted(unknown)}; a ranker may set {sorted(RANKER_FIELDS)}"))
+            self.ranker_settings(name)  # validates the overrides
+        seen: set[str] = set()
+        for e in self.experiments:
+            if e.name in seen:
+                raise ValueError(f"feed.experiments: the name {e.name!r} is used twice")
+            seen.add(e.name)
+            missing = [a for a in e.arms if a != DEFAULT_RANKER and a not in self.rankers]
+            if missing:
+                raise ValueError(f"feed.experiments.{e.name}: arms {missing} are not rankers (feed.rankers or 'default')")
+        for i, a in enumerate(self.experiments):
+            for b in self.experiments[i + 1 :]:
+                if a.surface == b.surface and _overlap(a, b):
+                    raise ValueError(f"feed.experiments: {a.name!r} and {b.name!r} overlap in time on surface {a.surface!r}")
+        return self
+
+    def ranker_settings(self, name: str) -> FeedSettings:
+        """These settings with the named ranker's overrides (``default``: as they are)."""
+        if name == DEFAULT_RANKER:
+            return self
+        base = self.model_dump(exclude={"rankers", "experiments"})
+        return FeedSettings.model_validate({**base, **self.rankers[name]})
+
+    def experiment_for(self, surface: str, when: datetime) -> ExperimentSettings | None:
+        """The experiment live on ``surface`` at ``when``, if any."""
+        for e in self.experiments:
+            if e.surface == surface and e.active(when):
+                return e
+        return None
+
+
+def _overlap(a: ExperimentSettings, b: ExperimentSettings) -> bool:
+    lo, hi = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    return max(a.start or lo, b.start or lo) < min(a.end or hi, b.end or hi)
 
 
 class NotifySettings(BaseModel):

@@ -118,6 +118,8 @@ def events_table(world: World, cols: dict[str, np.ndarray], queries: list[str]) 
             _take(queries, cols["query"]),
             position,
             pa.array(cols["ts"], type=pa.timestamp("us", tz="UTC")),
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.string()),
         ],
         schema=EVENT_SCHEMA,
     )
