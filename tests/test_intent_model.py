@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from classifier.lm import resolve_base
 from intent.jobs import read_requests
-from intent.model import IntentRefiner, Request, gold_split, load_gold, resolve_base
+from intent.model import IntentRefiner, Request, gold_split, load_gold
 from intent.text import key_tokens, tokens
 
 from tiny_lm import tiny_gguf, tiny_llama_dir

