@@ -320,18 +320,31 @@ class Assignment:
     fallback: bool  # the state could not be read: the static weights decided
 
 
-def assign(name: str, kind: str, weights: Mapping[str, float], user_id: str, now: datetime, ttl_s: float, state_path: Path | None = None) -> Assignment:
-    """The user's arm: the static split, or the dynamic one from the saved state; a state that
-    cannot be read (missing, corrupt) falls back to the static weights and says so."""
+def assign_with(name: str, kind: str, weights: Mapping[str, float], user_id: str, now: datetime, ttl_s: float, state: ExperimentState | None) -> Assignment:
+    """The user's arm: the static split, or the dynamic one from ``state``. A dynamic experiment
+    without a usable state (none, or one whose arm for the user is not in ``weights``) falls back to
+    the static weights and says so."""
     if kind == "static":
         return Assignment(static_arm(name, user_id, weights), False)
-    try:
-        if state_path is None:
-            raise FileNotFoundError("no state path")
-        state = ExperimentState.load(state_path)
-    except (OSError, ValueError, KeyError, TypeError):
+    arm = dynamic_arm(state, user_id, now, ttl_s) if state is not None and state.arms else None
+    if arm is None or arm not in weights:
         return Assignment(static_arm(name, user_id, weights), True)
-    return Assignment(dynamic_arm(state, user_id, now, ttl_s), False)
+    return Assignment(arm, False)
+
+
+def load_state(path: Path | None) -> ExperimentState | None:
+    """The saved state, or None when it cannot be read (no path, missing, corrupt)."""
+    if path is None:
+        return None
+    try:
+        return ExperimentState.load(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def assign(name: str, kind: str, weights: Mapping[str, float], user_id: str, now: datetime, ttl_s: float, state_path: Path | None = None) -> Assignment:
+    """``assign_with`` on the state saved at ``state_path`` (read here; a dynamic experiment only)."""
+    return assign_with(name, kind, weights, user_id, now, ttl_s, load_state(state_path) if kind != "static" else None)
 
 
 # the batch update from the event log (the experiment_update DAG, ``topicfeed experiments batch``) ------

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from feed.experiments import ExperimentState, dynamic_arm, state_path, static_arm
+from feed.experiments import ExperimentState, assign_with, load_state, state_path
 from feed.ranker import Ranker
 from topicfeed.settings import DEFAULT_RANKER, ExperimentSettings, Settings
 
@@ -45,12 +45,9 @@ class ExperimentRouter:
         except OSError:
             mtime = None
         if checked is not None and mtime is not None and checked[1] == mtime:
-            state = checked[2]
+            state = checked[2]  # the file has not changed
         else:
-            try:
-                state = ExperimentState.load(path) if mtime is not None else None
-            except (OSError, ValueError, KeyError, TypeError):
-                state = None
+            state = load_state(path) if mtime is not None else None
         self._states[experiment.name] = (clock, mtime, state)
         return state
 
@@ -58,13 +55,6 @@ class ExperimentRouter:
         experiment = self.settings.feed.experiment_for(surface, now)
         if experiment is None:
             return self.rankers[DEFAULT_RANKER], None
-        weights = experiment.weights()
-        fallback = False
-        if experiment.type == "static":
-            arm = static_arm(experiment.name, user_id, weights)
-        else:
-            state = self.state(experiment)
-            arm = dynamic_arm(state, user_id, now, experiment.ttl_s) if state is not None and state.arms else ""
-            if arm not in weights:  # unreadable state, or one out of step with the settings
-                arm, fallback = static_arm(experiment.name, user_id, weights), True
-        return self.rankers[arm], Served(experiment.name, arm, fallback)
+        state = self.state(experiment) if experiment.type == "dynamic" else None
+        got = assign_with(experiment.name, experiment.type, experiment.weights(), user_id, now, experiment.ttl_s, state)
+        return self.rankers[got.arm], Served(experiment.name, got.arm, got.fallback)
