@@ -37,22 +37,19 @@ def dashboard_data(state: ExperimentState, points: int = 120) -> dict[str, Any]:
     now = state.allocations[-1][1] if state.allocations else {}
     hourly: dict[str, list[tuple[str, float | None]]] = {a: [] for a in arms}
     cumulative: dict[str, list[tuple[str, float | None]]] = {a: [] for a in arms}
+    today = state.log[-1]["at"][:10] if state.log else None
     totals = {a: [0, 0] for a in arms}
+    day = {a: [0, 0] for a in arms}  # today's batches only (the day of the newest one)
     for entry in state.log:
         for a in arms:
             imp, clk = entry["counts"].get(a, [0, 0])
             totals[a][0] += imp
             totals[a][1] += clk
-            hourly[a].append((entry["at"], clk / imp if imp else None))
-            cumulative[a].append((entry["at"], totals[a][1] / totals[a][0] if totals[a][0] else None))
-    today = state.log[-1]["at"][:10] if state.log else None
-    day = {a: [0, 0] for a in arms}
-    for entry in state.log:
-        if entry["at"][:10] == today:
-            for a in arms:
-                imp, clk = entry["counts"].get(a, [0, 0])
+            if entry["at"][:10] == today:
                 day[a][0] += imp
                 day[a][1] += clk
+            hourly[a].append((entry["at"], clk / imp if imp else None))
+            cumulative[a].append((entry["at"], totals[a][1] / totals[a][0] if totals[a][0] else None))
     day_ctr = {a: day[a][1] / day[a][0] for a in arms if day[a][0]}
     todays_winner = max(day_ctr, key=lambda a: (day_ctr[a], a)) if day_ctr else None
     live = max(status, key=lambda r: (r["p_best"], r["arm"])) if status else None
