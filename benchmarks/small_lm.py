@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from classifier.model import minilm_path
+from classifier.lm import minilm_path
 
 
 def main() -> None:

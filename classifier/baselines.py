@@ -17,7 +17,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from classifier.data import Doc
-from classifier.model import TopicScore, minilm_path
+from classifier.lm import minilm_path
+from classifier.model import TopicScore
 from topicfeed.taxonomy import Taxonomy
 
 

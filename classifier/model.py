@@ -34,7 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedul
 
 from classifier.data import Doc
 from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, model_device, prompt_mask, restricted_head
-from classifier.lm import BIDIRECTIONAL, load_causal_lm, minilm_path, resolve_base  # noqa: F401  (re-exported)
+from classifier.lm import load_causal_lm
 from classifier.scores import TopicScore, rescore
 from classifier.trie import TopicTrie, end_token_id
 from topicfeed.settings import ClassifierSettings

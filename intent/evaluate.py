@@ -40,7 +40,7 @@ def bert_f1(preds: Sequence[str], refs: Sequence[str]) -> float:
         from bert_score import BERTScorer
         from transformers.utils import logging as hf_logging
 
-        from classifier.model import minilm_path
+        from classifier.lm import minilm_path
 
         hf_logging.set_verbosity_error()
         _SCORER = BERTScorer(model_type=str(minilm_path()), num_layers=6, batch_size=64, device="cpu")

@@ -17,7 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from classifier.data import Doc, load_documents, split
 from classifier.evaluate import error_report, score
 from classifier.items import topics_long
-from classifier.model import TopicClassifier, TopicScore, minilm_path, resolve_base
+from classifier.lm import minilm_path, resolve_base
+from classifier.model import TopicClassifier, TopicScore
 from classifier.trie import TopicTrie, Verbalizer
 from topicfeed.taxonomy import Taxonomy
 

@@ -18,7 +18,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from classifier.model import minilm_path
+from classifier.lm import minilm_path
 
 CORPUS = [
     "Sports > Water Sports > Scuba Diving",
