@@ -20,6 +20,11 @@ class Doc:
     title: str
     body: str = ""
     topics: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()  # per-topic training weights (a teacher's soft targets); empty: 1 each
+
+    def __post_init__(self) -> None:
+        if self.weights and (len(self.weights) != len(self.topics) or any(not w >= 0 for w in self.weights)):
+            raise ValueError(f"document {self.doc_id!r}: field 'weights' needs one weight >= 0 per topic, got {self.weights!r} for {len(self.topics)} topics")
 
     @property
     def text(self) -> str:

@@ -226,13 +226,27 @@ class TopicClassifier:
         cols_t = torch.tensor(cols, dtype=torch.long, device=dev)
         return hidden[rows_t, cols_t], torch.tensor(targets, dtype=torch.long, device=dev), rows_t, mean_pool(hidden, in_prompt)
 
-    def _loss(self, prompts: list[list[int]], labels: list[tuple[int, ...]], label_smoothing: float, head_loss: float = 1.0) -> torch.Tensor:
-        hidden, targets, _, pooled = self._label_hidden(prompts, labels)
+    def _loss(
+        self, prompts: list[list[int]], labels: list[tuple[int, ...]], label_smoothing: float, head_loss: float = 1.0, weights: Sequence[float] | None = None
+    ) -> torch.Tensor:
+        """Mean cross-entropy of the label tokens (and of the topic head); with ``weights`` each example
+        counts by its weight (soft targets: a document's candidate paths weighted by a teacher's probabilities)."""
+        hidden, targets, rows, pooled = self._label_hidden(prompts, labels)
         _, head = lm_parts(self.model)
-        loss = torch.nn.functional.cross_entropy(head(hidden).float(), targets, label_smoothing=label_smoothing)
+        ce = torch.nn.functional.cross_entropy
+        w = None if weights is None else torch.tensor(list(weights), dtype=torch.float32, device=hidden.device)
+        if w is None:
+            loss = ce(head(hidden).float(), targets, label_smoothing=label_smoothing)
+        else:
+            per_token, w_token = ce(head(hidden).float(), targets, label_smoothing=label_smoothing, reduction="none"), w[rows]
+            loss = (per_token * w_token).sum() / w_token.sum().clamp(min=1e-8)
         if self.topic_head is not None and head_loss > 0:
             nodes = torch.tensor([self.trie.lookup(lab) for lab in labels], dtype=torch.long, device=pooled.device)
-            loss = loss + head_loss * torch.nn.functional.cross_entropy(self.topic_head(pooled).float(), nodes, label_smoothing=label_smoothing)
+            if w is None:
+                loss = loss + head_loss * ce(self.topic_head(pooled).float(), nodes, label_smoothing=label_smoothing)
+            else:
+                per_doc = ce(self.topic_head(pooled).float(), nodes, label_smoothing=label_smoothing, reduction="none")
+                loss = loss + head_loss * (per_doc * w).sum() / w.sum().clamp(min=1e-8)
         return loss
 
     @torch.inference_mode()
@@ -267,6 +281,8 @@ class TopicClassifier:
         ``batch_size``, ``learning_rate``, ``label_smoothing``, ``seed``); with ``all_topics`` every
         topic of a document is a target.
 
+        A document with ``weights`` (soft targets) counts each topic by its weight; the others count 1 a topic.
+
         With ``augment_views`` a document that has both a title and a body is also seen as its title alone
         and as its body alone (three examples per topic), a data augmentation for small gold sets.
 
@@ -275,11 +291,14 @@ class TopicClassifier:
         p = self.params
         epochs, batch_size, lr, seed = p.epochs, p.batch_size, p.learning_rate, p.seed
         label_smoothing, views, head_loss, weight_decay, warmup = p.label_smoothing, p.augment_views, p.topic_head_loss, WEIGHT_DECAY, WARMUP
-        pairs = [(text, t) for d in docs for t in (d.topics if all_topics else d.topics[:1]) for text in _views(d, views)]
+        pairs = [
+            (text, t, d.weights[j] if d.weights else 1.0) for d in docs for j, t in enumerate(d.topics if all_topics else d.topics[:1]) for text in _views(d, views)
+        ]
         if not pairs:
             raise ValueError("fit needs at least one document with a topic")
-        prompts = self.encode_prompts([text for text, _ in pairs])
-        labels = [self.label_ids(t) for _, t in pairs]
+        prompts = self.encode_prompts([text for text, _, _ in pairs])
+        labels = [self.label_ids(t) for _, t, _ in pairs]
+        weights = [w for _, _, w in pairs] if any(d.weights for d in docs) else None
         rng = random.Random(seed)
         torch.manual_seed(seed)
         self.model.train()
@@ -307,7 +326,7 @@ class TopicClassifier:
             rng.shuffle(batches)
             total_loss = 0.0
             for batch in batches:
-                loss = self._loss([prompts[i] for i in batch], [labels[i] for i in batch], label_smoothing, head_loss)
+                loss = self._loss([prompts[i] for i in batch], [labels[i] for i in batch], label_smoothing, head_loss, None if weights is None else [weights[i] for i in batch])
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()

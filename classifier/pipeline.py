@@ -26,10 +26,11 @@ from typing import Protocol
 import httpx
 import numpy as np
 
-from classifier.baselines import EmbeddingTopicClassifier
+from classifier.baselines import EmbeddingTopicClassifier, _LogRegTopics
 from classifier.data import Doc
 from classifier.evaluate import EvalResult, evaluate
 from classifier.model import TopicClassifier, train_recipe
+from classifier.teacher import LMEncoder, LMFeatureTopicClassifier, LMTeacher
 from topicfeed.settings import ClassifierSettings
 from topicfeed.taxonomy import Taxonomy, split_path
 
@@ -54,16 +55,18 @@ class EmbeddingJudge:
     """A local judge: an independent model (MiniLM embeddings + logistic regression on the gold set)
     fills the rubric in expectation, G-Eval style: 100 x P(topic right) + 30 x P(only its top level right)."""
 
-    def __init__(self, taxonomy: Taxonomy) -> None:
+    def __init__(self, taxonomy: Taxonomy, model: _LogRegTopics | None = None) -> None:
+        """``model``: the probe whose probabilities fill the rubric (default MiniLM + LR; an LM's states
+        + LR is ``classifier.teacher.LMFeatureTopicClassifier``)."""
         self.taxonomy = taxonomy
-        self.model = EmbeddingTopicClassifier(taxonomy)
+        self.model = model or EmbeddingTopicClassifier(taxonomy)
 
     def fit(self, gold: Sequence[Doc]) -> EmbeddingJudge:
         self.model.fit(gold)
         return self
 
     def score(self, docs: Sequence[Doc], topics: Sequence[str]) -> list[float]:
-        proba = self.model.clf.predict_proba(self.model.encode([d.text for d in docs]))
+        proba = self.model.clf.predict_proba(self.model._features([d.text for d in docs], fit=False))
         classes = [split_path(c) for c in self.model.clf.classes_]
         out = []
         for p, topic in zip(proba, topics):
@@ -218,14 +221,22 @@ class LLMTeacher:
 
 
 def make_judge(settings: ClassifierSettings, taxonomy: Taxonomy, gold: Sequence[Doc]) -> Judge:
+    """The endpoint's LLM when ``llm_url`` is set; else the local teacher LM's states (``teacher_base``)
+    or MiniLM's embeddings, with a logistic regression fitted on ``gold``."""
     if settings.llm_url:
         return LLMJudge(OpenAICompatible(settings.llm_url, settings.llm_model, settings.llm_api_key))
+    if settings.teacher_base:
+        encoder = LMEncoder(settings.teacher_base, max_tokens=settings.max_prompt_tokens, device=settings.device)
+        return EmbeddingJudge(taxonomy, LMFeatureTopicClassifier(taxonomy, encoder)).fit(gold)
     return EmbeddingJudge(taxonomy).fit(gold)
 
 
 def make_teacher(settings: ClassifierSettings, taxonomy: Taxonomy, gold: Sequence[Doc]) -> Teacher:
+    """The endpoint's LLM when ``llm_url`` is set; else the local teacher LM (``teacher_base``) or the bigram writer."""
     if settings.llm_url:
         return LLMTeacher(OpenAICompatible(settings.llm_url, settings.llm_model, settings.llm_api_key))
+    if settings.teacher_base:
+        return LMTeacher(settings.teacher_base, taxonomy, device=settings.device)
     return MarkovTeacher(taxonomy).fit(gold)
 
 
@@ -263,6 +274,8 @@ def under_covered(taxonomy: Taxonomy, docs: Sequence[Doc], min_docs: int) -> lis
 
 
 def synthesize(teacher: Teacher, topics: Sequence[str], per_topic: int, seed: int) -> list[Doc]:
+    if isinstance(teacher, LMTeacher):  # one batched pass over all topics
+        return teacher.write_many(topics, per_topic, seed)
     out: list[Doc] = []
     for topic in topics:
         out.extend(teacher.write(topic, per_topic, seed))

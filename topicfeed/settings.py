@@ -131,6 +131,13 @@ class ClassifierSettings(BaseModel):
     judge_threshold: float = Field(80.0, ge=0, le=100, description="weak labels with a judge score below this are dropped")
     synthetic_min_docs: int = Field(8, ge=1, description="a topic with fewer training documents than this gets synthetic ones")
     synthetic_per_topic: int = Field(8, ge=0, description="synthetic documents written for each under-covered topic")
+    teacher_base: str | None = Field(
+        None,
+        description="local LLM teacher of the data pipeline (e.g. `gemma3-270m`): it writes the synthetic documents and its frozen states feed the judge; default: MiniLM judge, bigram writer",
+    )
+    teacher_epochs: int = Field(1, ge=1, description="epochs of the teacher classifier fine-tuned from teacher_base (distillation)")
+    teacher_max_prompt_tokens: int = Field(48, ge=8, description="document tokens the teacher classifier reads")
+    soft_min_weight: float = Field(0.05, ge=0, lt=1, description="soft targets: a teacher candidate below this renormalised probability is dropped")
     llm_url: str | None = Field(None, description="OpenAI-compatible endpoint for the judge and the teacher; default: local models")
     llm_model: str = Field("gpt-4o-mini", description="model name sent to llm_url")
     llm_api_key: str | None = Field(None, description="bearer token for llm_url")
