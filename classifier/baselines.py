@@ -37,15 +37,18 @@ class _LogRegTopics:
         self.clf.fit(x, [d.topic for d in docs])
         return self
 
+    def proba(self, docs: Sequence[Doc | str]) -> np.ndarray:
+        """P(main topic | document), (documents, ``clf.classes_``)."""
+        return self.clf.predict_proba(self._features([d if isinstance(d, str) else d.text for d in docs], fit=False))
+
     def path_proba(self, docs: Sequence[Doc | str]) -> list[dict[str, float]]:
         """P(main topic = path | document) for every path seen in training."""
-        proba = self.clf.predict_proba(self._features([d if isinstance(d, str) else d.text for d in docs], fit=False))
+        proba = self.proba(docs)
         classes = [str(c) for c in self.clf.classes_]
         return [dict(zip(classes, row.tolist())) for row in proba]
 
     def predict(self, docs: Sequence[Doc | str], *, k: int = 3) -> list[list[TopicScore]]:
-        x = self._features([d if isinstance(d, str) else d.text for d in docs], fit=False)
-        proba = self.clf.predict_proba(x)
+        proba = self.proba(docs)
         order = np.argsort(-proba, axis=1)[:, :k]
         classes = self.clf.classes_
         return [[TopicScore(classes[j], self.taxonomy.node(classes[j]).level, float(p[j])) for j in row] for row, p in zip(order, proba)]

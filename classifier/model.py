@@ -233,20 +233,18 @@ class TopicClassifier:
         counts by its weight (soft targets: a document's candidate paths weighted by a teacher's probabilities)."""
         hidden, targets, rows, pooled = self._label_hidden(prompts, labels)
         _, head = lm_parts(self.model)
-        ce = torch.nn.functional.cross_entropy
         w = None if weights is None else torch.tensor(list(weights), dtype=torch.float32, device=hidden.device)
-        if w is None:
-            loss = ce(head(hidden).float(), targets, label_smoothing=label_smoothing)
-        else:
-            per_token, w_token = ce(head(hidden).float(), targets, label_smoothing=label_smoothing, reduction="none"), w[rows]
-            loss = (per_token * w_token).sum() / w_token.sum().clamp(min=1e-8)
+
+        def ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+            if weight is None:
+                return torch.nn.functional.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+            each = torch.nn.functional.cross_entropy(logits.float(), target, label_smoothing=label_smoothing, reduction="none")
+            return (each * weight).sum() / weight.sum().clamp(min=1e-8)
+
+        loss = ce(head(hidden), targets, None if w is None else w[rows])
         if self.topic_head is not None and head_loss > 0:
             nodes = torch.tensor([self.trie.lookup(lab) for lab in labels], dtype=torch.long, device=pooled.device)
-            if w is None:
-                loss = loss + head_loss * ce(self.topic_head(pooled).float(), nodes, label_smoothing=label_smoothing)
-            else:
-                per_doc = ce(self.topic_head(pooled).float(), nodes, label_smoothing=label_smoothing, reduction="none")
-                loss = loss + head_loss * (per_doc * w).sum() / w.sum().clamp(min=1e-8)
+            loss = loss + head_loss * ce(self.topic_head(pooled), nodes, w)
         return loss
 
     @torch.inference_mode()

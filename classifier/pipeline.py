@@ -49,6 +49,10 @@ class Judge(Protocol):
 class Teacher(Protocol):
     def write(self, topic: str, n: int, seed: int) -> list[Doc]: ...
 
+    def write_many(self, topics: Sequence[str], n: int, seed: int) -> list[Doc]:
+        """``n`` documents for each topic, topic by topic (a teacher that batches overrides this)."""
+        return [d for topic in topics for d in self.write(topic, n, seed)]
+
 
 # -- judges -------------------------------------------------------------------------------------------
 class EmbeddingJudge:
@@ -66,7 +70,7 @@ class EmbeddingJudge:
         return self
 
     def score(self, docs: Sequence[Doc], topics: Sequence[str]) -> list[float]:
-        proba = self.model.clf.predict_proba(self.model._features([d.text for d in docs], fit=False))
+        proba = self.model.proba(docs)
         classes = [split_path(c) for c in self.model.clf.classes_]
         out = []
         for p, topic in zip(proba, topics):
@@ -125,7 +129,7 @@ class LLMJudge:
 _WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
 
 
-class MarkovTeacher:
+class MarkovTeacher(Teacher):
     """A local teacher: word-bigram models of the titles and of the bodies of each topic's documents
     (backing off to the topic's parent, then to everything). It writes a title first, then a body that
     starts from the title's words, so the two agree. Crude text, but on-topic vocabulary."""
@@ -203,7 +207,7 @@ class MarkovTeacher:
         return docs
 
 
-class LLMTeacher:
+class LLMTeacher(Teacher):
     """The production teacher: a large LLM writes a title for the topic, then a body from topic and title."""
 
     def __init__(self, client: OpenAICompatible) -> None:
@@ -271,15 +275,6 @@ def under_covered(taxonomy: Taxonomy, docs: Sequence[Doc], min_docs: int) -> lis
     counts = Counter(d.topic for d in docs)
     depths = {taxonomy.node(t).level for t in counts}
     return [n.path for n in taxonomy if n.level in depths and counts.get(n.path, 0) < min_docs]
-
-
-def synthesize(teacher: Teacher, topics: Sequence[str], per_topic: int, seed: int) -> list[Doc]:
-    if isinstance(teacher, LMTeacher):  # one batched pass over all topics
-        return teacher.write_many(topics, per_topic, seed)
-    out: list[Doc] = []
-    for topic in topics:
-        out.extend(teacher.write(topic, per_topic, seed))
-    return out
 
 
 @dataclass
@@ -362,7 +357,7 @@ def run_ablation(
 
     base = [*gold, *weak.kept]
     topics = under_covered(taxonomy, base, settings.synthetic_min_docs)
-    synthetic = synthesize(teacher, topics, settings.synthetic_per_topic, settings.seed)
+    synthetic = teacher.write_many(topics, settings.synthetic_per_topic, settings.seed)
     m3, s3 = train([*base, *synthetic])
     ablation.rows.append(AblationRow("3 + synthetic (rare topics)", len(base) + len(synthetic), ev("synthetic", m3), s3, f"{len(synthetic)} docs for {len(topics)} topics"))
     log(ablation.table())

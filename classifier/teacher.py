@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,14 @@ EXAMPLES = (
 )
 
 
+@lru_cache(maxsize=2)
+def frozen_lm(base: str, device: str = "cpu") -> tuple[torch.nn.Module, object]:
+    """A base LM loaded once per (base, device) in eval mode, shared by ``LMEncoder`` and ``LMTeacher``
+    (neither trains it; a classifier fine-tuned from the same base loads its own copy)."""
+    model, tokenizer, _ = load_causal_lm(base)
+    return model.to(device).eval(), tokenizer
+
+
 class LMEncoder:
     """Mean last hidden state over a document's first ``max_tokens`` tokens, from a frozen causal LM."""
 
@@ -49,13 +58,9 @@ class LMEncoder:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = device
-        self._lm: tuple[torch.nn.Module, object] | None = None
 
     def lm(self) -> tuple[torch.nn.Module, object]:
-        if self._lm is None:
-            model, tokenizer, _ = load_causal_lm(self.base)
-            self._lm = (model.to(self.device).eval(), tokenizer)
-        return self._lm
+        return frozen_lm(self.base, self.device)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -80,11 +85,8 @@ class LMFeatureTopicClassifier(_LogRegTopics):
         super().__init__(taxonomy, C=C)
         self.encoder = encoder
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.encoder.encode(texts)
-
     def _features(self, texts: list[str], fit: bool) -> np.ndarray:
-        return self.encode(texts)
+        return self.encoder.encode(texts)
 
 
 def teacher_labels(teacher: TopicClassifier, pool: Sequence[Doc], *, k: int = 3, min_weight: float = 0.05, batch_size: int = 32) -> list[Doc]:
@@ -129,13 +131,13 @@ class LMTeacher:
         self.title_tokens, self.body_tokens = title_tokens, body_tokens
         self.temperature, self.top_p = temperature, top_p
         self.batch_size, self.device, self.progress = batch_size, device, progress
-        self._lm: tuple[torch.nn.Module, object, Verbalizer] | None = None
+        self._verbalizer: Verbalizer | None = None
 
     def lm(self) -> tuple[torch.nn.Module, object, Verbalizer]:
-        if self._lm is None:
-            model, tokenizer, _ = load_causal_lm(self.base)
-            self._lm = (model.to(self.device).eval(), tokenizer, Verbalizer(tokenizer))
-        return self._lm
+        model, tokenizer = frozen_lm(self.base, self.device)
+        if self._verbalizer is None:
+            self._verbalizer = Verbalizer(tokenizer)
+        return model, tokenizer, self._verbalizer
 
     def topic_words(self, topic: str) -> str:
         *_, spell = self.lm()

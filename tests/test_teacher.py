@@ -9,7 +9,7 @@ import pytest
 
 from classifier.data import Doc
 from classifier.model import TopicClassifier
-from classifier.pipeline import EmbeddingJudge, make_judge, make_teacher, synthesize
+from classifier.pipeline import EmbeddingJudge, make_judge, make_teacher
 from classifier.teacher import LMEncoder, LMFeatureTopicClassifier, LMTeacher, hard, teacher_labels
 from topicfeed.settings import ClassifierSettings
 from topicfeed.taxonomy import Taxonomy
@@ -85,8 +85,9 @@ def test_lm_teacher_writes_a_headline_then_a_body_per_topic(gguf: Path) -> None:
     teacher = make_teacher(ClassifierSettings(teacher_base=str(gguf)), TAX, DOCS)
     assert isinstance(teacher, LMTeacher)
     teacher.title_tokens, teacher.body_tokens = 6, 8
-    docs = synthesize(teacher, ["News > Crime", "Food & Drink"], 2, seed=7)
+    docs = teacher.write_many(["News > Crime", "Food & Drink"], 2, seed=7)
     assert [d.topic for d in docs] == ["News > Crime"] * 2 + ["Food & Drink"] * 2
     assert len({d.doc_id for d in docs}) == 4 and all(d.title and "\n" not in d.title + d.body for d in docs)
     assert teacher.write_many(["News > Crime", "Food & Drink"], 2, seed=7) == docs  # seeded: the same documents
+    assert teacher.lm()[0] is LMEncoder(gguf).lm()[0]  # the writer and the judge's encoder share one loaded base
     assert "news > crime" == teacher.topic_words("News > Crime")
