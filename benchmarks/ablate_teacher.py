@@ -70,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-folds", type=int, default=2)
+    ap.add_argument("--start-fold", type=int, default=0, help="skip the folds before this one (run a later fold alone)")
     ap.add_argument("--data", type=Path, default=settings.shared_data_dir / "mind" / "news_train.tsv")
     ap.add_argument("--taxonomy", type=Path, default=settings.shared_data_dir / "mind" / "taxonomy.tsv")
     ap.add_argument("--teacher", default=settings.classifier.teacher_base or "gemma3-270m", help="the teacher's base model")
@@ -96,7 +97,7 @@ def main() -> None:
         print(json.dumps({"fold": f, "row": row, **info}), flush=True)
 
     halves = {}
-    for f in range(args.max_folds):
+    for f in range(args.start_fold, args.max_folds):
         train = [d for d, g in zip(docs, fold) if g != f]
         gold, pool = split(train, 0.5, cs.seed + f)  # stratified; a topic with one document keeps it in gold
         halves[f] = (gold, pool, [d for d, g in zip(docs, fold) if g == f])
