@@ -50,7 +50,10 @@ def percentiles(xs: list[float]) -> str:
 
 def serve(data: Path, env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--workers", str(workers)], env={**os.environ, "TOPICFEED_DATA_DIR": str(data), **env})
+    # a fresh metrics folder per server: importing Feast here sets PROMETHEUS_MULTIPROC_DIR in this
+    # process, and servers that inherit one folder sum each other's counters (the memo-off run's hit rate)
+    metrics = tempfile.mkdtemp(prefix="bench-feed-metrics-")
+    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--workers", str(workers)], env={**os.environ, "TOPICFEED_DATA_DIR": str(data), "PROMETHEUS_MULTIPROC_DIR": metrics, **env})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -114,7 +114,8 @@ class Catalog:
         m = self.topic_matrix
         contrib = m.data[at] * w[m.indices[at]]
         order = np.lexsort((-contrib, row))  # by row, strongest first
-        first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
+        by_row = row[order]
+        first = order[np.concatenate(([True], by_row[1:] != by_row[:-1]))]
         for r, a, c in zip(row[first].tolist(), at[first].tolist(), contrib[first].tolist()):
             if c > 0:
                 best[r] = int(m.indices[a])

@@ -290,9 +290,9 @@ class Ranker:
             return ranked
         by_topic = np.argsort(l2, kind="stable")  # positions grouped by topic, in rank order inside
         grouped = l2[by_topic]
-        group_start = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        group_start = np.flatnonzero(np.concatenate(([True], grouped[1:] != grouped[:-1])))
         rank_in_topic = np.empty(n, dtype=np.int64)
-        rank_in_topic[by_topic] = np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
+        rank_in_topic[by_topic] = np.arange(n) - np.repeat(group_start, np.diff(group_start, append=n))
         eligible = np.flatnonzero((l2 < 0) | (rank_in_topic < cap))[:limit_hint]
         behind = np.ones(n, dtype=bool)
         behind[eligible] = False
