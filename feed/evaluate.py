@@ -24,10 +24,11 @@ from featurestore.jobs import compute_features, refresh_online
 from featurestore.profile import ProfileReader
 from feed.catalog import Catalog
 from feed.ranker import Ranker
-from topicfeed.ingest import ingest
+from topicfeed.ingest import Format, ingest
 from topicfeed.lake import Lake
 from topicfeed.schemas import DOCUMENT_SCHEMA, EVENT_SCHEMA
 from topicfeed.settings import Settings
+from topicfeed.taxonomy import Taxonomy
 
 
 @dataclass
@@ -64,14 +65,31 @@ def _baseline(order: np.ndarray) -> Callable[[Catalog, str, set[int], int], list
     return rank
 
 
-def evaluate_offline(settings: Settings, events: Path, documents: Path, split_time: datetime, k: int = 10, workdir: Path | None = None) -> list[Scores]:
-    """The three methods' scores (module docstring); ``workdir``: where the history goes (a temp dir by default)."""
+def _taxonomy_for(lake: Lake, settings: Settings, tmp: Path) -> Path:
+    """The configured taxonomy if it holds every topic the documents use, else a plain taxonomy file
+    of the topics they use (MovieLens genres, say), written under ``tmp``."""
+    used = sorted({t for topics in lake.read("documents", columns=["topics"]).column(0).to_pylist() for t in topics or ()})
+    known = Taxonomy.load(settings.taxonomy_path)
+    if all(t in known for t in used):
+        return settings.taxonomy_path
+    path = tmp / "taxonomy.txt"
+    path.write_text("".join(f"{t}\n" for t in used), encoding="utf-8")
+    return path
+
+
+def evaluate_offline(
+    settings: Settings, events: Path, documents: Path, split_time: datetime, k: int = 10, workdir: Path | None = None, fmt: Format = "auto"
+) -> list[Scores]:
+    """The three methods' scores (module docstring); ``workdir``: where the history goes (a temp dir by
+    default); ``fmt``: both files' format (``topicfeed.ingest.Format``; auto: from their names). A
+    documents file whose topics are outside the configured taxonomy (MovieLens genres) gets a taxonomy
+    made of the topics it uses."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         full = settings.model_copy(update={"data_dir": Path(tmp) / "all"})
-        ingest("documents", documents, full)
-        ingest("events", events, full)
+        ingest("documents", documents, full, fmt)
+        ingest("events", events, full, fmt)
         lake = Lake(full.lake_dir)
-        s = settings.model_copy(update={"data_dir": Path(tmp) / "history", "online_store": "sqlite"})
+        s = settings.model_copy(update={"data_dir": Path(tmp) / "history", "online_store": "sqlite", "taxonomy_path": _taxonomy_for(lake, settings, Path(tmp))})
         history = Lake(s.lake_dir)
         all_events = lake.read("events", columns=EVENT_SCHEMA.names)
         history.append("documents", lake.read("documents", columns=DOCUMENT_SCHEMA.names, filter=pc.field("created_at") < split_time))

@@ -41,6 +41,7 @@ class InFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
     mind = "mind"
+    movielens = "movielens"
 
 
 class OutFormat(StrEnum):
@@ -326,16 +327,18 @@ def classify_items(model: Annotated[Path | None, typer.Option(help="trained clas
 
 @feed_app.command("evaluate")
 def feed_evaluate(
-    events: Annotated[Path, typer.Option(help="events (JSONL/CSV/Parquet of our schema, or MIND behaviors.tsv)")],
-    documents: Annotated[Path, typer.Option(help="documents with topics (our schema, or MIND news.tsv)")],
+    events: Annotated[Path, typer.Option(help="events (JSONL/CSV/Parquet of our schema, MIND behaviors.tsv, MovieLens ratings)")],
+    documents: Annotated[Path, typer.Option(help="documents with topics (our schema, MIND news.tsv, MovieLens movies)")],
     split_time: Annotated[str, typer.Option(help="ISO time: rank from what came before, score on the clicks after")],
     k: Annotated[int, typer.Option(help="cut-off of the ranked lists")] = 10,
+    fmt: Annotated[InFormat, typer.Option("--format", help="format of both files (auto: from the file names)")] = InFormat.auto,
 ) -> None:
-    """nDCG@k, precision@k, recall@k, MRR and coverage of our feed, popularity and trending, in one run."""
+    """nDCG@k, precision@k, recall@k, MRR and coverage of our feed, popularity and trending, in one run
+    (documents whose topics are outside the configured taxonomy get one made of the topics they use)."""
     from feed.evaluate import evaluate_offline
 
     try:
-        scores = evaluate_offline(get_settings(), events, documents, _when(split_time), k=k)
+        scores = evaluate_offline(get_settings(), events, documents, _when(split_time), k=k, fmt=fmt.value)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -28,7 +28,7 @@ from topicfeed.schemas import KEYS, MODELS, SCHEMAS, to_row
 from topicfeed.settings import Settings
 
 Kind = Literal["events", "documents"]
-Format = Literal["auto", "jsonl", "csv", "parquet", "mind"]
+Format = Literal["auto", "jsonl", "csv", "parquet", "mind", "movielens"]
 
 CHUNK = 100_000
 
@@ -121,7 +121,7 @@ def read_parquet(path: Path, kind: Kind | None = None) -> Iterator[RawRecord | V
 
 def detect_format(path: Path) -> Format:
     suffixes = "".join(path.suffixes).lower()
-    for fmt, endings in (("jsonl", (".jsonl", ".json", ".ndjson")), ("csv", (".csv",)), ("parquet", (".parquet",)), ("mind", (".tsv",))):
+    for fmt, endings in (("jsonl", (".jsonl", ".json", ".ndjson")), ("csv", (".csv",)), ("parquet", (".parquet",)), ("mind", (".tsv",)), ("movielens", (".data", ".dat", ".inter", ".item"))):
         if suffixes.endswith(endings):
             return fmt  # type: ignore[return-value]
     raise ValueError(f"{path}: cannot tell the format from its name; pass --format")
@@ -139,6 +139,10 @@ def read_source(kind: Kind, path: Path, fmt: Format = "auto") -> Iterator[RawRec
         from topicfeed.adapters import mind
 
         return mind.read_behaviors(path) if kind == "events" else mind.read_news(path)
+    if fmt == "movielens":
+        from topicfeed.adapters import movielens
+
+        return movielens.read_ratings(path) if kind == "events" else movielens.read_movies(path)
     raise ValueError(f"unknown format {fmt!r}")
 
 

