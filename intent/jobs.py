@@ -116,10 +116,11 @@ def read_requests(path: Path) -> tuple[list[tuple[str, Request]], list[tuple[int
     return good, bad
 
 
-def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None) -> FileReport:
-    """Refine every valid request of ``input_path`` into ``output`` (``{"id", "query", "refined_query"}``)."""
+def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None, int8: bool = False) -> FileReport:
+    """Refine every valid request of ``input_path`` into ``output`` (``{"id", "query", "refined_query"}``);
+    ``int8``: serve the model int8-quantized (``IntentSettings.int8``)."""
     good, bad = read_requests(input_path)
-    refiner = IntentRefiner.from_pretrained(model)
+    refiner = IntentRefiner.from_pretrained(model, int8=int8)
     outs = refiner.predict([r for _, r in good], progress=progress) if good else []
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from classifier.lm import load_causal_lm
 from intent.text import key_tokens, normalize, tokens
@@ -40,6 +40,26 @@ class Request:
 
     query: str
     titles: tuple[str, ...]
+
+
+class AllowedTokens(LogitsProcessor):
+    """Copy-only decoding as one tensor operation a step: request ``i`` may write only ``allowed[i]``.
+    Its rows are ``repeat`` (the beams) consecutive rows of the scores, as generate lays them out. The
+    mask is built once per batch, where transformers' ``prefix_allowed_tokens_fn`` builds one per beam
+    in Python at every step."""
+
+    def __init__(self, allowed: Sequence[Sequence[int]], repeat: int) -> None:
+        self.allowed = allowed
+        self.repeat = repeat
+        self.blocked: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.blocked is None or self.blocked.shape[1] != scores.shape[1]:
+            blocked = torch.ones(len(self.allowed), scores.shape[1], dtype=torch.bool)
+            for i, ids in enumerate(self.allowed):
+                blocked[i, [t for t in ids if t < scores.shape[1]]] = False
+            self.blocked = blocked.repeat_interleave(self.repeat, dim=0)
+        return scores.masked_fill(self.blocked, float("-inf"))
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ class IntentRefiner:
         self._suffix = self._encode("\nrefined query:")
         self.last_repairs_ = 0
         self.fit_report_: dict[str, object] | None = None
+        self.quantized_ = False
 
     # construction ---------------------------------------------------------------------------------
     @classmethod
@@ -100,15 +121,27 @@ class IntentRefiner:
         model.eval()
         refiner = cls(model, AutoTokenizer.from_pretrained(directory), params)
         refiner.fit_report_ = meta.get("fit")
-        return refiner
+        return refiner.quantize() if params.int8 else refiner
+
+    def quantize(self) -> IntentRefiner:
+        """int8 dynamic quantization of the linear layers (``torch.ao``), for CPU inference: about 2x the
+        refinements/s of float32 (benchmarks/bench_intent.py). The result cannot be trained or saved."""
+        if any(p.device.type != "cpu" for p in self.model.parameters()):
+            raise ValueError("int8 dynamic quantization runs on the CPU only")
+        self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.params = self.params.model_copy(update={"int8": True})
+        self.quantized_ = True
+        return self
 
     def save_pretrained(self, directory: str | Path) -> Path:
+        if self.quantized_:
+            raise ValueError("an int8-quantized refiner is for inference only: save the float32 model before quantize()")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
         model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        (directory / CONFIG_NAME).write_text(json.dumps({"params": self.params.model_dump(), "fit": self.fit_report_}, indent=2))
+        (directory / CONFIG_NAME).write_text(json.dumps({"params": {**self.params.model_dump(), "int8": False}, "fit": self.fit_report_}, indent=2))
         return directory
 
     # prompts --------------------------------------------------------------------------------------
@@ -142,6 +175,8 @@ class IntentRefiner:
         """Fine-tune on (Q, titles, Q*) with the loss on Q* (and its end) only."""
         if not examples:
             raise ValueError("no training examples")
+        if self.quantized_:
+            raise ValueError("an int8-quantized refiner cannot be trained")
         p = self.params
         rows = []
         for i, ex in enumerate(examples):
@@ -201,7 +236,7 @@ class IntentRefiner:
             beams = max(1, p.num_beams)
             allowed = [self._copyable(requests[i]) for i in idx] if p.copy_only else None
             gen = self.model.generate(
-                prefix_allowed_tokens_fn=(lambda batch, _ids: allowed[batch]) if allowed else None,
+                logits_processor=LogitsProcessorList([AllowedTokens(allowed, beams)]) if allowed else None,
                 input_ids=ids,
                 attention_mask=mask,
                 num_beams=beams,

@@ -51,6 +51,27 @@ def test_fit_save_load_refine_is_deterministic_and_keeps_key_tokens(kind: str, t
         assert set(key_tokens(r.query)) <= set(out.split()) and 0 < len(out.split()) <= again.params.max_refined_tokens
 
 
+def test_int8_serving_quantizes_the_linear_layers_and_is_for_inference_only(tiny: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    train, test = gold_split()
+    saved = IntentRefiner.from_base(tiny["hf"], **FAST).fit(train[:24]).save_pretrained(tmp_path / "model")
+    assert json.loads((saved / "intent_refiner.json").read_text())["params"]["int8"] is False  # a load option, not saved
+    plain, q8 = IntentRefiner.from_pretrained(saved), IntentRefiner.from_pretrained(saved, int8=True)
+    kinds = {type(m).__module__ for m in q8.model.modules() if "Linear" in type(m).__name__}
+    assert kinds and all("quantized" in k for k in kinds) and not any(isinstance(m, torch.nn.Linear) and "quantized" not in type(m).__module__ for m in q8.model.modules())
+    assert not plain.quantized_ and q8.quantized_ and q8.params.int8
+    requests = [Request(e.query, e.titles) for e in test[:6]]
+    out = q8.predict(requests)
+    assert out == q8.predict(requests)  # deterministic
+    for r, o in zip(requests, out):
+        assert set(key_tokens(r.query)) <= set(o.split())  # key tokens still enforced
+    with pytest.raises(ValueError, match="inference only"):
+        q8.save_pretrained(tmp_path / "again")
+    with pytest.raises(ValueError, match="cannot be trained"):
+        q8.fit(train[:4])
+
+
 def test_copy_only_decoding_writes_only_words_of_the_query_and_titles(tiny: dict[str, Path]) -> None:
     refiner = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, **FAST)
     requests = [Request("pole saw", ("Ryobi 40V cordless pole saw",)), Request("lasagna", ("Beef lasagna with bechamel",))]
@@ -59,6 +80,20 @@ def test_copy_only_decoding_writes_only_words_of_the_query_and_titles(tiny: dict
         pieces = [refiner.tokenizer.decode([i]).strip().lower() for i in refiner._copyable(r) if i != refiner.eos]
         assert all(p in text.lower() for p in pieces)  # the allowed ids are pieces of the given text
         assert set(out.replace(" ", "")) <= set("".join(tokens(text)))  # and the output is made of them
+
+
+def test_allowed_tokens_masks_each_request_beams_rows_alone() -> None:
+    import torch
+
+    from intent.model import AllowedTokens
+
+    proc = AllowedTokens([[1, 3], [0, 7, 99]], repeat=3)  # 99 is past the vocabulary: ignored
+    scores = torch.randn(6, 8)
+    out = proc(torch.zeros(6, 2, dtype=torch.long), scores)
+    finite = torch.isfinite(out)
+    assert finite[:3].nonzero()[:, 1].unique().tolist() == [1, 3] and finite[3:].nonzero()[:, 1].unique().tolist() == [0, 7]
+    assert torch.equal(out[finite], scores[finite])  # allowed scores untouched
+    assert torch.equal(proc(torch.zeros(6, 3, dtype=torch.long), scores), out)  # the mask is reused, same answer
 
 
 def test_lora_trains_adapters_only_and_saves_a_plain_model(tiny: dict[str, Path], tmp_path: Path) -> None:

@@ -162,7 +162,13 @@ class IntentSettings(BaseModel):
     num_beams: int = Field(4, ge=1)
     enforce_keys: bool = Field(True, description="decode so that every key token of Q is kept in Q*")
     max_mined_pairs: int | None = Field(None, ge=1, description="mined (Q, Q*) pairs of the lake the default recipe trains on (a seeded sample); default: all")
-    copy_only: bool = Field(False, description="decode only tokens of Q and the clicked titles (an extractive refiner)")
+    copy_only: bool = Field(
+        True, description="decode only tokens of Q and the clicked titles (an extractive refiner): the student's BERTScore 0.615 -> 0.747, MRR 1.24x -> 1.89x (bench_intent, 2026-12-05)"
+    )
+    int8: bool = Field(
+        True,
+        description="serve with int8 dynamic quantization of the linear layers (CPU): 2x the refinements/s for about -0.03 BERTScore (bench_intent); applied where a trained refiner is loaded for serving, never in training",
+    )
     seed: int = 0
     model_dir: Path | None = Field(None, description="the serving refiner; default: <data_dir>/models/intent")
 
