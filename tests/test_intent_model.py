@@ -72,28 +72,29 @@ def test_int8_serving_quantizes_the_linear_layers_and_is_for_inference_only(tiny
         q8.fit(train[:4])
 
 
-def test_copy_only_decoding_writes_only_words_of_the_query_and_titles(tiny: dict[str, Path]) -> None:
+def test_copy_only_decoding_writes_only_whole_words_of_the_query_and_titles(tiny: dict[str, Path]) -> None:
     refiner = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, **FAST)
     requests = [Request("pole saw", ("Ryobi 40V cordless pole saw",)), Request("lasagna", ("Beef lasagna with bechamel",))]
     for r, out in zip(requests, refiner.predict(requests)):
-        text = " ".join([r.query, *r.titles])
-        pieces = [refiner.tokenizer.decode([i]).strip().lower() for i in refiner._copyable(r) if i != refiner.eos]
-        assert all(p in text.lower() for p in pieces)  # the allowed ids are pieces of the given text
-        assert set(out.replace(" ", "")) <= set("".join(tokens(text)))  # and the output is made of them
+        assert out and set(out.split()) <= set(tokens(" ".join([r.query, *r.titles])))  # whole given words, never glued pieces
+    free = IntentRefiner.from_base(tiny["hf"], copy_only=False, enforce_keys=False, **FAST)  # the same untrained model, unconstrained
+    assert any(not set(o.split()) <= set(tokens(" ".join([r.query, *r.titles]))) for r, o in zip(requests, free.predict(requests)))
 
 
-def test_allowed_tokens_masks_each_request_beams_rows_alone() -> None:
+def test_copy_words_walks_a_word_trie_per_request() -> None:
     import torch
 
-    from intent.model import AllowedTokens
+    from intent.model import CopyWords
 
-    proc = AllowedTokens([[1, 3], [0, 7, 99]], repeat=3)  # 99 is past the vocabulary: ignored
-    scores = torch.randn(6, 8)
-    out = proc(torch.zeros(6, 2, dtype=torch.long), scores)
-    finite = torch.isfinite(out)
-    assert finite[:3].nonzero()[:, 1].unique().tolist() == [1, 3] and finite[3:].nonzero()[:, 1].unique().tolist() == [0, 7]
-    assert torch.equal(out[finite], scores[finite])  # allowed scores untouched
-    assert torch.equal(proc(torch.zeros(6, 3, dtype=torch.long), scores), out)  # the mask is reused, same answer
+    proc = CopyWords([[[1, 2], [3]], [[4]]], eos=9, repeat=2, start=1)  # request 0: words (1 2) and (3); request 1: (4)
+    assert sorted(proc.allowed(0, ())) == [1, 3]  # a word first, never the end
+    assert proc.allowed(0, (1,)) == [2]  # inside a word: its continuation only
+    assert sorted(proc.allowed(0, (1, 2))) == [1, 3, 9] and sorted(proc.allowed(0, (3,))) == [1, 3, 9]  # a word done: another, or the end
+    assert sorted(proc.allowed(1, (4,))) == [4, 9]
+    ids = torch.tensor([[5, 1], [5, 3], [5, 4], [5, 4]])  # prompt token 5, then one written token per row
+    out = proc(ids, torch.zeros(4, 10))
+    allowed = [torch.isfinite(row).nonzero().flatten().tolist() for row in out]
+    assert allowed == [[2], [1, 3, 9], [4, 9], [4, 9]]  # rows 0-1 are request 0's beams, rows 2-3 request 1's
 
 
 def test_lora_trains_adapters_only_and_saves_a_plain_model(tiny: dict[str, Path], tmp_path: Path) -> None:

@@ -157,13 +157,13 @@ class IntentSettings(BaseModel):
     lora_r: int = Field(16, ge=1)
     max_titles: int = Field(3, ge=1, description="clicked documents' titles put in the prompt")
     max_prompt_tokens: int = Field(96, ge=16)
-    max_new_tokens: int = Field(16, ge=2)
+    max_new_tokens: int = Field(12, ge=2, description="decoding steps at most (Q* is cut at max_refined_tokens words anyway)")
     max_refined_tokens: int = Field(10, ge=1, description="Q* is cut to this many words")
-    num_beams: int = Field(4, ge=1)
+    num_beams: int = Field(3, ge=1, description="beams of the beam search (3: the same quality as 4 at 1.5x the speed, bench_intent 2026-12-05)")
     enforce_keys: bool = Field(True, description="decode so that every key token of Q is kept in Q*")
     max_mined_pairs: int | None = Field(None, ge=1, description="mined (Q, Q*) pairs of the lake the default recipe trains on (a seeded sample); default: all")
     copy_only: bool = Field(
-        True, description="decode only tokens of Q and the clicked titles (an extractive refiner): the student's BERTScore 0.615 -> 0.747, MRR 1.24x -> 1.89x (bench_intent, 2026-12-05)"
+        True, description="decode only whole words of Q and the clicked titles (an extractive refiner; intent.model.CopyWords)"
     )
     int8: bool = Field(
         True,

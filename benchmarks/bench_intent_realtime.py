@@ -1,0 +1,166 @@
+"""The near-real-time intent path end to end: a search with a click posted to the feed service, to the
+refined intent readable from the online store.
+
+A simulated world is made ready to serve; ``topicfeed serve`` runs as its own process with a trained
+refiner (``--model DIR``, or a MiniLM student trained here on the gold set's training part: the same
+architecture and decoding as the default student, served as configured, int8 and copy-only by
+default). Real product searches of the Home Depot log (``../shared/data``) are posted to
+``POST /v1/events`` as a ``search`` event and a ``click`` on a catalog item, each for a user with no
+refined intent yet; the clock runs from the POST until ``GET /v1/users/{user}/profile`` (the online
+store, read through the service) shows that search's refined query. Two loads:
+
+1. one search at a time (``--searches``), the next posted when the last is readable;
+2. bursts of ``--burst`` searches posted at once, every one timed to its own arrival (the
+   refiner's micro-batches take them together).
+
+Also printed: the service's own count of refined searches (``/metrics``).
+
+    .venv/bin/python benchmarks/bench_intent_realtime.py [--model DIR] [--searches 40] [--burst 16 --bursts 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from featurestore.jobs import simulated_world
+from feed.catalog import Catalog
+from intent.model import IntentRefiner, gold_split
+from topicfeed.settings import Settings, SimulatorSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redis_server import free_port  # noqa: E402  (the tests' free-port helper)
+
+BIN = Path(sys.executable).parent / "topicfeed"
+KEY = "bench-key"
+
+
+def serve(data: Path, model: Path) -> tuple[subprocess.Popen, httpx.Client]:
+    port = free_port()
+    env = {**os.environ, "TOPICFEED_DATA_DIR": str(data), "TOPICFEED_API_KEY": KEY, "TOPICFEED_INTENT__MODEL_DIR": str(model)}
+    env["PROMETHEUS_MULTIPROC_DIR"] = ""
+    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], env=env)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"X-API-Key": KEY})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/healthz").status_code in (200, 503):
+                return proc, client
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("the service did not start")
+
+
+def queries(log: Path, n: int, seed: int = 0) -> list[str]:
+    with log.open(newline="", encoding="utf-8", errors="replace") as fh:
+        rows = [r["search_term"].strip() for r in csv.DictReader(fh, delimiter="\t") if r.get("search_term", "").strip()]
+    unique = sorted(set(rows))
+    random.Random(seed).shuffle(unique)
+    return unique[:n]
+
+
+def post(client: httpx.Client, user: str, query: str, item: str, tag: str) -> None:
+    now = datetime.now(UTC).isoformat()
+    events = [
+        {"event_id": f"rt-{tag}-s", "user_id": user, "domain": "search", "type": "search", "query": query, "ts": now},
+        {"event_id": f"rt-{tag}-c", "user_id": user, "domain": "search", "type": "click", "item_id": item, "query": query, "position": 0, "ts": now},
+    ]
+    got = client.post("/v1/events", json={"events": events})
+    got.raise_for_status()
+    if got.json()["accepted"] != 2:
+        raise RuntimeError(f"events not accepted: {got.json()}")
+
+
+def arrived(client: httpx.Client, user: str, query: str) -> bool:
+    """Each user searches once and has no refined intent before (the world has none pushed)."""
+    profile = client.get(f"/v1/users/{user}/profile").json()
+    return bool(profile.get("last_refined_query")) and (profile.get("last_query") or "").lower().split() == query.lower().split()
+
+
+def wait_all(client: httpx.Client, pending: dict[str, tuple[str, float]], timeout_s: float = 30) -> list[float]:
+    """Seconds from each POST to its intent being readable; polls every 10 ms."""
+    out = []
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(pending)} searches never reached the online store")
+        for user, (query, t0) in list(pending.items()):
+            if arrived(client, user, query):
+                out.append(time.perf_counter() - t0)
+                del pending[user]
+        time.sleep(0.01)
+    return out
+
+
+def line(label: str, xs: list[float]) -> str:
+    p50, p95 = np.percentile(xs, 50), np.percentile(xs, 95)
+    return f"{label}: {len(xs)} searches, p50 {p50 * 1e3:.0f} ms, p95 {p95 * 1e3:.0f} ms, max {max(xs) * 1e3:.0f} ms (bar p95 <= 2 s: {'PASS' if p95 <= 2 else 'FAIL'})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, help="a trained refiner; default: a MiniLM student trained here on the gold set")
+    ap.add_argument("--searches", type=int, default=40)
+    ap.add_argument("--burst", type=int, default=16)
+    ap.add_argument("--bursts", type=int, default=3)
+    ap.add_argument("--log", type=Path, help="search log TSV; default: ../shared/data/homedepot/search_log.tsv")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    s = Settings(data_dir=tmp / "data", simulator=SimulatorSettings(users=600, days=7))
+    simulated_world(s, tmp / "sim")
+    model = args.model
+    if model is None:
+        t = time.perf_counter()
+        model = IntentRefiner.from_base(params=s.intent, epochs=4).fit(gold_split()[0]).save_pretrained(tmp / "refiner")
+        print(f"refiner: {s.intent.base_model} on the gold set's training part, 4 epochs, in {time.perf_counter() - t:.0f}s")
+    catalog = Catalog.load(s)
+    users = sorted(catalog.clicked)
+    random.Random(1).shuffle(users)
+    need = args.searches + args.burst * args.bursts
+    qs = queries(args.log or s.shared_data_dir / "homedepot" / "search_log.tsv", need)
+    items = [catalog.ids[int(i)] for i in catalog.by_popularity[:200]]
+    proc, client = serve(s.data_dir, model)
+    print(f"service: one worker, SQLite online store, refiner {model} (int8={s.intent.int8}, copy_only={s.intent.copy_only})")
+    try:
+        k = 0
+        single = []
+        for _ in range(args.searches):
+            t0 = time.perf_counter()
+            post(client, users[k], qs[k], items[k % len(items)], str(k))
+            single += wait_all(client, {users[k]: (qs[k], t0)})
+            k += 1
+        print(line("one at a time", single))
+        burst = []
+        for _ in range(args.bursts):
+            pending = {}
+            for _ in range(args.burst):
+                t0 = time.perf_counter()
+                post(client, users[k], qs[k], items[k % len(items)], str(k))
+                pending[users[k]] = (qs[k], t0)
+                k += 1
+            burst += wait_all(client, pending)
+        print(line(f"bursts of {args.burst}", burst))
+        sample = client.get(f"/v1/users/{users[0]}/profile").json()
+        print(f"  e.g. {sample.get('last_query')!r} -> {sample.get('last_refined_query')!r}")
+        refined = re.search(r"topicfeed_intents_refined_total ([\d.e+]+)", client.get("/metrics").text)
+        print(f"  the service refined {float(refined.group(1)) if refined else 0:.0f} searches (posted {k})")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
