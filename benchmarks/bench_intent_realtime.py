@@ -50,7 +50,7 @@ KEY = "bench-key"
 def serve(data: Path, model: Path) -> tuple[subprocess.Popen, httpx.Client]:
     port = free_port()
     env = {**os.environ, "TOPICFEED_DATA_DIR": str(data), "TOPICFEED_API_KEY": KEY, "TOPICFEED_INTENT__MODEL_DIR": str(model)}
-    env["PROMETHEUS_MULTIPROC_DIR"] = ""
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # Feast's import set one here; one worker needs none
     proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], env=env)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"X-API-Key": KEY})
     deadline = time.monotonic() + 120
@@ -155,7 +155,8 @@ def main() -> None:
         print(line(f"bursts of {args.burst}", burst))
         sample = client.get(f"/v1/users/{users[0]}/profile").json()
         print(f"  e.g. {sample.get('last_query')!r} -> {sample.get('last_refined_query')!r}")
-        refined = re.search(r"topicfeed_intents_refined_total ([\d.e+]+)", client.get("/metrics").text)
+        metrics = client.get("/metrics").text
+        refined = re.search(r"topicfeed_intents_refined_total ([\d.e+]+)", metrics)
         print(f"  the service refined {float(refined.group(1)) if refined else 0:.0f} searches (posted {k})")
     finally:
         proc.terminate()

@@ -40,6 +40,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, Field
 
@@ -438,8 +439,11 @@ def healthz(state: StateDep) -> Response:
 def metrics(state: StateDep) -> Response:
     """Prometheus metrics: request latency, 5xx errors, fallbacks, items per source, events, memo hits.
     With several workers (``PROMETHEUS_MULTIPROC_DIR`` set, as ``topicfeed serve --workers N`` does),
-    every worker's values, summed (prometheus-client's multiprocess mode)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    every worker's values, summed (prometheus-client's multiprocess mode). The mode is the one this
+    process's metric values were made in, not the variable alone: importing Feast sets
+    PROMETHEUS_MULTIPROC_DIR after prometheus-client has chosen in-memory values, and reading that
+    folder would then serve Feast's metrics without ours."""
+    if prometheus_values.ValueClass is not prometheus_values.MutexValue and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -234,6 +234,26 @@ def test_feed_memo_is_exact_and_a_pushed_intent_reaches_the_next_feed(served: tu
     assert memo_count(server, "hit") == hits + 1  # ranked again, not served from the memo
 
 
+def test_one_worker_from_a_clean_environment_serves_its_own_metrics(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`topicfeed serve` from a shell with no Prometheus variables: importing Feast sets one in the
+    server after prometheus-client chose in-memory values; /metrics must still show the service's own."""
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR", "prometheus_multiproc_dir"):
+        monkeypatch.delenv(name, raising=False)
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    project = f"svc{uuid.uuid4().hex[:8]}"
+    refresh_online(Settings(data_dir=data, feast=FeastSettings(project=project)), default_asof(Settings(data_dir=data)))
+    server = Server(data, {"TOPICFEED_FEAST__PROJECT": project})
+    try:
+        for i in range(3):
+            assert server.client.get(f"/v1/feed/nobody-{i}").json()["fallback"] is True
+        text = server.client.get("/metrics").text
+        got = [float(x.split()[-1]) for x in text.splitlines() if x.startswith('topicfeed_feed_fallbacks_total{reason="unknown_user"}')]
+        assert got == [3.0] and "topicfeed_request_seconds_bucket" in text
+    finally:
+        server.stop()
+
+
 def test_metrics_sum_every_worker(world: Path, tmp_path: Path) -> None:
     """Two workers: /metrics counts the requests both answered (prometheus-client multiprocess mode)."""
     data = tmp_path / "data"
