@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,28 +38,10 @@ from feed.catalog import Catalog
 from intent.model import IntentRefiner, gold_split
 from topicfeed.settings import Settings, SimulatorSettings
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from redis_server import free_port  # noqa: E402  (the tests' free-port helper)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_feed import serve  # noqa: E402  (starts `topicfeed serve` with its own metrics folder)
 
-BIN = Path(sys.executable).parent / "topicfeed"
 KEY = "bench-key"
-
-
-def serve(data: Path, model: Path) -> tuple[subprocess.Popen, httpx.Client]:
-    port = free_port()
-    env = {**os.environ, "TOPICFEED_DATA_DIR": str(data), "TOPICFEED_API_KEY": KEY, "TOPICFEED_INTENT__MODEL_DIR": str(model)}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # Feast's import set one here; one worker needs none
-    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], env=env)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"X-API-Key": KEY})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if client.get("/healthz").status_code in (200, 503):
-                return proc, client
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("the service did not start")
 
 
 def queries(log: Path, n: int, seed: int = 0) -> list[str]:
@@ -132,7 +112,8 @@ def main() -> None:
     need = args.searches + args.burst * args.bursts
     qs = queries(args.log or s.shared_data_dir / "homedepot" / "search_log.tsv", need)
     items = [catalog.ids[int(i)] for i in catalog.by_popularity[:200]]
-    proc, client = serve(s.data_dir, model)
+    proc, url = serve(s.data_dir, {"TOPICFEED_API_KEY": KEY, "TOPICFEED_INTENT__MODEL_DIR": str(model)}, workers=1)
+    client = httpx.Client(base_url=url, timeout=10, headers={"X-API-Key": KEY})
     print(f"service: one worker, SQLite online store, refiner {model} (int8={s.intent.int8}, copy_only={s.intent.copy_only})")
     try:
         k = 0

@@ -35,7 +35,7 @@ import numpy as np
 
 from feed.evaluate import evaluate_offline
 from topicfeed.adapters.movielens import read_ratings
-from topicfeed.settings import PreferenceSettings, Settings, get_settings
+from topicfeed.settings import PreferenceSettings, get_settings
 
 RECBOLE = "recbole==1.2.1"  # its wheel ships ml-100k under recbole/dataset_example/ml-100k/
 RATINGS = ("u.data", "ratings.dat", "ratings.csv", "ml-100k.inter")
@@ -93,7 +93,7 @@ def main() -> None:
     for label, settings in runs:
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            scores = evaluate_offline(Settings.model_validate(settings.model_dump()), ratings, movies, split, k=args.k, workdir=Path(tmp), fmt="movielens")
+            scores = evaluate_offline(settings, ratings, movies, split, k=args.k, workdir=Path(tmp), fmt="movielens")
         print(f"\n{label} ({time.perf_counter() - t:.0f}s):")
         for s in scores:
             print("  " + s.line(args.k))

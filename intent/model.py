@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,11 +28,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from classifier.lm import load_causal_lm
-from intent.text import key_tokens, normalize, tokens
+from intent.text import key_tokens, normalize, tokens, words
 from topicfeed.settings import IntentSettings
 
 CONFIG_NAME = "intent_refiner.json"
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*")  # the words of intent.text.tokens, case kept
 
 
 @dataclass(frozen=True)
@@ -287,9 +285,9 @@ class IntentRefiner:
             prompts = [self.prompt_ids(requests[i]) for i in idx]
             ids, mask = self._left_pad(prompts, self.pad)
             beams = max(1, p.num_beams)
-            words = [self._copy_words(requests[i]) for i in idx] if p.copy_only else None
+            allowed = [self._copy_words(requests[i]) for i in idx] if p.copy_only else None
             gen = self.model.generate(
-                logits_processor=LogitsProcessorList([CopyWords(words, self.eos, beams, ids.shape[1])]) if words else None,
+                logits_processor=LogitsProcessorList([CopyWords([seqs for seqs, _ in allowed], self.eos, beams, ids.shape[1])]) if allowed else None,
                 input_ids=ids,
                 attention_mask=mask,
                 num_beams=beams,
@@ -303,20 +301,19 @@ class IntentRefiner:
             )
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
             for k, i in enumerate(idx):
-                vocab = set(tokens(" ".join([requests[i].query, *requests[i].titles[: p.max_titles]]))) if p.copy_only else None
-                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], vocab)
+                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][1] if allowed else None)
             if progress:
                 progress(len(idx))
         out = [results[i] for i in range(len(requests))]
         return out
 
-    def _copy_words(self, request: Request) -> list[list[int]]:
-        """The words a copy-only decoder may write, as token sequences: every word of Q and the titles
-        (as written and lowercased), each encoded after a space, as targets are."""
-        texts = [request.query, *request.titles[: self.params.max_titles]]
-        words = {w for t in texts for w in _WORD.findall(t)}
-        words |= {w.lower() for w in words}
-        return [ids for w in sorted(words) if (ids := self._encode(" " + w))]
+    def _copy_words(self, request: Request) -> tuple[list[list[int]], set[str]]:
+        """What a copy-only decoder may write: every word of Q and the titles (as written and
+        lowercased) as a token sequence, each encoded after a space as targets are; and those words
+        lowercased, as ``_choose`` reads them."""
+        found = {w for t in [request.query, *request.titles[: self.params.max_titles]] for w in words(t)}
+        lower = {w.lower() for w in found}
+        return [ids for w in sorted(found | lower) if (ids := self._encode(" " + w))], lower
 
     def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None) -> str:
         """The best candidate that keeps Q's key tokens; else the best with the missing ones put back.

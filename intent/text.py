@@ -11,6 +11,14 @@ STOPWORDS = frozenset(
 )
 
 
+_WORD = re.compile(_TOKEN.pattern, re.IGNORECASE)
+
+
+def words(text: str) -> list[str]:
+    """The words of ``tokens`` with their case kept (for tokenizers that tell "Ryobi" from "ryobi")."""
+    return _WORD.findall(text)
+
+
 def tokens(text: str) -> list[str]:
     """Lower-case word tokens ("Ryobi 40V pole-saw" -> ["ryobi", "40v", "pole", "saw"])."""
     return _TOKEN.findall(text.lower())

@@ -61,16 +61,20 @@ def topic_paths(genres: Iterable[str], year: int | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _encoding(path: Path) -> str:
+    """UTF-8 if the whole file decodes as such, else Latin-1 (ml-100k and ml-1m are Latin-1): chosen
+    before any line is read, so that no line is read twice."""
+    try:
+        with path.open(encoding="utf-8", errors="strict") as fh:
+            for _ in fh:
+                pass
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8"
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8", errors="strict") as fh:
-        try:
-            for number, line in enumerate(fh, start=1):
-                if line.strip():
-                    yield number, line.rstrip("\r\n")
-            return
-        except UnicodeDecodeError:
-            pass
-    with path.open(encoding="latin-1") as fh:  # ml-100k / ml-1m are Latin-1
+    with path.open(encoding=_encoding(path)) as fh:
         for number, line in enumerate(fh, start=1):
             if line.strip():
                 yield number, line.rstrip("\r\n")
@@ -93,12 +97,12 @@ def _fields(path: Path) -> Iterator[tuple[int, list[str], str]]:
     """(line number, fields, raw line) of a MovieLens file of any layout, header skipped."""
     lines = _lines(path)
     layout: str | None = None
-    header: list[str] = []
+    names: list[str] = []  # an atomic file's column names, from its header
     for number, line in lines:
         if layout is None:
             layout, has_header = _splitter(line)
             if has_header:
-                header = line.split("," if layout == "csv" else "\t")
+                names = [h.split(":")[0] for h in line.split("," if layout == "csv" else "\t")]
                 continue
         if layout == "dat":
             yield number, line.split("::"), line
@@ -108,7 +112,6 @@ def _fields(path: Path) -> Iterator[tuple[int, list[str], str]]:
             yield number, line.split("|"), line
         elif layout == "atomic":
             cells = line.split("\t")
-            names = [h.split(":")[0] for h in header]
             yield number, [dict(zip(names, cells)).get(k, "") for k in ("item_id", "movie_title", "release_year", "class")] if "class" in names else cells, line
         else:
             yield number, line.split(), line
