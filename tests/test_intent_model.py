@@ -13,7 +13,7 @@ import pytest
 from classifier.lm import resolve_base
 from intent.jobs import read_requests
 from intent.model import IntentRefiner, Request, gold_split, load_gold
-from intent.text import key_tokens, tokens
+from intent.text import key_tokens, normalize, tokens
 
 from tiny_lm import tiny_gguf, tiny_llama_dir
 
@@ -95,6 +95,44 @@ def test_copy_words_walks_a_word_trie_per_request() -> None:
     out = proc(ids, torch.zeros(4, 10))
     allowed = [torch.isfinite(row).nonzero().flatten().tolist() for row in out]
     assert allowed == [[2], [1, 3, 9], [4, 9], [4, 9]]  # rows 0-1 are request 0's beams, rows 2-3 request 1's
+
+
+def test_copy_words_keeps_the_query_words_in_order_each_once_within_the_budget() -> None:
+    from intent.model import CopyWords
+
+    # words a=(1), b=(2 3), c=(4), d=(5); Q is "b a": Q's words in Q's order, others around them
+    proc = CopyWords([[[1], [2, 3], [4], [5]]], eos=9, repeat=1, start=0, labels=[["a", "b", "c", "d"]], order=[["b", "a"]], budget=10)
+    assert sorted(proc.allowed(0, ())) == [2, 4, 5]  # not a before b, not the end
+    assert sorted(proc.allowed(0, (4,))) == [2, 5]  # c once
+    assert sorted(proc.allowed(0, (2, 3))) == [1, 4, 5]  # b done: a is next; no end before it
+    assert sorted(proc.allowed(0, (2, 3, 1))) == [4, 5, 9]  # both done: more words or the end
+    assert sorted(proc.allowed(0, (2, 3, 4, 1))) == [5, 9]
+    tight = CopyWords([[[1], [2, 3], [4], [5]]], eos=9, repeat=1, start=0, labels=[["a", "b", "c", "d"]], order=[["b", "a"]], budget=4)
+    assert tight.allowed(0, ()) == [2]  # b (2 tokens) + a (1) + the longest other word (2) > 4 left: b now
+    capped = CopyWords([[[1], [2, 3], [4], [5]]], eos=9, repeat=1, start=0, labels=[["a", "b", "c", "d"]], order=[["b", "a"]], budget=10, max_inserted=1)
+    assert capped.allowed(0, (4,)) == [2] and capped.allowed(0, (4, 2, 3, 1)) == [9]  # one other word at most
+    spellings = CopyWords([[[1], [6]]], eos=9, repeat=1, start=0, labels=[["x", "x"]])  # "Ryobi" and "ryobi": one word
+    assert spellings.allowed(0, (1,)) == [9]
+
+
+def test_copy_only_copies_two_token_words_and_phrases_of_the_titles(tiny: dict[str, Path]) -> None:
+    """transformers' no_repeat_ngram_size counts the prompt: it forbade the second piece of any word or
+    phrase the titles hold (their bigrams are in the prompt). Neither decoding may forbid them now."""
+    import torch
+
+    from intent.model import NoRepeatWritten
+
+    out = NoRepeatWritten(start=2)(torch.tensor([[5, 5, 7, 8, 7], [7, 8, 4, 6, 7]]), torch.zeros(2, 10))
+    assert torch.isinf(out[0, 8]) and torch.isfinite(out[0, 7])  # (7 8) was written: not twice; (7 7) may
+    assert torch.isfinite(out[1]).all()  # the prompt's bigram (7 8) is not counted
+    # no title words: Q itself, in order, is the one thing copy-only decoding may write; with the
+    # prompt's bigrams banned ("query: hot mess ...") every step of it was forbidden
+    refiner = IntentRefiner.from_base(tiny["hf"], copy_only=True, keep_query_order=True, enforce_keys=False, **{**FAST, "max_new_tokens": 32})
+    beams: list[list[str]] = []
+    choose = refiner._choose
+    refiner._choose = lambda query, candidates, vocab=None: beams.append(list(candidates)) or choose(query, candidates, vocab)  # type: ignore[method-assign]
+    assert refiner.predict([Request("hot mess tickets", ())]) == ["hot mess tickets"]
+    assert [normalize(b) for b in beams[0]] == ["hot mess tickets"] * len(beams[0])  # written so, not put back from Q afterwards
 
 
 def test_lora_trains_adapters_only_and_saves_a_plain_model(tiny: dict[str, Path], tmp_path: Path) -> None:

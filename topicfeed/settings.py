@@ -165,6 +165,11 @@ class IntentSettings(BaseModel):
     copy_only: bool = Field(
         True, description="decode only whole words of Q and the clicked titles (an extractive refiner; intent.model.CopyWords)"
     )
+    keep_query_order: bool = Field(
+        True,
+        description="copy-only decoding writes Q's words in Q's order, each once, with title words around them (Q* as Q with words inserted)",
+    )
+    max_inserted_words: int | None = Field(None, ge=0, description="with keep_query_order: at most this many words besides Q's (None: no cap)")
     int8: bool = Field(
         True,
         description="serve with int8 dynamic quantization of the linear layers (CPU): 2x the refinements/s for about -0.03 BERTScore (bench_intent); applied where a trained refiner is loaded for serving, never in training",
@@ -286,10 +291,25 @@ class FeedSettings(BaseModel):
         "'default' is these settings as they are",
     )
     experiments: list[ExperimentSettings] = Field(default_factory=list, description="experiments between rankers, at most one live per surface at a time")
+    tune_grid: dict[str, tuple[float, ...]] = Field(
+        default_factory=lambda: {
+            "popularity_weight": (0.15, 0.5, 1.5, 4.0),
+            "trend_weight": (0.0, 0.25, 1.0),
+            "similar_weight": (0.0, 0.5),
+            "exploration": (0.0, 0.3),
+            "topic_scale": (0.0, 0.3, 1.0),
+        },
+        description="ranking weights `topicfeed feed evaluate --tune-days` tries on a validation window (every combination; "
+        "topic_scale multiplies level_weights)",
+    )
     experiment_refresh_s: float = Field(5.0, gt=0, description="a dynamic experiment's state file is re-read at most this often by each worker")
 
     @model_validator(mode="after")
     def _check_experiments(self) -> FeedSettings:
+        tunable = (RANKER_FIELDS - {"sources", "level_weights", "max_per_l2_topic"}) | {"topic_scale"}
+        for name, values in self.tune_grid.items():
+            if name not in tunable or not values or any(v < 0 for v in values) or (name == "exploration" and max(values) > 1):
+                raise ValueError(f"feed.tune_grid.{name}: " + (f"not a ranking weight; tunable: {sorted(tunable)}" if name not in tunable else "values must be non-empty, >= 0 (exploration <= 1)"))
         for name, overrides in self.rankers.items():
             unknown = set(overrides) - RANKER_FIELDS
             if name == DEFAULT_RANKER or unknown:
