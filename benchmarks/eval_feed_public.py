@@ -14,8 +14,9 @@ trending, in the same run. The split is at a quantile of the rating times (``--s
 
 Rating data spans months, not the simulator's days: the preference window and half-life are given in
 days (``--window-days``, ``--half-life-days``); the run prints the figures with the service's defaults
-(30-day window, 14-day half-life), with the long-horizon setting, and with popularity-led ranking
-weights, each against the same baselines.
+(30-day window, 14-day half-life), with the long-horizon setting, with popularity-led ranking
+weights, and with ranking weights tuned on the days before the split (``feed.evaluate.tune_weights``,
+``topicfeed feed evaluate --tune-days``), each against the same baselines.
 
     .venv/bin/python benchmarks/eval_feed_public.py [--source DIR] [--split-quantile 0.8] [--k 10]
 """
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feed.evaluate import evaluate_offline
+from feed.evaluate import evaluate_offline, tune_weights
 from topicfeed.adapters.movielens import read_ratings
 from topicfeed.settings import PreferenceSettings, get_settings
 
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--window-days", type=int, default=365, help="preference window of the long-horizon setting")
     ap.add_argument("--half-life-days", type=float, default=90, help="preference half-life of the long-horizon setting")
+    ap.add_argument("--tune-days", type=float, default=14, help="validation window of the tuned setting (days before the split)")
     args = ap.parse_args()
     base = get_settings()
     folder = args.source or fetch_ml100k(args.cache or base.data_dir / "public")
@@ -90,10 +92,16 @@ def main() -> None:
         (f"long horizon ({args.window_days}-day window, {args.half_life_days:g}-day half-life)", base.model_copy(update={"preferences": long, "half_life_days": args.half_life_days})),
         ("defaults, popularity-led weights (popularity 3, similar 0, exploration 0)", base.model_copy(update={"feed": led})),
     )
-    for label, settings in runs:
+    runs += ((f"defaults, ranking weights tuned on the {args.tune_days:g} days before the split (feed.tune_grid)", base),)
+    for n, (label, settings) in enumerate(runs):
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            scores = evaluate_offline(settings, ratings, movies, split, k=args.k, workdir=Path(tmp), fmt="movielens")
+            feed = None
+            if n == len(runs) - 1:
+                tuned = tune_weights(settings, ratings, movies, split, days=args.tune_days, k=args.k, workdir=Path(tmp), fmt="movielens")
+                label += f": {tuned.overrides or 'the defaults'} (validation ndcg@{args.k} {tuned.default_ndcg:.3f} -> {tuned.tuned_ndcg:.3f}, popularity there {tuned.popularity_ndcg:.3f}; {tuned.users} users, {tuned.tried} weight sets)"
+                feed = tuned.feed
+            scores = evaluate_offline(settings, ratings, movies, split, k=args.k, workdir=Path(tmp), fmt="movielens", feed=feed)
         print(f"\n{label} ({time.perf_counter() - t:.0f}s):")
         for s in scores:
             print("  " + s.line(args.k))

@@ -7,14 +7,21 @@ with events before the split and clicks on known items after it, the feed is ran
 ``Ranker`` and profile read the service uses, and scored against those later clicks (binary
 relevance): nDCG@k, precision@k, recall@k, MRR and catalog coverage, beside a popularity and a
 trending baseline that exclude the same seen items.
+
+``tune_weights`` chooses the ranking weights for a domain on a validation window before the split
+(the history before ``split - days`` ranks, the clicks of those days score; nothing after the split
+is read), from the grid ``FeedSettings.tune_grid``: ``topicfeed feed evaluate --tune-days`` scores the
+chosen weights beside the defaults.
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +34,7 @@ from feed.ranker import Ranker
 from topicfeed.ingest import Format, ingest
 from topicfeed.lake import Lake
 from topicfeed.schemas import DOCUMENT_SCHEMA, EVENT_SCHEMA
-from topicfeed.settings import Settings
+from topicfeed.settings import FeedSettings, Settings
 from topicfeed.taxonomy import Taxonomy
 
 
@@ -77,13 +84,42 @@ def _taxonomy_for(lake: Lake, settings: Settings, tmp: Path) -> Path:
     return path
 
 
-def evaluate_offline(
-    settings: Settings, events: Path, documents: Path, split_time: datetime, k: int = 10, workdir: Path | None = None, fmt: Format = "auto"
-) -> list[Scores]:
-    """The three methods' scores (module docstring); ``workdir``: where the history goes (a temp dir by
-    default); ``fmt``: both files' format (``topicfeed.ingest.Format``; auto: from their names). A
-    documents file whose topics are outside the configured taxonomy (MovieLens genres) gets a taxonomy
-    made of the topics it uses."""
+@dataclass
+class OfflineWorld:
+    """The history before ``split_time`` loaded as the service loads it (catalog, online profiles), and
+    the clicks each user made on known, unseen items after it (up to ``until``): what methods are scored on."""
+
+    catalog: Catalog
+    reader: ProfileReader
+    relevant: dict[str, set[str]]
+    split_time: datetime
+
+    def score(self, method: str, rank: Callable[[Catalog, str, set[int], int], list[str]], k: int) -> Scores:
+        """``rank(catalog, user, seen items, k)`` for every user with later clicks, scored against them."""
+        rows, shown = [], set()
+        for user in sorted(self.relevant):
+            ranked = rank(self.catalog, user, self.catalog.clicked.get(user, set()), k)
+            shown.update(ranked)
+            rows.append(ranking_metrics(ranked, self.relevant[user], k))
+        m = np.array(rows) if rows else np.zeros((0, 4))
+        means = m.mean(axis=0) if len(rows) else np.zeros(4)
+        return Scores(method, len(rows), *(float(x) for x in means), coverage=len(shown) / max(len(self.catalog), 1))
+
+    def ranker(self, feed: FeedSettings, k: int, method: str = "topicfeed") -> Scores:
+        """Our feed under these ranking settings, through the service's ranker and profile read."""
+        ranker = Ranker(feed)
+        return self.score(method, lambda c, u, seen, n: [i.item_id for i in ranker.rank(c, self.reader.get(u), user_id=u, limit=n, now=self.split_time).items], k)
+
+    def baselines(self, k: int) -> list[Scores]:
+        """Popularity and trending, excluding the same seen items."""
+        return [self.score("popularity", _baseline(self.catalog.by_popularity), k), self.score("trending", _baseline(self.catalog.by_trend), k)]
+
+
+@contextmanager
+def offline_world(
+    settings: Settings, events: Path, documents: Path, split_time: datetime, *, until: datetime | None = None, workdir: Path | None = None, fmt: Format = "auto"
+) -> Iterator[OfflineWorld]:
+    """The world of the module docstring, in a temporary directory that goes when the block ends."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         full = settings.model_copy(update={"data_dir": Path(tmp) / "all"})
         ingest("documents", documents, full, fmt)
@@ -94,32 +130,77 @@ def evaluate_offline(
         all_events = lake.read("events", columns=EVENT_SCHEMA.names)
         history.append("documents", lake.read("documents", columns=DOCUMENT_SCHEMA.names, filter=pc.field("created_at") < split_time))
         history.append("events", all_events.filter(pc.field("ts") < split_time))
-        later = all_events.filter((pc.field("ts") >= split_time) & (pc.field("type") == "click"))
+        after = (pc.field("ts") >= split_time) & (pc.field("type") == "click")
+        later = all_events.filter(after & (pc.field("ts") < until) if until is not None else after)
         if not history.exists("events") or later.num_rows == 0:
             raise ValueError(f"no events before or no clicks after {split_time.isoformat()}: choose another --split-time")
         compute_features(s, split_time)
         refresh_online(s, split_time)
         catalog = Catalog.load(s, asof=split_time)
         reader = ProfileReader(s, now=lambda: split_time)
-        ranker = Ranker(s.feed)
         known_users = set(pc.unique(history.read("events", columns=["user_id"]).column(0)).to_pylist())
         relevant: dict[str, set[str]] = {}
         for user, item in zip(later.column("user_id").to_pylist(), later.column("item_id").to_pylist()):
             if user in known_users and item in catalog.index and catalog.index[item] not in catalog.clicked.get(user, ()):
                 relevant.setdefault(user, set()).add(item)
-        methods: dict[str, Callable[[Catalog, str, set[int], int], list[str]]] = {
-            "topicfeed": lambda c, u, seen, n: [i.item_id for i in ranker.rank(c, reader.get(u), user_id=u, limit=n, now=split_time).items],
-            "popularity": _baseline(catalog.by_popularity),
-            "trending": _baseline(catalog.by_trend),
-        }
-        out = []
-        for name, rank in methods.items():
-            rows, shown = [], set()
-            for user in sorted(relevant):
-                ranked = rank(catalog, user, catalog.clicked.get(user, set()), k)
-                shown.update(ranked)
-                rows.append(ranking_metrics(ranked, relevant[user], k))
-            m = np.array(rows) if rows else np.zeros((0, 4))
-            out.append(Scores(name, len(rows), *(float(x) for x in (m.mean(axis=0) if len(rows) else np.zeros(4))), coverage=len(shown) / max(len(catalog), 1)))
-        reader.close()
-        return out
+        try:
+            yield OfflineWorld(catalog, reader, relevant, split_time)
+        finally:
+            reader.close()
+
+
+@dataclass
+class Tuned:
+    """Ranking weights chosen on a validation window: the settings, the overrides that make them, and
+    nDCG@k on the window with the defaults, with the choice and of the popularity baseline."""
+
+    feed: FeedSettings
+    overrides: dict[str, object]
+    default_ndcg: float
+    tuned_ndcg: float
+    tried: int
+    validation_time: datetime
+    users: int
+    popularity_ndcg: float = 0.0
+
+
+def _candidates(feed: FeedSettings, grid: dict[str, tuple[float, ...]]) -> Iterator[dict[str, object]]:
+    """Every combination of the grid as ranking overrides (``topic_scale`` scales ``level_weights``)."""
+    names = sorted(grid)
+    for values in itertools.product(*(grid[n] for n in names)):
+        chosen = dict(zip(names, values))
+        scale = chosen.pop("topic_scale", 1.0)
+        yield {**chosen, "level_weights": tuple(round(w * scale, 6) for w in feed.level_weights)}
+
+
+def tune_weights(
+    settings: Settings, events: Path, documents: Path, split_time: datetime, *, days: float, k: int = 10, workdir: Path | None = None, fmt: Format = "auto"
+) -> Tuned:
+    """Ranking weights for a domain: the history up to ``split_time - days`` ranks, the clicks of the
+    ``days`` before ``split_time`` score, every combination of ``settings.feed.tune_grid`` is tried and
+    the best nDCG@k wins (the defaults win ties). Nothing at or after ``split_time`` is read."""
+    start = split_time - timedelta(days=days)
+    feed = settings.feed
+    with offline_world(settings, events, documents, start, until=split_time, workdir=workdir, fmt=fmt) as world:
+        default = world.ranker(feed, k).ndcg
+        best, best_ndcg, tried = {}, default, 0
+        for overrides in _candidates(feed, feed.tune_grid):
+            tried += 1
+            ndcg = world.ranker(feed.model_copy(update=overrides), k).ndcg
+            if ndcg > best_ndcg + 1e-12:
+                best, best_ndcg = overrides, ndcg
+        users = len(world.relevant)
+        popularity = world.baselines(k)[0].ndcg
+    return Tuned(feed.model_copy(update=best), best, default, best_ndcg, tried, start, users, popularity)
+
+
+def evaluate_offline(
+    settings: Settings, events: Path, documents: Path, split_time: datetime, k: int = 10, workdir: Path | None = None, fmt: Format = "auto", feed: FeedSettings | None = None
+) -> list[Scores]:
+    """The three methods' scores (module docstring); ``workdir``: where the history goes (a temp dir by
+    default); ``fmt``: both files' format (``topicfeed.ingest.Format``; auto: from their names);
+    ``feed``: the ranking settings of our feed (default: ``settings.feed``; ``tune_weights`` makes
+    some). A documents file whose topics are outside the configured taxonomy (MovieLens genres) gets
+    a taxonomy made of the topics it uses."""
+    with offline_world(settings, events, documents, split_time, workdir=workdir, fmt=fmt) as world:
+        return [world.ranker(feed or settings.feed, k), *world.baselines(k)]

@@ -136,3 +136,41 @@ def test_offline_evaluation_runs_on_movielens_and_finds_genre_taste(tmp_path: Pa
     assert ours.recall > pop.recall
     with pytest.raises(ValueError, match="split-time"):
         evaluate_offline(s, ratings, movies, split + timedelta(days=400), workdir=tmp_path)
+
+
+def test_ranking_weights_tuned_before_the_split_never_read_after_it(tmp_path: Path) -> None:
+    from feed.evaluate import tune_weights
+    from topicfeed.settings import FeedSettings
+
+    ratings, movies, split = _taste_world(tmp_path)
+    s = Settings(data_dir=tmp_path / "unused", feed=FeedSettings(tune_grid={"popularity_weight": (0.15, 4.0), "topic_scale": (0.0, 1.0)}))
+    tuned = tune_weights(s, ratings, movies, split, days=4, workdir=tmp_path, fmt="movielens")
+    assert tuned.tried == 4 and tuned.users > 30 and tuned.validation_time == split - timedelta(days=4)
+    assert tuned.tuned_ndcg >= tuned.default_ndcg > 0 and tuned.popularity_ndcg > 0
+    assert tuned.feed.level_weights == s.feed.level_weights  # genre taste ranks here: the topic weights stay
+    ours = evaluate_offline(s, ratings, movies, split, workdir=tmp_path, fmt="movielens", feed=tuned.feed)[0]
+    assert ours.ndcg > 0
+    # the same files with other ratings after the split (everybody loves the blockbusters): the same choice
+    (tmp_path / "later").mkdir()
+    after = int(split.timestamp()) + 3600
+    extra = [f"{u}\t{900 + b}\t5\t{after + u}" for u in range(60) for b in range(12)]
+    (tmp_path / "later" / "u.data").write_text(ratings.read_text() + "\n".join(extra) + "\n")
+    again = tune_weights(s, tmp_path / "later" / "u.data", movies, split, days=4, workdir=tmp_path, fmt="movielens")
+    assert (again.overrides, again.default_ndcg, again.tuned_ndcg, again.users) == (tuned.overrides, tuned.default_ndcg, tuned.tuned_ndcg, tuned.users)
+    with pytest.raises(ValueError, match="tune_grid.bogus"):
+        FeedSettings(tune_grid={"bogus": (1.0,)})
+
+
+def test_cli_feed_evaluate_tunes_then_scores(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ratings, movies, split = _taste_world(tmp_path)
+    env = {**os.environ, "TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_FEED__TUNE_GRID": '{"popularity_weight": [0.15, 4.0]}'}
+    args = ["feed", "evaluate", "--events", str(ratings), "--documents", str(movies), "--format", "movielens", "--split-time", split.isoformat(), "--tune-days", "4"]
+    got = subprocess.run([sys.executable, "-c", "from topicfeed.cli import main; main()", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert lines[0].startswith("tuned on the clicks from") and "2 weight sets" in lines[0] and "popularity there" in lines[0]
+    assert [line.split()[0] for line in lines[1:4]] == ["topicfeed", "popularity", "trending"] and "ndcg@10=" in lines[1]

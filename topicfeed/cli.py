@@ -332,13 +332,28 @@ def feed_evaluate(
     split_time: Annotated[str, typer.Option(help="ISO time: rank from what came before, score on the clicks after")],
     k: Annotated[int, typer.Option(help="cut-off of the ranked lists")] = 10,
     fmt: Annotated[InFormat, typer.Option("--format", help="format of both files (auto: from the file names)")] = InFormat.auto,
+    tune_days: Annotated[
+        float | None, typer.Option(help="first choose the ranking weights (feed.tune_grid) on the clicks of this many days before the split, ranked from the history before them")
+    ] = None,
 ) -> None:
     """nDCG@k, precision@k, recall@k, MRR and coverage of our feed, popularity and trending, in one run
     (documents whose topics are outside the configured taxonomy get one made of the topics they use)."""
-    from feed.evaluate import evaluate_offline
+    import json
 
+    from feed.evaluate import evaluate_offline, tune_weights
+
+    settings = get_settings()
+    feed = None
     try:
-        scores = evaluate_offline(get_settings(), events, documents, _when(split_time), k=k, fmt=fmt.value)
+        if tune_days:
+            tuned = tune_weights(settings, events, documents, _when(split_time), days=tune_days, k=k, fmt=fmt.value)
+            typer.echo(
+                f"tuned on the clicks from {tuned.validation_time.isoformat()} to the split ({tuned.users} users, {tuned.tried} weight sets): "
+                f"ndcg@{k} {tuned.default_ndcg:.3f} with the defaults, {tuned.tuned_ndcg:.3f} with {json.dumps(tuned.overrides) if tuned.overrides else 'the defaults'} "
+                f"(popularity there: {tuned.popularity_ndcg:.3f})"
+            )
+            feed = tuned.feed
+        scores = evaluate_offline(settings, events, documents, _when(split_time), k=k, fmt=fmt.value, feed=feed)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
