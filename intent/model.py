@@ -141,7 +141,7 @@ class CopyWords(LogitsProcessor):
         """First tokens of the words that may start when ``j`` ordered words are done and ``left``
         tokens remain: only the next ordered word once another word might leave too few for the rest."""
         root, order = self.tries[i], self.order[i]
-        full = order and self.max_inserted is not None and len(used) - j >= self.max_inserted
+        full = bool(order) and self.max_inserted is not None and len(used) - j >= self.max_inserted
         if full and j >= len(order):
             return []
         if j < len(order) and (full or sum(self._cost[i][j:]) + self._longest[i] > left):
