@@ -159,6 +159,8 @@ def test_ranking_weights_tuned_before_the_split_never_read_after_it(tmp_path: Pa
     assert (again.overrides, again.default_ndcg, again.tuned_ndcg, again.users) == (tuned.overrides, tuned.default_ndcg, tuned.tuned_ndcg, tuned.users)
     with pytest.raises(ValueError, match="tune_grid.bogus"):
         FeedSettings(tune_grid={"bogus": (1.0,)})
+    with pytest.raises(ValueError, match="tune_grid.freshness_half_life_hours"):
+        FeedSettings(tune_grid={"freshness_half_life_hours": (0.0, 24.0)})
 
 
 def test_cli_feed_evaluate_tunes_then_scores(tmp_path: Path) -> None:

@@ -308,8 +308,10 @@ class FeedSettings(BaseModel):
     def _check_experiments(self) -> FeedSettings:
         tunable = (RANKER_FIELDS - {"sources", "level_weights", "max_per_l2_topic"}) | {"topic_scale"}
         for name, values in self.tune_grid.items():
-            if name not in tunable or not values or any(v < 0 for v in values) or (name == "exploration" and max(values) > 1):
-                raise ValueError(f"feed.tune_grid.{name}: " + (f"not a ranking weight; tunable: {sorted(tunable)}" if name not in tunable else "values must be non-empty, >= 0 (exploration <= 1)"))
+            bad = not values or any(v < 0 for v in values) or (name == "exploration" and max(values) > 1) or (name == "freshness_half_life_hours" and min(values) <= 0)
+            if name not in tunable or bad:
+                why = f"not a ranking weight; tunable: {sorted(tunable)}" if name not in tunable else "values must be non-empty and >= 0 (exploration <= 1, freshness_half_life_hours > 0)"
+                raise ValueError(f"feed.tune_grid.{name}: {why}")
         for name, overrides in self.rankers.items():
             unknown = set(overrides) - RANKER_FIELDS
             if name == DEFAULT_RANKER or unknown:
