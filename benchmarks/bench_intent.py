@@ -48,8 +48,7 @@ def main() -> None:
         print(msg, flush=True)
 
     if args.teacher:
-        teacher_dir = args.teacher
-        teacher = IntentRefiner.from_pretrained(teacher_dir)
+        teacher = IntentRefiner.from_pretrained(args.teacher)
         say(f"teacher: reused {args.teacher}")
     else:
         t = time.perf_counter()
@@ -57,8 +56,8 @@ def main() -> None:
         teacher = IntentRefiner.from_base(s.intent.teacher_base, lora=True, epochs=3, batch_size=8, learning_rate=1e-3, num_beams=2, copy_only=False)
         teacher.fit(train_gold)
         say(f"teacher: {s.intent.teacher_base} + LoRA on {len(train_gold)} gold examples in {time.perf_counter() - t:.0f}s (loss {teacher.fit_report_['first_loss']} -> {teacher.fit_report_['last_loss']})")
-        teacher_dir = teacher.save_pretrained(args.teacher_out or tmp / "teacher")
-        teacher = IntentRefiner.from_pretrained(teacher_dir)
+        teacher.save_pretrained(args.teacher_out or tmp / "teacher")
+        teacher = IntentRefiner.from_pretrained(args.teacher_out or tmp / "teacher")
 
     split = split_log(log)
     mined = mine(split.train)
@@ -89,8 +88,8 @@ def main() -> None:
     say(f"the configured serving student (settings.intent.int8={s.intent.int8}, copy_only={s.intent.copy_only}): {configured}")
 
     # the teacher also decoding as the student serves (copy-only, Q's words in order): the bar is
-    # read against the better of the two teachers
-    teacher_copy = IntentRefiner.from_pretrained(teacher_dir, copy_only=True, keep_query_order=s.intent.keep_query_order)
+    # read against the better of the two teachers; the same loaded model, decoded the other way
+    teacher_copy = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update={"copy_only": True, "keep_query_order": s.intent.keep_query_order}))
     models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, **variants}
     say("held-out gold:")
     rows = gold_rows(models, bias=split.bias)

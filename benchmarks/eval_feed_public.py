@@ -87,17 +87,17 @@ def main() -> None:
     print(f"  same as: topicfeed feed evaluate --events {ratings} --documents {movies} --format movielens --split-time {split.isoformat()} --k {args.k}")
     long = PreferenceSettings(**{**base.preferences.model_dump(), "window_days": args.window_days})
     led = base.feed.model_copy(update={"popularity_weight": 3.0, "similar_weight": 0.0, "exploration": 0.0})
-    runs = (
-        ("service defaults (30-day window, 14-day half-life)", base),
-        (f"long horizon ({args.window_days}-day window, {args.half_life_days:g}-day half-life)", base.model_copy(update={"preferences": long, "half_life_days": args.half_life_days})),
-        ("defaults, popularity-led weights (popularity 3, similar 0, exploration 0)", base.model_copy(update={"feed": led})),
+    runs = (  # (label, settings, whether the ranking weights are tuned first)
+        ("service defaults (30-day window, 14-day half-life)", base, False),
+        (f"long horizon ({args.window_days}-day window, {args.half_life_days:g}-day half-life)", base.model_copy(update={"preferences": long, "half_life_days": args.half_life_days}), False),
+        ("defaults, popularity-led weights (popularity 3, similar 0, exploration 0)", base.model_copy(update={"feed": led}), False),
+        (f"defaults, ranking weights tuned on the {args.tune_days:g} days before the split (feed.tune_grid)", base, True),
     )
-    runs += ((f"defaults, ranking weights tuned on the {args.tune_days:g} days before the split (feed.tune_grid)", base),)
-    for n, (label, settings) in enumerate(runs):
+    for label, settings, tune in runs:
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             feed = None
-            if n == len(runs) - 1:
+            if tune:
                 tuned = tune_weights(settings, ratings, movies, split, days=args.tune_days, k=args.k, workdir=Path(tmp), fmt="movielens")
                 label += f": {tuned.overrides or 'the defaults'} (validation ndcg@{args.k} {tuned.default_ndcg:.3f} -> {tuned.tuned_ndcg:.3f}, popularity there {tuned.popularity_ndcg:.3f}; {tuned.users} users, {tuned.tried} weight sets)"
                 feed = tuned.feed

@@ -20,7 +20,7 @@ import itertools
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from featurestore.jobs import compute_features, refresh_online
-from featurestore.profile import ProfileReader
+from featurestore.profile import ProfileReader, UserProfile
 from feed.catalog import Catalog
 from feed.ranker import Ranker
 from topicfeed.ingest import Format, ingest
@@ -93,6 +93,7 @@ class OfflineWorld:
     reader: ProfileReader
     relevant: dict[str, set[str]]
     split_time: datetime
+    _profiles: dict[str, UserProfile] = field(default_factory=dict)  # read once, for every method scored
 
     def score(self, method: str, rank: Callable[[Catalog, str, set[int], int], list[str]], k: int) -> Scores:
         """``rank(catalog, user, seen items, k)`` for every user with later clicks, scored against them."""
@@ -101,14 +102,20 @@ class OfflineWorld:
             ranked = rank(self.catalog, user, self.catalog.clicked.get(user, set()), k)
             shown.update(ranked)
             rows.append(ranking_metrics(ranked, self.relevant[user], k))
-        m = np.array(rows) if rows else np.zeros((0, 4))
-        means = m.mean(axis=0) if len(rows) else np.zeros(4)
+        means = np.array(rows).mean(axis=0) if rows else np.zeros(4)
         return Scores(method, len(rows), *(float(x) for x in means), coverage=len(shown) / max(len(self.catalog), 1))
 
     def ranker(self, feed: FeedSettings, k: int, method: str = "topicfeed") -> Scores:
         """Our feed under these ranking settings, through the service's ranker and profile read."""
         ranker = Ranker(feed)
-        return self.score(method, lambda c, u, seen, n: [i.item_id for i in ranker.rank(c, self.reader.get(u), user_id=u, limit=n, now=self.split_time).items], k)
+        return self.score(method, lambda c, u, seen, n: [i.item_id for i in ranker.rank(c, self.profile(u), user_id=u, limit=n, now=self.split_time).items], k)
+
+    def profile(self, user: str) -> UserProfile:
+        """The user's online profile, read once (the store does not change inside the world)."""
+        got = self._profiles.get(user)
+        if got is None:
+            got = self._profiles[user] = self.reader.get(user)
+        return got
 
     def baselines(self, k: int) -> list[Scores]:
         """Popularity and trending, excluding the same seen items."""
@@ -169,8 +176,11 @@ def _candidates(feed: FeedSettings, grid: dict[str, tuple[float, ...]]) -> Itera
     names = sorted(grid)
     for values in itertools.product(*(grid[n] for n in names)):
         chosen = dict(zip(names, values))
-        scale = chosen.pop("topic_scale", 1.0)
-        yield {**chosen, "level_weights": tuple(round(w * scale, 6) for w in feed.level_weights)}
+        scale = chosen.pop("topic_scale", None)
+        overrides: dict[str, object] = dict(chosen)
+        if scale is not None:
+            overrides["level_weights"] = tuple(round(w * scale, 6) for w in feed.level_weights)
+        yield overrides
 
 
 def tune_weights(

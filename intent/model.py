@@ -372,11 +372,12 @@ class IntentRefiner:
             ids, mask = self._left_pad(prompts, self.pad)
             beams = max(1, p.num_beams)
             allowed = [self._copy_words(requests[i]) for i in idx] if p.copy_only else None
-            processor = LogitsProcessorList([NoRepeatWritten(ids.shape[1])])
             if allowed:
                 q_words = [tokens(requests[i].query) for i in idx] if p.keep_query_order else None
                 copy = CopyWords([seqs for seqs, _, _ in allowed], self.eos, beams, ids.shape[1], labels=[labs for _, labs, _ in allowed], order=q_words, budget=p.max_new_tokens, max_inserted=p.max_inserted_words)
                 processor = LogitsProcessorList([copy])
+            else:
+                processor = LogitsProcessorList([NoRepeatWritten(ids.shape[1])])
             gen = self.model.generate(
                 logits_processor=processor,
                 input_ids=ids,
