@@ -4,7 +4,8 @@
 level with scores, the topic embedding) and the latest ``item_stats`` (decayed popularity, partner,
 creation time), plus titles from the lake's documents and, from the lake's click events, each item's
 trend (the largest rise of its clicks over the window before, over the configured windows) and each
-user's clicked items (excluded from their feed; the service adds clicks that arrive later).
+user's clicked items (excluded from their feed; the service adds clicks that arrive later) and the
+item-to-item co-click matrix built from them (``coclick_matrix``).
 ``CatalogHolder`` keeps the current catalog and replaces it atomically on refresh: a request reads
 one reference and never sees a half-built catalog.
 """
@@ -15,7 +16,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -65,6 +66,7 @@ class Catalog:
     topic_readable: list[str] = field(default_factory=list)  # column j's path in words ("News > Politics")
     embedding_csr: sparse.csr_matrix | None = None  # the same embedding, sparse (a few topics per item)
     partner_items: dict[str, np.ndarray] = field(default_factory=dict)  # partner -> its item indices
+    coclick: sparse.csr_matrix | None = None  # (items, items): co-click cosine, the strongest neighbours per row
 
     def __post_init__(self) -> None:
         self.index = {item: i for i, item in enumerate(self.ids)}
@@ -174,6 +176,7 @@ class Catalog:
                 by_word[w].append(i)
         asof = asof or _newest_event(lake) or datetime.now(UTC)
         trend, clicked = _trend_and_clicks(settings, lake, index, asof)
+        coclick = coclick_matrix(clicked.values(), n, settings.feed.coclick_neighbours, settings.feed.coclick_user_items)
         return cls(
             ids=ids,
             titles=titles,
@@ -188,8 +191,35 @@ class Catalog:
             by_word={w: np.array(v, dtype=np.int64) for w, v in by_word.items()},
             clicked=clicked,
             asof=asof,
+            coclick=coclick,
             loaded_in_s=time.perf_counter() - start,
         )
+
+
+def coclick_matrix(clicks: Iterable[set[int]], n: int, neighbours: int, user_items: int) -> sparse.csr_matrix | None:
+    """Item-to-item co-click cosine over ``n`` items from each user's clicked items (at most
+    ``user_items`` of a user, the lowest indices: a bound on the pairs a heavy user adds):
+    ``C[i, j] = users(i, j) / sqrt(users(i) * users(j))``, no diagonal, the ``neighbours`` strongest
+    per row kept. None when no user clicked two items."""
+    rows: list[np.ndarray] = []
+    for u, items in enumerate(clicks):
+        if len(items) > 1:
+            rows.append(np.stack([np.full(min(len(items), user_items), u), np.sort(np.fromiter(items, np.int64, len(items)))[:user_items]]))
+    if not rows:
+        return None
+    pairs = np.concatenate(rows, axis=1)
+    m = sparse.csr_matrix((np.ones(pairs.shape[1]), (pairs[0], pairs[1])), shape=(int(pairs[0].max()) + 1, n))
+    c = (m.T @ m).tocoo()
+    users = np.asarray(m.sum(axis=0)).ravel()
+    off = c.row != c.col
+    r, col, v = c.row[off], c.col[off], c.data[off] / np.sqrt(users[c.row[off]] * users[c.col[off]])
+    order = np.lexsort((-v, r))  # by row, strongest first
+    r, col, v = r[order], col[order], v[order]
+    starts = np.searchsorted(r, r, side="left")
+    keep = np.arange(len(r)) - starts < neighbours
+    if not keep.any():
+        return None
+    return sparse.csr_matrix((v[keep].astype(np.float32), (r[keep], col[keep])), shape=(n, n))
 
 
 def _newest_event(lake: Lake) -> datetime | None:

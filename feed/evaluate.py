@@ -17,6 +17,7 @@ chosen weights beside the defaults.
 from __future__ import annotations
 
 import itertools
+import math
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ class Scores:
     recall: float
     mrr: float
     coverage: float
+    per_user: list[float] = field(default_factory=list, repr=False)  # nDCG@k of each user, in user order
 
     def line(self, k: int) -> str:
         return (
@@ -63,6 +65,18 @@ def ranking_metrics(ranked: Sequence[str], relevant: set[str], k: int) -> tuple[
     ideal = float(gains[: min(len(relevant), k)].sum())
     first = next((j for j, h in enumerate(hits) if h), None)
     return (dcg / ideal if ideal else 0.0), sum(hits) / k, (sum(hits) / len(relevant) if relevant else 0.0), (1.0 / (first + 1) if first is not None else 0.0)
+
+
+def paired_ratio_interval(ours: Scores, base: Scores, *, samples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A paired bootstrap interval of ``mean nDCG(ours) / mean nDCG(base)`` over the same users:
+    users are resampled with replacement, both methods keep their own score of each drawn user."""
+    a, b = np.asarray(ours.per_user), np.asarray(base.per_user)
+    if len(a) != len(b) or not len(a):
+        raise ValueError("the two scores must cover the same users")
+    draws = np.random.default_rng(seed).integers(0, len(a), size=(samples, len(a)))
+    ratios = a[draws].mean(axis=1) / np.maximum(b[draws].mean(axis=1), 1e-12)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def _baseline(order: np.ndarray) -> Callable[[Catalog, str, set[int], int], list[str]]:
@@ -103,7 +117,7 @@ class OfflineWorld:
             shown.update(ranked)
             rows.append(ranking_metrics(ranked, self.relevant[user], k))
         means = np.array(rows).mean(axis=0) if rows else np.zeros(4)
-        return Scores(method, len(rows), *(float(x) for x in means), coverage=len(shown) / max(len(self.catalog), 1))
+        return Scores(method, len(rows), *(float(x) for x in means), coverage=len(shown) / max(len(self.catalog), 1), per_user=[r[0] for r in rows])
 
     def ranker(self, feed: FeedSettings, k: int, method: str = "topicfeed") -> Scores:
         """Our feed under these ranking settings, through the service's ranker and profile read."""
@@ -184,21 +198,34 @@ def _candidates(feed: FeedSettings, grid: dict[str, tuple[float, ...]]) -> Itera
 
 
 def tune_weights(
-    settings: Settings, events: Path, documents: Path, split_time: datetime, *, days: float, k: int = 10, workdir: Path | None = None, fmt: Format = "auto"
+    settings: Settings,
+    events: Path,
+    documents: Path,
+    split_time: datetime,
+    *,
+    days: float,
+    k: int = 10,
+    workdir: Path | None = None,
+    fmt: Format = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Tuned:
     """Ranking weights for a domain: the history up to ``split_time - days`` ranks, the clicks of the
     ``days`` before ``split_time`` score, every combination of ``settings.feed.tune_grid`` is tried and
-    the best nDCG@k wins (the defaults win ties). Nothing at or after ``split_time`` is read."""
+    the best nDCG@k wins (the defaults win ties). Nothing at or after ``split_time`` is read.
+    ``progress(done, total)`` is called after each combination."""
     start = split_time - timedelta(days=days)
     feed = settings.feed
     with offline_world(settings, events, documents, start, until=split_time, workdir=workdir, fmt=fmt) as world:
         default = world.ranker(feed, k).ndcg
         best, best_ndcg, tried = {}, default, 0
+        total = math.prod(len(v) for v in feed.tune_grid.values())
         for overrides in _candidates(feed, feed.tune_grid):
             tried += 1
             ndcg = world.ranker(feed.model_copy(update=overrides), k).ndcg
             if ndcg > best_ndcg + 1e-12:
                 best, best_ndcg = overrides, ndcg
+            if progress is not None:
+                progress(tried, total)
         users = len(world.relevant)
         popularity = world.baselines(k)[0].ndcg
     return Tuned(feed.model_copy(update=best), best, default, best_ndcg, tried, start, users, popularity)

@@ -2,12 +2,13 @@
 
 Candidates come from named sources (``FeedSettings.sources``, each switchable): the user's top topics
 at each level, refined intents (title words of the refined query), trending, popular, similar to what
-the user clicked (cosine over the topic embedding, brute force) and fresh items. Each candidate is
-scored as
+the user clicked (cosine over the topic embedding, brute force), co-clicked with what the user
+clicked (item-to-item co-click cosine, ``Catalog.coclick``) and fresh items. Each candidate is scored as
 
     level_weights[l] * pref_l(topic) * item_score(topic), summed over the item's topics and levels
   + intent_weight * (share of the intent's words in the title, or 1 for the topics of a fresh search)
   + similar_weight * cosine(item, the user's clicked items)
+  + coclick_weight * sum of the item's co-click cosines with the user's clicked items (scaled to 0..1 per user)
   + trend_weight * trend + popularity_weight * popularity + freshness_weight * 0.5 ** (age / half-life)
   + exploration * freshness * u,   u ~ U(0, 1), fixed per (user, day, item)
 
@@ -34,7 +35,7 @@ from topicfeed.settings import FeedSettings
 
 ReasonKind = Literal["intent", "topic", "trending", "popular", "similar", "fresh", "partner"]
 TOPICS_PER_LEVEL = 5  # the user's strongest topics per level that feed the topic source
-SOURCES = ("intents", "topics", "similar", "trending", "popular", "fresh", "partner")  # Scored.source codes
+SOURCES = ("intents", "topics", "similar", "coclick", "trending", "popular", "fresh", "partner")  # Scored.source codes
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -74,8 +75,8 @@ class FeedItem:
 
 @dataclass
 class Scored:
-    """Candidates (catalog indices) with their scores and score parts (intent, topic, similar, trend,
-    popularity, fresh), as ``Ranker.scored`` returns them."""
+    """Candidates (catalog indices) with their scores and score parts (intent, topic, similar, coclick,
+    trend, popularity, fresh), as ``Ranker.scored`` returns them."""
 
     cands: np.ndarray
     score: np.ndarray
@@ -86,6 +87,7 @@ class Scored:
     clicked: set[int]
     similarity: np.ndarray | None  # cosine of every catalog item with the user's clicked items (None: no clicks)
     personal: bool
+    coclick: np.ndarray | None = None  # every catalog item's co-click score with the user's clicked items, 0..1
 
 
 @dataclass
@@ -107,9 +109,10 @@ class Ranker:
     # candidates -------------------------------------------------------------------------------
     def _candidates(
         self, catalog: Catalog, profile: UserProfile | None, clicked: set[int], searches: list[RecentSearch], personal: bool, partner: str | None
-    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, str]], np.ndarray | None]:
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, str]], np.ndarray | None, np.ndarray | None]:
         """(candidates in first-offer order, the source that offered each first, item -> (intent match,
-        query), every item's cosine with the user's clicked items or None)."""
+        query), every item's cosine with the user's clicked items or None, every item's co-click score
+        with them or None)."""
         offered: list[np.ndarray] = []
         names: list[str] = []
         intent: dict[int, tuple[float, str]] = {}
@@ -122,6 +125,7 @@ class Ranker:
 
         limits = self.enabled
         sims: np.ndarray | None = None
+        co: np.ndarray | None = None
         if personal and profile is not None:
             if "intents" in limits:
                 queries = [q for q in [profile.last_refined_query, *profile.recent_refined_queries] if q]
@@ -151,6 +155,14 @@ class Ranker:
                     k = min(limits["similar"] + len(clicked), len(sims))
                     top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
                     offer(top[np.argsort(-sims[top])], "similar")
+            if "coclick" in limits and clicked and catalog.coclick is not None:
+                got = np.asarray(catalog.coclick[np.fromiter(clicked, dtype=np.int64, count=len(clicked))].sum(axis=0)).ravel()
+                if got.max(initial=0) > 0:
+                    co = got / got.max()
+                    nz = np.flatnonzero(co)
+                    k = min(limits["coclick"] + len(clicked), len(nz))
+                    top = nz[np.argpartition(-co[nz], k - 1)[:k]] if k < len(nz) else nz
+                    offer(top[np.argsort(-co[top], kind="stable")], "coclick")
         for search in searches:
             for topic in search.topics:
                 got = catalog.by_topic.get(topic)
@@ -165,7 +177,7 @@ class Ranker:
         if partner:
             offer(catalog.partner_items.get(partner, np.zeros(0, np.int64)), "partner")
         if not offered:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), intent, sims
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), intent, sims, co
         every = np.concatenate(offered)
         codes = np.repeat(np.array([SOURCES.index(n) for n in names], dtype=np.int64), [len(a) for a in offered])
         _, first = np.unique(every, return_index=True)
@@ -176,7 +188,7 @@ class Ranker:
             seen[np.fromiter(clicked, dtype=np.int64, count=len(clicked))] = True
             fresh = ~seen[cands]
             cands, src = cands[fresh], src[fresh]
-        return cands, src, intent, sims
+        return cands, src, intent, sims, co
 
     # scoring -----------------------------------------------------------------------------------
     def scored(
@@ -197,7 +209,7 @@ class Ranker:
         searches = list(searches)
         clicked = set(catalog.clicked.get(user_id, ())) | set(exclude)
         personal = not fallback and ((profile is not None and profile.found) or bool(searches) or bool(clicked))
-        cands, source, intent, sims = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
+        cands, source, intent, sims, co = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
         topic = np.zeros(len(cands))
         w: np.ndarray | None = None
         if personal and profile is not None and len(cands) and catalog.topic_matrix is not None:
@@ -219,14 +231,15 @@ class Ranker:
                 if i in at:
                     intent_score[at[i]] = share * s.intent_weight
         similar = np.clip(sims[cands], 0, 1) * s.similar_weight if sims is not None else np.zeros(len(cands))
+        coclick = co[cands] * s.coclick_weight if co is not None else np.zeros(len(cands))
         trend = catalog.trend[cands] * s.trend_weight
         pop = catalog.popularity[cands] * s.popularity_weight
         age_h = np.maximum(now.timestamp() - catalog.created_s[cands], 0) / 3600
         fresh_raw = 0.5 ** (age_h / s.freshness_half_life_hours)
         seed = int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little")
         fresh = fresh_raw * (s.freshness_weight + s.exploration * unit_noise(seed, cands))
-        parts = np.vstack([intent_score, topic, similar, trend, pop, fresh]) if len(cands) else np.zeros((6, 0))
-        return Scored(cands, parts.sum(axis=0), parts, source, intent, w, clicked, sims, personal)
+        parts = np.vstack([intent_score, topic, similar, coclick, trend, pop, fresh]) if len(cands) else np.zeros((7, 0))
+        return Scored(cands, parts.sum(axis=0), parts, source, intent, w, clicked, sims, personal, co)
 
     def rank(
         self,
@@ -263,7 +276,7 @@ class Ranker:
             ranked = np.concatenate([head, rest])
         items = []
         counts: dict[str, int] = {}
-        kinds: tuple[ReasonKind, ...] = ("intent", "topic", "similar", "trending", "popular", "fresh")
+        kinds = ("intent", "topic", "similar", "coclick", "trending", "popular", "fresh")  # the rows of parts
         page = ranked[:limit]
         page_items = cands[page]
         strongest = parts[:, page].argmax(axis=0).tolist()
@@ -299,8 +312,9 @@ class Ranker:
         return np.concatenate([ranked[eligible], ranked[behind]])
 
     @staticmethod
-    def _reason(kind: ReasonKind, catalog: Catalog, i: int, query: str, column: int | None, clicked: set[int]) -> Reason:
-        """``column``: the item's topic that adds most to its topic score (``Catalog.best_topics``)."""
+    def _reason(kind: str, catalog: Catalog, i: int, query: str, column: int | None, clicked: set[int]) -> Reason:
+        """``kind``: the score part that adds most; ``column``: the item's topic that adds most to its
+        topic score (``Catalog.best_topics``)."""
         if kind == "intent" and query:
             return Reason("intent", f"because you recently searched '{query}'")
         if kind == "topic" and column is not None:
@@ -309,6 +323,10 @@ class Ranker:
             read = np.fromiter(clicked, dtype=np.int64, count=len(clicked))
             near = int(read[np.argmax(catalog.embedding[read] @ catalog.embedding[i])])
             return Reason("similar", f"similar to '{catalog.titles[near]}', which you read")
+        if kind == "coclick" and clicked and catalog.coclick is not None:
+            read = np.fromiter(clicked, dtype=np.int64, count=len(clicked))
+            near = int(read[np.argmax(catalog.coclick[read][:, [i]].toarray().ravel())])
+            return Reason("similar", f"people who read '{catalog.titles[near]}' also read this")
         if kind == "trending":
             return Reason("trending", "trending now")
         if kind == "popular":

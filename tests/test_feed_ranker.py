@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from featurestore.jobs import simulated_world
 from featurestore.profile import ProfileReader, UserProfile
-from feed.catalog import Catalog
+from feed.catalog import Catalog, coclick_matrix
 from feed.partner import dcg, place, quota, random_placement
 from feed.ranker import Ranker, RecentSearch, unit_noise
 from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourcesSettings
@@ -98,6 +98,7 @@ def test_personal_feed_excludes_clicks_caps_topics_and_explains(world: tuple[Set
     assert max(l2.count(t) for t in set(l2) if t >= 0) <= s.feed.max_per_l2_topic
     assert [i.score for i in feed.items[: s.feed.max_per_l2_topic]] == sorted((i.score for i in feed.items[: s.feed.max_per_l2_topic]), reverse=True)
     assert {i.reason.kind for i in feed.items} <= {"intent", "topic", "trending", "popular", "similar", "fresh"}
+    assert {i.source for i in feed.items} <= {"intents", "topics", "similar", "coclick", "trending", "popular", "fresh"}
     assert any(i.reason.kind == "topic" and i.reason.text.startswith("because you follow ") for i in feed.items)
     # the user's strongest topics show up in the feed
     top_l1 = {t for t, _ in profile.top(1, k=2)}
@@ -143,6 +144,38 @@ def test_sources_can_be_switched_off_and_partner_share_is_met(world: tuple[Setti
     ruled = Ranker(s.feed).rank(catalog, profile, user_id=user, limit=10, partner=partner, share=0.3, now=catalog.asof)
     assert sum(catalog.partner[catalog.index[i.item_id]] == partner for i in ruled.items) >= 3
     assert any(i.reason.kind == "partner" or catalog.partner[catalog.index[i.item_id]] == partner for i in ruled.items)
+
+
+def test_coclick_matrix_is_the_cosine_of_co_clicking_users_with_the_strongest_neighbours() -> None:
+    clicks = [{0, 1}, {0, 1, 2}, {0, 3}, {4}]  # item 0: 3 users; 1: 2; 2, 3: 1; 4 has no partner
+    c = coclick_matrix(clicks, 6, neighbours=10, user_items=10).toarray()
+    assert c[0, 1] == pytest.approx(2 / np.sqrt(3 * 2)) and c[1, 0] == pytest.approx(c[0, 1])
+    assert c[0, 2] == pytest.approx(1 / np.sqrt(3)) and c[2, 3] == 0 and not c[4].any() and not np.diag(c).any()
+    top1 = coclick_matrix(clicks, 6, neighbours=1, user_items=10).toarray()
+    assert (np.count_nonzero(top1, axis=1) <= 1).all() and top1[0, 1] == pytest.approx(c[0, 1])  # item 0 keeps its strongest
+    capped = coclick_matrix(clicks, 6, neighbours=10, user_items=2).toarray()  # the second user counts items 0 and 1 only
+    assert capped[1, 2] == 0 and capped[0, 1] == pytest.approx(c[0, 1])
+    assert coclick_matrix([{1}, set()], 6, neighbours=5, user_items=5) is None
+
+
+def test_coclick_source_offers_what_others_clicked_with_the_users_clicks(world: tuple[Settings, Catalog]) -> None:
+    s, catalog = world
+    assert catalog.coclick is not None and catalog.coclick.shape == (len(catalog), len(catalog))
+    user, profile = active_user(s, catalog)
+    clicked = np.fromiter(catalog.clicked[user], dtype=np.int64)
+    score = np.asarray(catalog.coclick[clicked].sum(axis=0)).ravel()
+    score[clicked] = 0
+    only = FeedSettings(sources=SourcesSettings.only(coclick=30), coclick_weight=1.0, level_weights=(0, 0, 0), popularity_weight=0, trend_weight=0, freshness_weight=0, exploration=0, max_per_l2_topic=100)
+    feed = Ranker(only).rank(catalog, profile, user_id=user, limit=10, now=catalog.asof)
+    ids = [catalog.index[i.item_id] for i in feed.items]
+    assert {i.source for i in feed.items} == {"coclick"} and not set(ids) & catalog.clicked[user]
+    assert sorted(score[ids].tolist(), reverse=True) == pytest.approx(np.sort(score)[::-1][:10].tolist())  # the strongest co-clicks, best first
+    best = feed.items[0]
+    assert best.reason.kind == "similar" and best.reason.text.startswith("people who read '")
+    named = best.reason.text.split("'")[1]
+    assert any(catalog.titles[i] == named and catalog.coclick[i, ids[0]] > 0 for i in clicked)  # a click that was co-clicked with it
+    off = FeedSettings(sources=SourcesSettings.only(popular=30), coclick_weight=1.0)
+    assert "coclick" not in {i.source for i in Ranker(off).rank(catalog, profile, user_id=user, now=catalog.asof).items}
 
 
 def reference_diversify(l2: list[int], ranked: list[int], cap: int, limit_hint: int) -> list[int]:

@@ -73,4 +73,4 @@ def test_a_feed_source_is_switched_off_by_name(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TOPICFEED_FEED__SOURCES__TRENDING__ENABLED", "false")
     monkeypatch.setenv("TOPICFEED_FEED__SOURCES__TOPICS__LIMIT", "120")
     enabled = Settings().feed.sources.enabled()
-    assert "trending" not in enabled and enabled["topics"] == 120 and enabled["popular"] == 60 and len(enabled) == 5
+    assert "trending" not in enabled and enabled["topics"] == 120 and enabled["popular"] == 60 and len(enabled) == 6

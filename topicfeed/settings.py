@@ -195,7 +195,7 @@ class SourceSettings(BaseModel):
     limit: int | None = Field(None, ge=1, le=5_000, description="candidates it offers per request; default: the source's own (SOURCE_LIMITS)")
 
 
-SOURCE_LIMITS: dict[str, int] = {"topics": 200, "intents": 50, "trending": 60, "popular": 60, "similar": 60, "fresh": 60}
+SOURCE_LIMITS: dict[str, int] = {"topics": 200, "intents": 50, "trending": 60, "popular": 60, "similar": 60, "coclick": 60, "fresh": 60}
 
 
 class SourcesSettings(BaseModel):
@@ -206,6 +206,7 @@ class SourcesSettings(BaseModel):
     trending: SourceSettings = SourceSettings()
     popular: SourceSettings = SourceSettings()
     similar: SourceSettings = SourceSettings()
+    coclick: SourceSettings = SourceSettings()
     fresh: SourceSettings = SourceSettings()
 
     def enabled(self) -> dict[str, int]:
@@ -219,7 +220,7 @@ class SourcesSettings(BaseModel):
 
 
 RANKER_FIELDS: frozenset[str] = frozenset(
-    {"sources", "level_weights", "intent_weight", "similar_weight", "trend_weight", "popularity_weight", "freshness_weight", "freshness_half_life_hours", "exploration", "max_per_l2_topic"}
+    {"sources", "level_weights", "intent_weight", "similar_weight", "coclick_weight", "trend_weight", "popularity_weight", "freshness_weight", "freshness_half_life_hours", "exploration", "max_per_l2_topic"}
 )
 DEFAULT_RANKER = "default"
 
@@ -260,6 +261,11 @@ class FeedSettings(BaseModel):
     level_weights: tuple[float, ...] = Field((0.3, 0.6, 1.0), description="weight of a topic match at taxonomy level 1, 2, 3 (deeper is more specific)")
     intent_weight: float = Field(1.0, ge=0, description="weight of a match with a recent refined intent")
     similar_weight: float = Field(0.5, ge=0, description="weight of the cosine to the user's clicked items (topic embedding)")
+    coclick_weight: float = Field(
+        0.25, ge=0, description="weight of the co-click score: how often the items the user clicked were clicked by the same users as the candidate (item-to-item cosine)"
+    )
+    coclick_neighbours: int = Field(50, ge=1, description="co-click neighbours kept per item (the strongest)")
+    coclick_user_items: int = Field(200, ge=2, description="a user's clicks counted in the co-click matrix, at most (bounds its cost for heavy users)")
     trend_weight: float = Field(0.25, ge=0)
     popularity_weight: float = Field(0.15, ge=0)
     freshness_weight: float = Field(0.1, ge=0)
@@ -298,6 +304,9 @@ class FeedSettings(BaseModel):
             "similar_weight": (0.0, 0.5),
             "exploration": (0.0, 0.3),
             "topic_scale": (0.0, 0.3, 1.0),
+            "coclick_weight": (0.0, 0.5),
+            "freshness_weight": (0.1, 0.5),
+            "freshness_half_life_hours": (24.0, 8760.0),
         },
         description="ranking weights `topicfeed feed evaluate --tune-days` tries on a validation window (every combination; "
         "topic_scale multiplies level_weights)",
