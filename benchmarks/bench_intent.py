@@ -7,11 +7,14 @@
 3. the teacher labels ``--teacher-samples`` sampled (Q, clicked title) of the training products;
    the student (``settings.intent``: MiniLM, copy-only decoding) is trained on gold-train + those labels;
 4. every model on the held-out gold and on the held-out products (ROUGE, BERTScore, key tokens, bias,
-   MRR; the teacher also decoding copy-only as the student does: the BERTScore bar is read against
-   the better teacher), the training times, and for the student served four ways (float32 or int8, free or copy-only
+   MRR; the teacher also decoding copy-only as the student does, and with no length preference
+   (``length_penalty`` 1, ``end_penalty`` 0): the BERTScore bar is read against the best teacher),
+   the training times, and for the student served four ways (float32 or int8, free or copy-only
    decoding) its throughput, single-request latency and every bar.
 
-    .venv/bin/python benchmarks/bench_intent.py [--teacher DIR] [--teacher-samples 600] [--samples 400]
+``--student DIR`` scores a student trained before (steps 3's labelling and training are skipped).
+
+    .venv/bin/python benchmarks/bench_intent.py [--teacher DIR] [--student DIR] [--teacher-samples 600] [--samples 400]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, help="a trained teacher directory to reuse")
     ap.add_argument("--teacher-out", type=Path, help="where to save the teacher trained here")
     ap.add_argument("--teacher-samples", type=int, default=600)
+    ap.add_argument("--student", type=Path, help="a trained student directory to reuse (no labelling, no student training)")
     ap.add_argument("--samples", type=int, default=400, help="held-out log clicks for the MRR check")
     ap.add_argument("--log", type=Path, help="search log TSV; default: ../shared/data/homedepot/search_log.tsv")
     args = ap.parse_args()
@@ -66,37 +70,45 @@ def main() -> None:
     log_model = IntentRefiner.from_base(params=s.intent).fit([Example(p.query, (p.title,), p.refined_query) for p in mined.pairs])
     say(f"log-mined model: {s.intent.base_model} on {len(mined.pairs)} mined pairs in {time.perf_counter() - t:.0f}s")
 
-    requests = sample_requests(split.train, args.teacher_samples, seed=1)
-    t = time.perf_counter()
-    labels = label_with(teacher, requests)
-    say(f"teacher labels: {len(labels)} of {len(requests)} sampled training searches in {time.perf_counter() - t:.0f}s ({len(requests) / (time.perf_counter() - t):.1f}/s)")
-    for e in random.Random(0).sample(labels, min(5, len(labels))):
-        say(f"  {e.query!r} + {e.titles[0][:50]!r} -> {e.refined!r}")
-    t = time.perf_counter()
-    student = IntentRefiner.from_base(params=s.intent).fit(train_gold + labels)
-    train_s = time.perf_counter() - t
-    say(f"student: {s.intent.base_model} on {len(train_gold)} gold + {len(labels)} teacher labels in {train_s:.0f}s (bar: <= 20 min)")
-    student.save_pretrained(tmp / "student")
+    if args.student:
+        student_dir = args.student
+        say(f"student: reused {args.student}")
+    else:
+        requests = sample_requests(split.train, args.teacher_samples, seed=1)
+        t = time.perf_counter()
+        labels = label_with(teacher, requests)
+        say(f"teacher labels: {len(labels)} of {len(requests)} sampled training searches in {time.perf_counter() - t:.0f}s ({len(requests) / (time.perf_counter() - t):.1f}/s)")
+        for e in random.Random(0).sample(labels, min(5, len(labels))):
+            say(f"  {e.query!r} + {e.titles[0][:50]!r} -> {e.refined!r}")
+        t = time.perf_counter()
+        student = IntentRefiner.from_base(params=s.intent).fit(train_gold + labels)
+        train_s = time.perf_counter() - t
+        say(f"student: {s.intent.base_model} on {len(train_gold)} gold + {len(labels)} teacher labels in {train_s:.0f}s (bar: <= 20 min)")
+        student_dir = tmp / "student"
+        student.save_pretrained(student_dir)
     # the one trained student, served four ways: float32 or int8 (settings.intent.int8), free or
     # copy-only decoding (settings.intent.copy_only)
     variants = {
-        f"student-{'int8' if q else 'f32'}-{'copy' if c else 'free'}": IntentRefiner.from_pretrained(tmp / "student", int8=q, copy_only=c)
+        f"student-{'int8' if q else 'f32'}-{'copy' if c else 'free'}": IntentRefiner.from_pretrained(student_dir, int8=q, copy_only=c)
         for q in (False, True)
         for c in (False, True)
     }
     configured = f"student-{'int8' if s.intent.int8 else 'f32'}-{'copy' if s.intent.copy_only else 'free'}"
     say(f"the configured serving student (settings.intent.int8={s.intent.int8}, copy_only={s.intent.copy_only}): {configured}")
 
-    # the teacher also decoding as the student serves (copy-only, Q's words in order): the bar is
-    # read against the better of the two teachers; the same loaded model, decoded the other way
-    teacher_copy = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update={"copy_only": True, "keep_query_order": s.intent.keep_query_order}))
-    models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, **variants}
+    # the teacher also decoding as the student serves (copy-only, Q's words in order, the configured
+    # length preference) and with no length preference: the bar is read against the best of the
+    # three teachers; the same loaded model, decoded other ways
+    like_student = {"copy_only": True, "keep_query_order": s.intent.keep_query_order, "length_penalty": s.intent.length_penalty, "end_penalty": s.intent.end_penalty}
+    teacher_copy = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update=like_student))
+    teacher_plain = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update={"length_penalty": 1.0, "end_penalty": 0.0}))
+    models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, "teacher-plain": teacher_plain, **variants}
     say("held-out gold:")
     rows = gold_rows(models, bias=split.bias)
     for r in rows:
         say("  " + format_row(r))
     by = {r["model"]: r for r in rows}
-    te, lg = max(by["teacher"], by["teacher-copy"], key=lambda r: r["bertscore_f1"]), by["log-mined"]
+    te, lg = max(by["teacher"], by["teacher-copy"], by["teacher-plain"], key=lambda r: r["bertscore_f1"]), by["log-mined"]
     say(f"held-out products of the real log ({args.samples} sampled clicks for MRR):")
     lrows = log_rows({**variants, "teacher": teacher, "teacher-copy": teacher_copy, "log-mined": log_model}, split, args.samples)
     for r in lrows:

@@ -199,6 +199,18 @@ class NoRepeatWritten(LogitsProcessor):
         return scores
 
 
+class EndPenalty(LogitsProcessor):
+    """Subtracts ``penalty`` from the log-probability of the end token (where it is allowed): a
+    model that stops a word or two early (the student, measured) writes on."""
+
+    def __init__(self, eos: int, penalty: float) -> None:
+        self.eos, self.penalty = eos, penalty
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores[:, self.eos] = scores[:, self.eos] - self.penalty
+        return scores
+
+
 @dataclass(frozen=True)
 class Example:
     query: str
@@ -378,12 +390,15 @@ class IntentRefiner:
                 processor = LogitsProcessorList([copy])
             else:
                 processor = LogitsProcessorList([NoRepeatWritten(ids.shape[1])])
+            if p.end_penalty > 0:
+                processor.append(EndPenalty(self.eos, p.end_penalty))
             gen = self.model.generate(
                 logits_processor=processor,
                 input_ids=ids,
                 attention_mask=mask,
                 num_beams=beams,
                 num_return_sequences=beams,
+                length_penalty=p.length_penalty,
                 max_new_tokens=p.max_new_tokens,
                 do_sample=False,
                 eos_token_id=self.eos,

@@ -180,3 +180,21 @@ def test_refine_cli_reports_bad_lines_and_refines_the_rest(tiny: dict[str, Path]
     assert "rejected line 3: field 'query'" in got.stderr and "refined 2 requests" in got.stdout
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "e"] and all(r["refined_query"].startswith(r["query"].split()[0]) or r["query"].split()[0] in r["refined_query"] for r in rows)
+
+
+def test_end_penalty_lowers_the_end_token_only_and_lengthens_what_is_written(tiny: dict[str, Path]) -> None:
+    import torch
+
+    from intent.model import EndPenalty
+
+    scores = torch.tensor([[-1.0, -2.0, float("-inf")], [-0.5, -3.0, -0.1]])
+    out = EndPenalty(eos=2, penalty=1.5)(torch.zeros(2, 1, dtype=torch.long), scores.clone())
+    assert out[0, 2] == float("-inf") and out[1, 2] == pytest.approx(-1.6)  # a forbidden end stays forbidden
+    assert torch.equal(out[:, :2], scores[:, :2])
+    requests = [Request("pole saw", ("Ryobi 40V cordless pole saw with extension",)), Request("lasagna", ("Beef lasagna with bechamel and spinach",))]
+    room = {**FAST, "max_new_tokens": 32}  # room to write every word: only the end token stops a Q*
+    plain = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, end_penalty=0.0, length_penalty=1.0, **room)
+    longer = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, end_penalty=50.0, **room)
+    short_words = [len(o.split()) for o in plain.predict(requests)]
+    long_words = [len(o.split()) for o in longer.predict(requests)]
+    assert all(b >= a for a, b in zip(short_words, long_words)) and sum(long_words) > sum(short_words)

@@ -160,6 +160,10 @@ class IntentSettings(BaseModel):
     max_new_tokens: int = Field(12, ge=2, description="decoding steps at most (Q* is cut at max_refined_tokens words anyway)")
     max_refined_tokens: int = Field(10, ge=1, description="Q* is cut to this many words")
     num_beams: int = Field(3, ge=1, description="beams of the beam search (3: the same quality as 4 at 1.5x the speed, bench_intent 2026-12-05)")
+    length_penalty: float = Field(
+        3.0, description="beam search ranks a finished Q* by its log-probability / (tokens ** length_penalty): above 1 prefers longer Q* (3 and end_penalty 6: best on a dev slice of gold-train, benchmarks/intent_decoding.py)"
+    )
+    end_penalty: float = Field(6.0, ge=0, description="subtracted from the log-probability of ending Q* at each step: above 0 writes longer Q* (the student stopped a word early)")
     enforce_keys: bool = Field(True, description="decode so that every key token of Q is kept in Q*")
     max_mined_pairs: int | None = Field(None, ge=1, description="mined (Q, Q*) pairs of the lake the default recipe trains on (a seeded sample); default: all")
     copy_only: bool = Field(

@@ -1,0 +1,67 @@
+"""Choosing the student's decoding length on a dev slice of the gold set, never on the held-out test.
+
+The held-out gold test (``gold_split``) scores every model; the student trains on the rest
+(gold-train) and on the teacher's labels. Here a quarter of gold-train (by the hash of
+``"dev:" + query``) is set aside as a dev slice, a student is trained on the other three quarters +
+the teacher's labels (``--labels``: the JSON ``benchmarks/intent_labels.py --cache`` writes), and the
+grid of ``length_penalty`` x ``end_penalty`` (``IntentSettings``) is scored on the dev slice:
+BERTScore F1 against its gold Q* and the mean words written. The best pair is printed; the
+settings' defaults are taken from it.
+
+    .venv/bin/python benchmarks/intent_decoding.py --labels FILE [--student DIR] [--out DIR]
+        [--length-penalty 1,1.5,2,3] [--end-penalty 0,0.5,1,2,3,4,5,6,8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+from intent.evaluate import bert_f1
+from intent.model import Example, IntentRefiner, Request, gold_split, held_out
+from topicfeed.settings import Settings
+
+DEV_SHARE = 0.25
+
+
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--labels", type=Path, help="teacher labels JSON (benchmarks/intent_labels.py --cache); needed unless --student")
+    ap.add_argument("--student", type=Path, help="a student already trained without the dev slice (this script's --out)")
+    ap.add_argument("--out", type=Path, default=Path("intent-dev-student"), help="where the student trained here is saved")
+    ap.add_argument("--length-penalty", type=floats, default=(1.0, 1.5, 2.0, 3.0))
+    ap.add_argument("--end-penalty", type=floats, default=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0))
+    args = ap.parse_args()
+    train_gold, _ = gold_split()
+    dev = [e for e in train_gold if held_out("dev:" + e.query, DEV_SHARE)]
+    fit = [e for e in train_gold if not held_out("dev:" + e.query, DEV_SHARE)]
+    print(f"gold-train {len(train_gold)}: {len(fit)} to train on, {len(dev)} dev; the held-out gold test is not read", flush=True)
+    if args.student is None:
+        if args.labels is None:
+            ap.error("--labels is needed to train a student (or pass --student)")
+        labels = [Example(e["query"], tuple(e["titles"]), e["refined"], e["category"]) for e in json.loads(args.labels.read_text())]
+        t = time.perf_counter()
+        IntentRefiner.from_base(params=Settings().intent).fit(fit + labels).save_pretrained(args.out)
+        print(f"student on {len(fit)} gold + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)
+    directory = args.student or args.out
+    requests, refs = [Request(e.query, e.titles) for e in dev], [e.refined for e in dev]
+    print(f"dev gold Q*: {sum(len(r.split()) for r in refs) / len(refs):.2f} words on average")
+    results = []
+    for lp, ep in itertools.product(args.length_penalty, args.end_penalty):
+        out = IntentRefiner.from_pretrained(directory, length_penalty=lp, end_penalty=ep).predict(requests)
+        f1, n = bert_f1(out, refs), sum(len(o.split()) for o in out) / len(out)
+        results.append((f1, lp, ep, n))
+        print(f"  length_penalty={lp:g} end_penalty={ep:g}: dev BERTScore F1 {f1:.4f}, {n:.2f} words", flush=True)
+    f1, lp, ep, n = max(results)
+    print(f"best on dev: length_penalty={lp:g} end_penalty={ep:g} (BERTScore F1 {f1:.4f}, {n:.2f} words)")
+
+
+if __name__ == "__main__":
+    main()
