@@ -5,7 +5,8 @@ seeded sample of training searches of the Home Depot log) and the student is tra
 (gold-train + labels, ``settings.intent``); only the gold rows are scored. ``--cache FILE`` keeps the
 labels (JSON) so that a second run trains again without relabelling.
 
-``--teacher-copy``: the teacher decodes copy-only (Q's words in order), as the student serves.
+``--teacher-copy``: the teacher decodes copy-only (Q's words in order) and with the length
+preference, as the student serves (measured: a worse student; ``label_with``).
 
     .venv/bin/python benchmarks/intent_labels.py --teacher DIR --samples 2000 --out DIR [--cache FILE] [--teacher-copy]
 """
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000, help="training searches the teacher labels")
     ap.add_argument("--out", type=Path, required=True, help="where the student is saved")
     ap.add_argument("--cache", type=Path, help="labels JSON: read if it exists, else written")
-    ap.add_argument("--teacher-copy", action="store_true", help="the teacher labels decoding copy-only with Q's words in order, as the student serves")
+    ap.add_argument("--teacher-copy", action="store_true", help="the teacher labels decoding copy-only with Q's words in order and the length preference, as the student serves")
     args = ap.parse_args()
     s = Settings()
     split = split_log(s.shared_data_dir / "homedepot" / "search_log.tsv")
@@ -40,7 +41,7 @@ def main() -> None:
     else:
         t = time.perf_counter()
         how = {"copy_only": True, "keep_query_order": s.intent.keep_query_order} if args.teacher_copy else {}
-        labels = label_with(IntentRefiner.from_pretrained(args.teacher, **how), sample_requests(split.train, args.samples, seed=1))
+        labels = label_with(IntentRefiner.from_pretrained(args.teacher, **how), sample_requests(split.train, args.samples, seed=1), length_preference=args.teacher_copy)
         print(f"labels: {len(labels)} in {time.perf_counter() - t:.0f}s", flush=True)
         if args.cache:
             args.cache.write_text(json.dumps([{"query": e.query, "titles": list(e.titles), "refined": e.refined, "category": e.category} for e in labels]))

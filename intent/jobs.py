@@ -44,9 +44,16 @@ def grounded(query: str, titles: Sequence[str], refined: str) -> str:
     return " ".join(kept)
 
 
-def label_with(teacher: IntentRefiner, requests: list[Request], progress: Callable[[int], None] | None = None, ground: bool = True) -> list[Example]:
+def label_with(
+    teacher: IntentRefiner, requests: list[Request], progress: Callable[[int], None] | None = None, ground: bool = True, length_preference: bool = False
+) -> list[Example]:
     """The teacher's Q* for sampled (Q, clicked titles) requests, as training examples; with
-    ``ground``, trimmed to words found in Q or the titles (``grounded``)."""
+    ``ground``, trimmed to words found in Q or the titles (``grounded``). The teacher labels with no
+    length preference (``length_penalty`` 1, ``end_penalty`` 0) unless ``length_preference``: labels
+    written with it made the student worse (gold BERTScore 0.865 against 0.875, 2,000 labels, copy-only
+    teacher) and slower to train (8.4 words a label against 6.7); the preference is for serving."""
+    if not length_preference:
+        teacher = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update={"length_penalty": 1.0, "end_penalty": 0.0}))
     outs = teacher.predict(requests, progress=progress)
     if ground:
         outs = [grounded(r.query, r.titles, o) for r, o in zip(requests, outs)]

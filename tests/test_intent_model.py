@@ -198,3 +198,17 @@ def test_end_penalty_lowers_the_end_token_only_and_lengthens_what_is_written(tin
     short_words = [len(o.split()) for o in plain.predict(requests)]
     long_words = [len(o.split()) for o in longer.predict(requests)]
     assert all(b >= a for a, b in zip(short_words, long_words)) and sum(long_words) > sum(short_words)
+
+
+def test_the_teacher_labels_without_the_length_preference_unless_asked(tiny: dict[str, Path]) -> None:
+    from intent.jobs import grounded, label_with
+
+    room = {**FAST, "max_new_tokens": 32}
+    requests = [Request("lasagna", ("Beef lasagna with bechamel and spinach",)), Request("pole saw", ("Ryobi 40V cordless pole saw with extension",))]
+    longer = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, end_penalty=50.0, **room)
+    plain = IntentRefiner(longer.model, longer.tokenizer, longer.params.model_copy(update={"end_penalty": 0.0, "length_penalty": 1.0}))
+    expect_plain = [grounded(r.query, r.titles, o) for r, o in zip(requests, plain.predict(requests))]
+    expect_long = [grounded(r.query, r.titles, o) for r, o in zip(requests, longer.predict(requests))]
+    assert expect_plain != expect_long  # the preference changes what is written here
+    assert [e.refined for e in label_with(longer, requests)] == expect_plain
+    assert [e.refined for e in label_with(longer, requests, length_preference=True)] == expect_long
