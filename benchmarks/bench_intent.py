@@ -30,7 +30,7 @@ from intent.benchmark import gold_rows, log_rows, split_log, throughput
 from intent.evaluate import format_row
 from intent.jobs import label_with, sample_requests
 from intent.mining import mine
-from intent.model import Example, IntentRefiner, Request, gold_split
+from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
 from topicfeed.settings import Settings
 
 
@@ -100,8 +100,8 @@ def main() -> None:
     # length preference) and with no length preference: the bar is read against the best of the
     # three teachers; the same loaded model, decoded other ways
     like_student = {"copy_only": True, "keep_query_order": s.intent.keep_query_order, "length_penalty": s.intent.length_penalty, "end_penalty": s.intent.end_penalty}
-    teacher_copy = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update=like_student))
-    teacher_plain = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update={"length_penalty": 1.0, "end_penalty": 0.0}))
+    teacher_copy = teacher.decoding(**like_student)
+    teacher_plain = teacher.decoding(**NO_LENGTH_PREFERENCE)
     models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, "teacher-plain": teacher_plain, **variants}
     say("held-out gold:")
     rows = gold_rows(models, bias=split.bias)

@@ -185,6 +185,11 @@ class Tuned:
     popularity_ndcg: float = 0.0
 
 
+def grid_size(grid: dict[str, tuple[float, ...]]) -> int:
+    """How many weight sets ``tune_weights`` tries for this grid (every combination)."""
+    return math.prod(len(v) for v in grid.values())
+
+
 def _candidates(feed: FeedSettings, grid: dict[str, tuple[float, ...]]) -> Iterator[dict[str, object]]:
     """Every combination of the grid as ranking overrides (``topic_scale`` scales ``level_weights``)."""
     names = sorted(grid)
@@ -218,7 +223,7 @@ def tune_weights(
     with offline_world(settings, events, documents, start, until=split_time, workdir=workdir, fmt=fmt) as world:
         default = world.ranker(feed, k).ndcg
         best, best_ndcg, tried = {}, default, 0
-        total = math.prod(len(v) for v in feed.tune_grid.values())
+        total = grid_size(feed.tune_grid)
         for overrides in _candidates(feed, feed.tune_grid):
             tried += 1
             ndcg = world.ranker(feed.model_copy(update=overrides), k).ndcg

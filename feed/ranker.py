@@ -87,7 +87,6 @@ class Scored:
     clicked: set[int]
     similarity: np.ndarray | None  # cosine of every catalog item with the user's clicked items (None: no clicks)
     personal: bool
-    coclick: np.ndarray | None = None  # every catalog item's co-click score with the user's clicked items, 0..1
 
 
 @dataclass
@@ -124,6 +123,7 @@ class Ranker:
                 names.append(name)
 
         limits = self.enabled
+        read = np.fromiter(clicked, dtype=np.int64, count=len(clicked))  # the clicked items as indices
         sims: np.ndarray | None = None
         co: np.ndarray | None = None
         if personal and profile is not None:
@@ -148,7 +148,7 @@ class Ranker:
                         if got is not None:
                             offer(got[0][:per], "topics")
             if "similar" in limits and clicked and catalog.embedding.shape[1]:
-                user_vec = catalog.embedding[np.fromiter(clicked, dtype=np.int64, count=len(clicked))].mean(axis=0)
+                user_vec = catalog.embedding[read].mean(axis=0)
                 norm = float(np.linalg.norm(user_vec))
                 if norm > 0:
                     sims = catalog.embedding_csr @ (user_vec / norm)  # sparse: cost grows with topics per item
@@ -156,7 +156,7 @@ class Ranker:
                     top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
                     offer(top[np.argsort(-sims[top])], "similar")
             if "coclick" in limits and clicked and catalog.coclick is not None:
-                got = np.asarray(catalog.coclick[np.fromiter(clicked, dtype=np.int64, count=len(clicked))].sum(axis=0)).ravel()
+                got = np.asarray(catalog.coclick[read].sum(axis=0)).ravel()
                 if got.max(initial=0) > 0:
                     co = got / got.max()
                     nz = np.flatnonzero(co)
@@ -185,7 +185,7 @@ class Ranker:
         cands, src = every[keep], codes[keep]
         if clicked:
             seen = np.zeros(len(catalog), dtype=bool)
-            seen[np.fromiter(clicked, dtype=np.int64, count=len(clicked))] = True
+            seen[read] = True
             fresh = ~seen[cands]
             cands, src = cands[fresh], src[fresh]
         return cands, src, intent, sims, co
@@ -239,7 +239,7 @@ class Ranker:
         seed = int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little")
         fresh = fresh_raw * (s.freshness_weight + s.exploration * unit_noise(seed, cands))
         parts = np.vstack([intent_score, topic, similar, coclick, trend, pop, fresh]) if len(cands) else np.zeros((7, 0))
-        return Scored(cands, parts.sum(axis=0), parts, source, intent, w, clicked, sims, personal, co)
+        return Scored(cands, parts.sum(axis=0), parts, source, intent, w, clicked, sims, personal)
 
     def rank(
         self,

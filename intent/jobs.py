@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from intent.mining import Click, MiningReport, lake_clicks, mine
-from intent.model import Example, IntentRefiner, Request, gold_split
+from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
 from intent.text import stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
 from topicfeed.settings import Settings
@@ -53,7 +53,7 @@ def label_with(
     written with it made the student worse (gold BERTScore 0.865 against 0.875, 2,000 labels, copy-only
     teacher) and slower to train (8.4 words a label against 6.7); the preference is for serving."""
     if not length_preference:
-        teacher = IntentRefiner(teacher.model, teacher.tokenizer, teacher.params.model_copy(update={"length_penalty": 1.0, "end_penalty": 0.0}))
+        teacher = teacher.decoding(**NO_LENGTH_PREFERENCE)
     outs = teacher.predict(requests, progress=progress)
     if ground:
         outs = [grounded(r.query, r.titles, o) for r, o in zip(requests, outs)]

@@ -199,6 +199,9 @@ class NoRepeatWritten(LogitsProcessor):
         return scores
 
 
+NO_LENGTH_PREFERENCE: dict[str, object] = {"length_penalty": 1.0, "end_penalty": 0.0}  # decoding overrides: plain beam search
+
+
 class EndPenalty(LogitsProcessor):
     """Subtracts ``penalty`` from the log-probability of the end token (where it is allowed): a
     model that stops a word or two early (the student, measured) writes on."""
@@ -271,6 +274,13 @@ class IntentRefiner:
         refiner = cls(model, AutoTokenizer.from_pretrained(directory), params)
         refiner.fit_report_ = meta.get("fit")
         return refiner.quantize() if params.int8 else refiner
+
+    def decoding(self, **overrides: object) -> IntentRefiner:
+        """The same loaded model (shared, not copied) decoding with other parameters
+        (``copy_only``, ``length_penalty``, ...): for scoring or labelling one model two ways."""
+        other = IntentRefiner(self.model, self.tokenizer, _params(self.params, overrides))
+        other.fit_report_, other.quantized_ = self.fit_report_, self.quantized_
+        return other
 
     def quantize(self) -> IntentRefiner:
         """int8 dynamic quantization of the linear layers (``torch.ao``), for CPU inference: about 2x the

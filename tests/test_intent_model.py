@@ -206,7 +206,8 @@ def test_the_teacher_labels_without_the_length_preference_unless_asked(tiny: dic
     room = {**FAST, "max_new_tokens": 32}
     requests = [Request("lasagna", ("Beef lasagna with bechamel and spinach",)), Request("pole saw", ("Ryobi 40V cordless pole saw with extension",))]
     longer = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, end_penalty=50.0, **room)
-    plain = IntentRefiner(longer.model, longer.tokenizer, longer.params.model_copy(update={"end_penalty": 0.0, "length_penalty": 1.0}))
+    plain = longer.decoding(end_penalty=0.0, length_penalty=1.0)
+    assert plain.model is longer.model and (plain.params.end_penalty, longer.params.end_penalty) == (0.0, 50.0)
     expect_plain = [grounded(r.query, r.titles, o) for r, o in zip(requests, plain.predict(requests))]
     expect_long = [grounded(r.query, r.titles, o) for r, o in zip(requests, longer.predict(requests))]
     assert expect_plain != expect_long  # the preference changes what is written here

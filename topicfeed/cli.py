@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -345,13 +344,13 @@ def feed_evaluate(
     (documents whose topics are outside the configured taxonomy get one made of the topics they use)."""
     import json
 
-    from feed.evaluate import evaluate_offline, tune_weights
+    from feed.evaluate import evaluate_offline, grid_size, tune_weights
 
     settings = get_settings()
     feed = None
     try:
         if tune_days:
-            bar = _bar(math.prod(len(v) for v in settings.feed.tune_grid.values()), "weight sets")
+            bar = _bar(grid_size(settings.feed.tune_grid), "weight sets")
             try:
                 tuned = tune_weights(settings, events, documents, _when(split_time), days=tune_days, k=k, fmt=fmt.value, progress=lambda done, _: bar.update(1))
             finally:
