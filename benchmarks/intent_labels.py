@@ -3,12 +3,16 @@
 The labels are those ``benchmarks/bench_intent.py`` makes (the teacher labels the first N of the same
 seeded sample of training searches of the Home Depot log) and the student is trained as it trains it
 (gold-train + labels, ``settings.intent``); only the gold rows are scored. ``--cache FILE`` keeps the
-labels (JSON) so that a second run trains again without relabelling.
+labels (JSON) so that a second run trains again without relabelling. The sample is the same prefix for
+any N, so labels grow by parts: ``--skip 2000 --samples 4000 --cache B`` labels searches 2,000..3,999
+into B, and ``--cache A --cache B`` trains on both (every cache that exists is read; one that does not
+is written with the labels of searches ``--skip``..``--samples``).
 
 ``--teacher-copy``: the teacher decodes copy-only (Q's words in order) and with the length
 preference, as the student serves (measured: a worse student; ``label_with``).
 
     .venv/bin/python benchmarks/intent_labels.py --teacher DIR --samples 2000 --out DIR [--cache FILE] [--teacher-copy]
+    .venv/bin/python benchmarks/intent_labels.py --cache A.json --cache B.json --out DIR   # train on labels made before
 """
 
 from __future__ import annotations
@@ -27,24 +31,32 @@ from topicfeed.settings import Settings
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", type=Path, required=True, help="a trained teacher directory (bench_intent.py --teacher-out)")
+    ap.add_argument("--teacher", type=Path, help="a trained teacher directory (bench_intent.py --teacher-out); needed to label")
     ap.add_argument("--samples", type=int, default=2000, help="training searches the teacher labels")
+    ap.add_argument("--skip", type=int, default=0, help="label searches from this index of the sample on (the first were labelled into another cache)")
     ap.add_argument("--out", type=Path, required=True, help="where the student is saved")
-    ap.add_argument("--cache", type=Path, help="labels JSON: read if it exists, else written")
+    ap.add_argument("--cache", type=Path, action="append", default=[], help="labels JSON: read if it exists, else written (repeatable)")
     ap.add_argument("--teacher-copy", action="store_true", help="the teacher labels decoding copy-only with Q's words in order and the length preference, as the student serves")
     args = ap.parse_args()
     s = Settings()
     split = split_log(s.shared_data_dir / "homedepot" / "search_log.tsv")
-    if args.cache and args.cache.exists():
-        labels = [Example(e["query"], tuple(e["titles"]), e["refined"], e["category"]) for e in json.loads(args.cache.read_text())]
-        print(f"labels: {len(labels)} from {args.cache}")
-    else:
+    labels: list[Example] = []
+    for path in (c for c in args.cache if c.exists()):
+        read = [Example(e["query"], tuple(e["titles"]), e["refined"], e["category"]) for e in json.loads(path.read_text())]
+        print(f"labels: {len(read)} from {path}")
+        labels += read
+    missing = [c for c in args.cache if not c.exists()]
+    if missing or not args.cache:
+        if args.teacher is None:
+            ap.error("--teacher is needed to label (no --cache file to read, or one to write)")
         t = time.perf_counter()
         how = {"copy_only": True, "keep_query_order": s.intent.keep_query_order} if args.teacher_copy else {}
-        labels = label_with(IntentRefiner.from_pretrained(args.teacher, **how), sample_requests(split.train, args.samples, seed=1), length_preference=args.teacher_copy)
-        print(f"labels: {len(labels)} in {time.perf_counter() - t:.0f}s", flush=True)
-        if args.cache:
-            args.cache.write_text(json.dumps([{"query": e.query, "titles": list(e.titles), "refined": e.refined, "category": e.category} for e in labels]))
+        requests = sample_requests(split.train, args.samples, seed=1)[args.skip :]
+        made = label_with(IntentRefiner.from_pretrained(args.teacher, **how), requests, length_preference=args.teacher_copy)
+        print(f"labels: {len(made)} of {len(requests)} searches in {time.perf_counter() - t:.0f}s", flush=True)
+        for path in missing:
+            path.write_text(json.dumps([{"query": e.query, "titles": list(e.titles), "refined": e.refined, "category": e.category} for e in made]))
+        labels += made
     train_gold, _ = gold_split()
     t = time.perf_counter()
     IntentRefiner.from_base(params=s.intent).fit(train_gold + labels).save_pretrained(args.out)

@@ -360,8 +360,11 @@ class IntentRefiner:
                 for i, (_, t) in enumerate(batch):
                     labels[i, keep - len(t) :] = torch.tensor(t)
                 position_ids = (mask.cumsum(1) - 1).clamp(min=0)
-                # logits only where they are scored: position j predicts token j + 1
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep + 1).logits[:, :-1]
+                # logits only where they are scored: position j predicts token j + 1. Autocast is entered
+                # anew each step: its cache of bfloat16 weight copies lives as long as the context (one
+                # context around the whole loop left MiniLM's loss at 10.77 after 10 steps, against 7.76).
+                with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):
+                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep + 1).logits[:, :-1]
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -51,6 +51,17 @@ def test_fit_save_load_refine_is_deterministic_and_keeps_key_tokens(kind: str, t
         assert set(key_tokens(r.query)) <= set(out.split()) and 0 < len(out.split()) <= again.params.max_refined_tokens
 
 
+def test_bf16_autocast_training_follows_the_float32_loss_curve(tiny: dict[str, Path]) -> None:
+    """Training under bfloat16 autocast (the default) learns as float32 does: same first loss, and a
+    last loss within a quarter of float32's descent."""
+    train = gold_split()[0][:32]
+    reports = {amp: IntentRefiner.from_base(tiny["hf"], bf16_autocast=amp, **FAST).fit(train).fit_report_ for amp in (True, False)}
+    f32, bf16 = reports[False], reports[True]
+    assert f32["first_loss"] - f32["last_loss"] > 0.5
+    assert abs(bf16["first_loss"] - f32["first_loss"]) < 0.05
+    assert abs(bf16["last_loss"] - f32["last_loss"]) < 0.25 * (f32["first_loss"] - f32["last_loss"])
+
+
 def test_int8_serving_quantizes_the_linear_layers_and_is_for_inference_only(tiny: dict[str, Path], tmp_path: Path) -> None:
     import torch
 

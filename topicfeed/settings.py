@@ -153,6 +153,10 @@ class IntentSettings(BaseModel):
     learning_rate: float = Field(3e-4, gt=0)
     batch_size: int = Field(16, ge=1)
     weight_decay: float = Field(0.01, ge=0)
+    bf16_autocast: bool = Field(
+        True,
+        description="train under bfloat16 autocast, entered anew each step (weights, gradients and optimizer stay float32): 1.5x the training steps/s on these 2 cores (avx512_bf16); the 2,000-label student scored 0.871 gold BERTScore against 0.875 trained in float32 (docs/intent.md)",
+    )
     lora: bool = Field(False, description="train LoRA adapters (peft) instead of every weight")
     lora_r: int = Field(16, ge=1)
     max_titles: int = Field(3, ge=1, description="clicked documents' titles put in the prompt")
