@@ -174,6 +174,19 @@ def main() -> None:
             f"| {row} | {len(runs)} ({len(scored)} docs) | {'/'.join(str(x['train_docs']) for x in runs)} | {'/'.join(str(x['train_s']) for x in runs)} "
             f"| {l1.top1:.3f} | {l1.recall:.3f} | {l2.top1:.3f} | {l2.recall:.3f} |"
         )
+    print("\nper fold (1-based), L1 top-1 / L1 R@3 / L2 top-1 / L2 R@3:")
+    for row in [*ROWS, "+hard-nojudge"]:
+        path = args.out / f"{row}.jsonl"
+        if not path.exists():
+            continue
+        answers = read(path)
+        cells = []
+        for f in sorted({g for d, g in zip(docs, fold) if d.doc_id in answers}):
+            scored = [d for d, g in zip(docs, fold) if g == f and d.doc_id in answers]
+            r = score(row, scored, [answers[d.doc_id][: cs.num_beams] for d in scored], taxonomy, seconds=0, k=cs.num_beams)
+            l1, l2 = r.level(1), r.level(2)
+            cells.append(f"fold {f + 1} ({len(scored)}): {l1.top1:.3f} / {l1.recall:.3f} / {l2.top1:.3f} / {l2.recall:.3f}")
+        print(f"  {row}: " + "; ".join(cells))
     for x in log:
         if x["row"] == "judges":
             print(json.dumps(x))
