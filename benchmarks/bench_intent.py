@@ -57,7 +57,8 @@ def main() -> None:
     else:
         t = time.perf_counter()
         # free decoding: its labels are trimmed to words of Q and the titles afterwards (label_with)
-        teacher = IntentRefiner.from_base(s.intent.teacher_base, lora=True, epochs=3, batch_size=8, learning_rate=1e-3, num_beams=2, copy_only=False)
+        # float32, as the measured teacher was trained (bfloat16 autocast is measured on the student only)
+        teacher = IntentRefiner.from_base(s.intent.teacher_base, lora=True, epochs=3, batch_size=8, learning_rate=1e-3, num_beams=2, copy_only=False, bf16_autocast=False)
         teacher.fit(train_gold)
         say(f"teacher: {s.intent.teacher_base} + LoRA on {len(train_gold)} gold examples in {time.perf_counter() - t:.0f}s (loss {teacher.fit_report_['first_loss']} -> {teacher.fit_report_['last_loss']})")
         teacher.save_pretrained(args.teacher_out or tmp / "teacher")
