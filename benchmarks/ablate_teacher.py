@@ -160,33 +160,26 @@ def main() -> None:
                 gc.collect()
 
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    answered = {row: read(args.out / f"{row}.jsonl") for row in [*ROWS, "+hard-nojudge"] if (args.out / f"{row}.jsonl").exists()}
+
+    def figures(row: str, scored: list) -> list[float]:
+        """L1 top-1, L1 R@3, L2 top-1, L2 R@3 of a row's answers for the documents ``scored``."""
+        r = score(row, scored, [answered[row][d.doc_id][: cs.num_beams] for d in scored], taxonomy, seconds=0, k=cs.num_beams)
+        return [r.level(1).top1, r.level(1).recall, r.level(2).top1, r.level(2).recall]
+
     print("\n| row | folds | train docs | train s / fold | L1 top-1 | L1 R@3 | L2 top-1 | L2 R@3 |\n|---|---|---|---|---|---|---|---|")
-    for row in [*ROWS, "+hard-nojudge"]:
-        path = args.out / f"{row}.jsonl"
-        if not path.exists():
-            continue
-        answers = read(path)
+    for row, answers in answered.items():
         scored = [d for d in docs if d.doc_id in answers]
-        r = score(row, scored, [answers[d.doc_id][: cs.num_beams] for d in scored], taxonomy, seconds=0, k=cs.num_beams)
         runs = [x for x in log if x["row"] == row]
-        l1, l2 = r.level(1), r.level(2)
-        print(
-            f"| {row} | {len(runs)} ({len(scored)} docs) | {'/'.join(str(x['train_docs']) for x in runs)} | {'/'.join(str(x['train_s']) for x in runs)} "
-            f"| {l1.top1:.3f} | {l1.recall:.3f} | {l2.top1:.3f} | {l2.recall:.3f} |"
-        )
+        cells = " | ".join(f"{v:.3f}" for v in figures(row, scored))
+        print(f"| {row} | {len(runs)} ({len(scored)} docs) | {'/'.join(str(x['train_docs']) for x in runs)} | {'/'.join(str(x['train_s']) for x in runs)} | {cells} |")
     print("\nper fold (1-based), L1 top-1 / L1 R@3 / L2 top-1 / L2 R@3:")
-    for row in [*ROWS, "+hard-nojudge"]:
-        path = args.out / f"{row}.jsonl"
-        if not path.exists():
-            continue
-        answers = read(path)
-        cells = []
+    for row, answers in answered.items():
+        per_fold = []
         for f in sorted({g for d, g in zip(docs, fold) if d.doc_id in answers}):
             scored = [d for d, g in zip(docs, fold) if g == f and d.doc_id in answers]
-            r = score(row, scored, [answers[d.doc_id][: cs.num_beams] for d in scored], taxonomy, seconds=0, k=cs.num_beams)
-            l1, l2 = r.level(1), r.level(2)
-            cells.append(f"fold {f + 1} ({len(scored)}): {l1.top1:.3f} / {l1.recall:.3f} / {l2.top1:.3f} / {l2.recall:.3f}")
-        print(f"  {row}: " + "; ".join(cells))
+            per_fold.append(f"fold {f + 1} ({len(scored)}): " + " / ".join(f"{v:.3f}" for v in figures(row, scored)))
+        print(f"  {row}: " + "; ".join(per_fold))
     for x in log:
         if x["row"] == "judges":
             print(json.dumps(x))
