@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 from pathlib import Path
 
 from intent.evaluate import bert_f1
-from intent.model import Example, IntentRefiner, Request, gold_split, held_out
+from intent.jobs import read_labels
+from intent.model import IntentRefiner, Request, gold_split, held_out
 from topicfeed.settings import Settings
 
 DEV_SHARE = 0.25
@@ -46,7 +46,7 @@ def main() -> None:
     if args.student is None:
         if args.labels is None:
             ap.error("--labels is needed to train a student (or pass --student)")
-        labels = [Example(e["query"], tuple(e["titles"]), e["refined"], e["category"]) for e in json.loads(args.labels.read_text())]
+        labels = read_labels(args.labels)
         t = time.perf_counter()
         IntentRefiner.from_base(params=Settings().intent).fit(fit + labels).save_pretrained(args.out)
         print(f"student on {len(fit)} gold + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)

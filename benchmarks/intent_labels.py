@@ -6,7 +6,7 @@ seeded sample of training searches of the Home Depot log) and the student is tra
 labels (JSON) so that a second run trains again without relabelling. The sample is the same prefix for
 any N, so labels grow by parts: ``--skip 2000 --samples 4000 --cache B`` labels searches 2,000..3,999
 into B, and ``--cache A --cache B`` trains on both (every cache that exists is read; one that does not
-is written with the labels of searches ``--skip``..``--samples``).
+is written with the labels of searches ``--skip``..``--samples``; one at most).
 
 ``--teacher-copy``: the teacher decodes copy-only (Q's words in order) and with the length
 preference, as the student serves (measured: a worse student; ``label_with``).
@@ -18,13 +18,12 @@ preference, as the student serves (measured: a worse student; ``label_with``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from intent.benchmark import gold_rows, split_log
 from intent.evaluate import format_row
-from intent.jobs import label_with, sample_requests
+from intent.jobs import label_with, read_labels, sample_requests, write_labels
 from intent.model import Example, IntentRefiner, gold_split
 from topicfeed.settings import Settings
 
@@ -42,10 +41,12 @@ def main() -> None:
     split = split_log(s.shared_data_dir / "homedepot" / "search_log.tsv")
     labels: list[Example] = []
     for path in (c for c in args.cache if c.exists()):
-        read = [Example(e["query"], tuple(e["titles"]), e["refined"], e["category"]) for e in json.loads(path.read_text())]
+        read = read_labels(path)
         print(f"labels: {len(read)} from {path}")
         labels += read
     missing = [c for c in args.cache if not c.exists()]
+    if len(missing) > 1:
+        ap.error(f"one --cache file can be written per run, and {len(missing)} do not exist: {', '.join(map(str, missing))}")
     if missing or not args.cache:
         if args.teacher is None:
             ap.error("--teacher is needed to label (no --cache file to read, or one to write)")
@@ -54,8 +55,8 @@ def main() -> None:
         requests = sample_requests(split.train, args.samples, seed=1)[args.skip :]
         made = label_with(IntentRefiner.from_pretrained(args.teacher, **how), requests, length_preference=args.teacher_copy)
         print(f"labels: {len(made)} of {len(requests)} searches in {time.perf_counter() - t:.0f}s", flush=True)
-        for path in missing:
-            path.write_text(json.dumps([{"query": e.query, "titles": list(e.titles), "refined": e.refined, "category": e.category} for e in made]))
+        if missing:
+            write_labels(missing[0], made)
         labels += made
     train_gold, _ = gold_split()
     t = time.perf_counter()

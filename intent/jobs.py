@@ -60,6 +60,16 @@ def label_with(
     return [Example(r.query, r.titles, o, "teacher") for r, o in zip(requests, outs) if o]
 
 
+def write_labels(path: Path, examples: Sequence[Example]) -> None:
+    """Teacher labels (or any examples) as a JSON list, for a later run to train on without relabelling."""
+    path.write_text(json.dumps([{"query": e.query, "titles": list(e.titles), "refined": e.refined, "category": e.category} for e in examples]))
+
+
+def read_labels(path: Path) -> list[Example]:
+    """What ``write_labels`` wrote."""
+    return [Example(e["query"], tuple(e["titles"]), e["refined"], e["category"]) for e in json.loads(path.read_text())]
+
+
 def sample_requests(clicks: Iterable[Click], n: int, seed: int = 0) -> list[Request]:
     """Up to ``n`` distinct (Q, titles of the docs clicked for Q) from a click log, one per query."""
     by_query: dict[str, list[str]] = defaultdict(list)

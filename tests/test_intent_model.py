@@ -224,3 +224,11 @@ def test_the_teacher_labels_without_the_length_preference_unless_asked(tiny: dic
     assert expect_plain != expect_long  # the preference changes what is written here
     assert [e.refined for e in label_with(longer, requests)] == expect_plain
     assert [e.refined for e in label_with(longer, requests, length_preference=True)] == expect_long
+
+
+def test_labels_written_are_read_back_whole(tmp_path: Path) -> None:
+    from intent.jobs import read_labels, write_labels
+
+    examples = gold_split()[0][:5]
+    write_labels(tmp_path / "labels.json", examples)
+    assert read_labels(tmp_path / "labels.json") == examples

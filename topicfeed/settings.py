@@ -155,7 +155,7 @@ class IntentSettings(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     bf16_autocast: bool = Field(
         True,
-        description="train under bfloat16 autocast, entered anew each step (weights, gradients and optimizer stay float32): 1.5x the training steps/s on these 2 cores (avx512_bf16); the 2,000-label student scored 0.871 gold BERTScore against 0.875 trained in float32 (docs/intent.md)",
+        description="train under bfloat16 autocast, entered anew each step (weights, gradients and optimizer stay float32): 1.5x the training steps/s on these 2 cores (avx512_bf16; untried on CPUs without bf16 instructions); the 2,000-label student scored 0.871 gold BERTScore against 0.875 trained in float32 (docs/intent.md)",
     )
     lora: bool = Field(False, description="train LoRA adapters (peft) instead of every weight")
     lora_r: int = Field(16, ge=1)
