@@ -8,7 +8,7 @@ grid of ``length_penalty`` x ``end_penalty`` (``IntentSettings``) is scored on t
 BERTScore F1 against its gold Q* and the mean words written. The best pair is printed; the
 settings' defaults are taken from it.
 
-    .venv/bin/python benchmarks/intent_decoding.py --labels FILE [--student DIR] [--out DIR]
+    .venv/bin/python benchmarks/intent_decoding.py --labels FILE [--labels FILE ...] [--student DIR] [--out DIR]
         [--length-penalty 1,1.5,2,3] [--end-penalty 0,0.5,1,2,3,4,5,6,8]
 """
 
@@ -33,7 +33,8 @@ def floats(text: str) -> tuple[float, ...]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--labels", type=Path, help="teacher labels JSON (benchmarks/intent_labels.py --cache); needed unless --student")
+    ap.add_argument("--labels", type=Path, action="append", default=[], help="teacher labels JSON (benchmarks/intent_labels.py --cache; repeatable); needed unless --student")
+    ap.add_argument("--per-file", type=int, help="train on the first N labels of each --labels file (the sample's balanced prefix)")
     ap.add_argument("--student", type=Path, help="a student already trained without the dev slice (this script's --out)")
     ap.add_argument("--out", type=Path, default=Path("intent-dev-student"), help="where the student trained here is saved")
     ap.add_argument("--length-penalty", type=floats, default=(1.0, 1.5, 2.0, 3.0))
@@ -44,9 +45,9 @@ def main() -> None:
     fit = [e for e in train_gold if not held_out("dev:" + e.query, DEV_SHARE)]
     print(f"gold-train {len(train_gold)}: {len(fit)} to train on, {len(dev)} dev; the held-out gold test is not read", flush=True)
     if args.student is None:
-        if args.labels is None:
+        if not args.labels:
             ap.error("--labels is needed to train a student (or pass --student)")
-        labels = read_labels(args.labels)
+        labels = [e for path in args.labels for e in read_labels(path)[: args.per_file]]
         t = time.perf_counter()
         IntentRefiner.from_base(params=Settings().intent).fit(fit + labels).save_pretrained(args.out)
         print(f"student on {len(fit)} gold + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)

@@ -8,11 +8,17 @@ any N, so labels grow by parts: ``--skip 2000 --samples 4000 --cache B`` labels 
 into B, and ``--cache A --cache B`` trains on both (every cache that exists is read; one that does not
 is written with the labels of searches ``--skip``..``--samples``; one at most).
 
+``--news FILE`` (a news catalog in MIND ``news.tsv`` format): the teacher labels searches for the
+titles' named entities (``intent.mining.entity_searches``), balanced by the articles' categories, in
+place of the Home Depot log's: the gold set's categories (people, shows, sports, places …) that a
+shop's log lacks. ``--label-only`` writes the labels and trains nothing.
+
 ``--teacher-copy``: the teacher decodes copy-only (Q's words in order) and with the length
 preference, as the student serves (measured: a worse student; ``label_with``).
 
     .venv/bin/python benchmarks/intent_labels.py --teacher DIR --samples 2000 --out DIR [--cache FILE] [--teacher-copy]
     .venv/bin/python benchmarks/intent_labels.py --cache A.json --cache B.json --out DIR   # train on labels made before
+    .venv/bin/python benchmarks/intent_labels.py --teacher DIR --news ../shared/data/mind/news_train.tsv --samples 1200 --cache N.json --label-only
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 from intent.benchmark import gold_rows, split_log
 from intent.evaluate import format_row
 from intent.jobs import label_with, read_labels, sample_requests, write_labels
+from intent.mining import entity_searches
 from intent.model import Example, IntentRefiner, gold_split
 from topicfeed.settings import Settings
 
@@ -33,15 +40,20 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, help="a trained teacher directory (bench_intent.py --teacher-out); needed to label")
     ap.add_argument("--samples", type=int, default=2000, help="training searches the teacher labels")
     ap.add_argument("--skip", type=int, default=0, help="label searches from this index of the sample on (the first were labelled into another cache)")
-    ap.add_argument("--out", type=Path, required=True, help="where the student is saved")
+    ap.add_argument("--out", type=Path, help="where the student is saved (needed unless --label-only)")
+    ap.add_argument("--news", type=Path, help="label entity searches of this MIND-format news catalog instead of the Home Depot log's searches")
+    ap.add_argument("--label-only", action="store_true", help="write the labels (--cache) and train nothing")
     ap.add_argument("--cache", type=Path, action="append", default=[], help="labels JSON: read if it exists, else written (repeatable)")
+    ap.add_argument("--per-file", type=int, help="train on the first N labels of each --cache file (the sample's balanced prefix)")
     ap.add_argument("--teacher-copy", action="store_true", help="the teacher labels decoding copy-only with Q's words in order and the length preference, as the student serves")
     args = ap.parse_args()
+    if args.out is None and not args.label_only:
+        ap.error("--out is needed to train (or pass --label-only)")
     s = Settings()
     split = split_log(s.shared_data_dir / "homedepot" / "search_log.tsv")
     labels: list[Example] = []
     for path in (c for c in args.cache if c.exists()):
-        read = read_labels(path)
+        read = read_labels(path)[: args.per_file]
         print(f"labels: {len(read)} from {path}")
         labels += read
     missing = [c for c in args.cache if not c.exists()]
@@ -52,12 +64,19 @@ def main() -> None:
             ap.error("--teacher is needed to label (no --cache file to read, or one to write)")
         t = time.perf_counter()
         how = {"copy_only": True, "keep_query_order": s.intent.keep_query_order} if args.teacher_copy else {}
-        requests = sample_requests(split.train, args.samples, seed=1)[args.skip :]
+        if args.news is not None:
+            clicks, bad = entity_searches(args.news)
+            print(f"entity searches: {len(clicks):,} clicks from {args.news} ({len(bad)} rows unreadable)")
+        else:
+            clicks = split.train
+        requests = sample_requests(clicks, args.samples, seed=1)[args.skip :]
         made = label_with(IntentRefiner.from_pretrained(args.teacher, **how), requests, length_preference=args.teacher_copy)
         print(f"labels: {len(made)} of {len(requests)} searches in {time.perf_counter() - t:.0f}s", flush=True)
         if missing:
             write_labels(missing[0], made)
         labels += made
+    if args.label_only:
+        return
     train_gold, _ = gold_split()
     t = time.perf_counter()
     IntentRefiner.from_base(params=s.intent).fit(train_gold + labels).save_pretrained(args.out)

@@ -33,9 +33,14 @@ _SCORER = None
 
 def bert_f1(preds: Sequence[str], refs: Sequence[str]) -> float:
     """Mean BERTScore F1 with all-MiniLM-L6-v2 (layer 6, see the module docstring)."""
+    return float(bert_f1_each(preds, refs).mean()) if preds else 0.0
+
+
+def bert_f1_each(preds: Sequence[str], refs: Sequence[str]) -> np.ndarray:
+    """BERTScore F1 of each prediction against its reference (``bert_f1``'s scorer)."""
     global _SCORER
     if not preds:
-        return 0.0
+        return np.zeros(0)
     if _SCORER is None:
         from bert_score import BERTScorer
         from transformers.utils import logging as hf_logging
@@ -45,7 +50,19 @@ def bert_f1(preds: Sequence[str], refs: Sequence[str]) -> float:
         hf_logging.set_verbosity_error()
         _SCORER = BERTScorer(model_type=str(minilm_path()), num_layers=6, batch_size=64, device="cpu")
     _, _, f = _SCORER.score(list(preds), list(refs))
-    return float(f.mean())
+    return f.numpy().astype(float)
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired examples and its percentile bootstrap interval (examples resampled
+    with replacement): (mean, low, high)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.size == 0:
+        raise ValueError("paired_bootstrap: no examples")
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(resamples, d.size))
+    means = d[idx].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(d.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 def key_retention(queries: Sequence[str], preds: Sequence[str]) -> float:

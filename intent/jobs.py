@@ -3,16 +3,17 @@ windows (offline history + online push). The CLI and the DAGs are thin wiring ov
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from intent.mining import Click, MiningReport, lake_clicks, mine
+from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine
 from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
 from intent.text import stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
@@ -71,28 +72,53 @@ def read_labels(path: Path) -> list[Example]:
 
 
 def sample_requests(clicks: Iterable[Click], n: int, seed: int = 0) -> list[Request]:
-    """Up to ``n`` distinct (Q, titles of the docs clicked for Q) from a click log, one per query."""
+    """Up to ``n`` distinct (Q, titles of the docs clicked for Q) from a click log, one per query,
+    balanced by category: the queries, shuffled, are taken in turn from each category (a query's is its
+    clicks' most common ``Click.category``) until ``n``, so a small category gives all it has before a
+    large one gives more than its share. With one category (a log without them), the shuffled order."""
     by_query: dict[str, list[str]] = defaultdict(list)
+    votes: dict[str, Counter[str]] = defaultdict(Counter)
     for c in clicks:
         if c.title not in by_query[c.query]:
             by_query[c.query].append(c.title)
+        votes[c.query][c.category] += 1
     queries = sorted(by_query)
     random.Random(seed).shuffle(queries)
-    return [Request(q, tuple(by_query[q][:3])) for q in queries[:n]]
+    per_category: dict[str, list[str]] = defaultdict(list)
+    for q in queries:
+        per_category[min(votes[q].items(), key=lambda kv: (-kv[1], kv[0]))[0]].append(q)
+    turns = [per_category[c] for c in sorted(per_category)]
+    order = [q for group in itertools.zip_longest(*turns) for q in group if q is not None]
+    return [Request(q, tuple(by_query[q][:3])) for q in order[:n]]
 
 
-def train_default(settings: Settings, out: Path, teacher: Path | None = None, teacher_samples: int = 2000, progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:
+def teacher_requests(settings: Settings, clicks: Sequence[Click], news: Path | None = None) -> list[Request]:
+    """The searches the teacher labels for the default recipe: with ``news`` (a MIND-format news
+    catalog), ``news_samples`` entity searches of it (``entity_searches``), then the lake's searches up
+    to ``teacher_samples`` in all; each part balanced by category (``sample_requests``)."""
+    p = settings.intent
+    requests: list[Request] = []
+    if news is not None:
+        news_clicks, _ = entity_searches(news)
+        requests += sample_requests(news_clicks, min(p.news_samples, p.teacher_samples), p.seed)
+    return requests + sample_requests(clicks, max(p.teacher_samples - len(requests), 0), p.seed)
+
+
+def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:
     """The default student recipe: the gold set, the lake's mined pairs and (with ``teacher``) the
-    teacher's labels of sampled lake searches, fine-tuned into ``settings.intent.base_model``. The
-    gold set's held-out part (``gold_split``) is never trained on: evaluation reads it."""
+    teacher's labels of sampled searches (``teacher_requests``: the lake's, and with ``news`` entity
+    searches of a news catalog), fine-tuned into ``settings.intent.base_model``. The gold set's
+    held-out part (``gold_split``) is never trained on: evaluation reads it."""
     examples = gold_split()[0]
     try:
         clicks = lake_clicks(settings)
         examples += pairs_as_examples(mine(clicks), settings.intent.max_mined_pairs, settings.intent.seed)
     except FileNotFoundError:
         clicks = []
-    if teacher is not None and clicks:
-        examples += label_with(IntentRefiner.from_pretrained(teacher), sample_requests(clicks, teacher_samples, settings.intent.seed))
+    if teacher is not None:
+        requests = teacher_requests(settings, clicks, news)
+        if requests:
+            examples += label_with(IntentRefiner.from_pretrained(teacher), requests)
     refiner = IntentRefiner.from_base(params=settings.intent).fit(examples, progress=progress)
     refiner.save_pretrained(out)
     return refiner

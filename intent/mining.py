@@ -12,12 +12,16 @@ are not (typos, chatter); ties go to the more clicked, then the shorter, then th
 
 Inputs: ``clicks_from_lake`` (search clicks of the lake, with their query) or
 ``clicks_from_search_log`` (a TSV such as Home Depot's: product_uid, product_title, search_term,
-relevance; relevance >= 2 counts as a click).
+relevance; relevance >= 2 counts as a click). ``entity_searches`` makes searches of another kind from
+a news catalog in MIND's ``news.tsv`` format, for the teacher to label (not for mining): each named
+entity of a title (``title_entities``' surface forms, as users type names) is a query that clicks the
+articles whose titles name it, in the article's category.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -40,6 +44,7 @@ class Click:
     title: str
     user_id: str = ""
     ts: datetime | None = None
+    category: str = ""  # the document's category (its first topic's top level), when known
 
 
 @dataclass(frozen=True)
@@ -96,9 +101,44 @@ def clicks_from_search_log(path: Path, min_relevance: float = 2.0) -> list[Click
     return out
 
 
-def clicks_from_lake(events: Iterable[dict], titles: dict[str, str]) -> list[Click]:
+NEWS_COLUMNS = ("news_id", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities")
+
+
+def entity_searches(path: Path) -> tuple[list[Click], list[tuple[int, str, str]]]:
+    """Searches for the named entities of a news catalog's titles (MIND ``news.tsv``, no header): one
+    click per (entity surface form, article whose title has it), lowercased as users type, in the
+    article's category. Surface forms of under 3 characters or without a letter are left out. Rows
+    that cannot be read come back as (line, field, message); the others go through."""
+    clicks: list[Click] = []
+    bad: list[tuple[int, str, str]] = []
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if len(row) < 7:
+                bad.append((n, "<record>", f"{len(row)} columns, expected {len(NEWS_COLUMNS)} ({', '.join(NEWS_COLUMNS)})"))
+                continue
+            doc, category, title, raw = row[0], row[1].strip(), row[3].strip(), row[6].strip()
+            if not title:
+                bad.append((n, "title", "empty"))
+                continue
+            try:
+                entities = json.loads(raw) if raw else []
+                forms = [str(s) for e in entities for s in e.get("SurfaceForms", [])]
+            except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+                bad.append((n, "title_entities", f"not a JSON list of entities with SurfaceForms: {exc}"))
+                continue
+            for form in dict.fromkeys(" ".join(s.lower().split()) for s in forms):
+                if len(form) >= 3 and any(ch.isalpha() for ch in form):
+                    clicks.append(Click(form, doc, title, category=category))
+    return clicks, bad
+
+
+def clicks_from_lake(events: Iterable[dict], titles: dict[str, str], categories: dict[str, str] | None = None) -> list[Click]:
     """Search-domain clicks of the lake's events (rows as dicts), each with its query: the click's own
-    ``query``, or else the user's last search before it (same user, search domain)."""
+    ``query``, or else the user's last search before it (same user, search domain); ``categories``:
+    the documents' categories, carried on their clicks."""
+    categories = categories or {}
     out: list[Click] = []
     last: dict[str, str] = {}
     for e in sorted(events, key=lambda r: r["ts"]):
@@ -110,7 +150,7 @@ def clicks_from_lake(events: Iterable[dict], titles: dict[str, str]) -> list[Cli
             query = e.get("query") or last.get(e["user_id"])
             item = e.get("item_id")
             if query and item in titles:
-                out.append(Click(query, item, titles[item], e["user_id"], e["ts"]))
+                out.append(Click(query, item, titles[item], e["user_id"], e["ts"], categories.get(item, "")))
     return out
 
 
@@ -215,7 +255,9 @@ def lake_clicks(settings: Settings, start: datetime | None = None, end: datetime
         args["end"] = end
     con = duckdb.connect()
     rows = con.execute(f"select user_id, domain, type, item_id, query, ts from {lake.scan('events')} where {where} order by ts", args).fetchall()
-    docs = lake.read("documents", columns=["doc_id", "title"])
-    titles = dict(zip(docs.column("doc_id").to_pylist(), docs.column("title").to_pylist()))
+    docs = lake.read("documents", columns=["doc_id", "title", "topics"])
+    ids = docs.column("doc_id").to_pylist()
+    titles = dict(zip(ids, docs.column("title").to_pylist()))
+    categories = {d: topics[0].split("/")[0] for d, topics in zip(ids, docs.column("topics").to_pylist()) if topics}
     events = [{"user_id": u, "domain": d, "type": t, "item_id": i, "query": q, "ts": ts} for u, d, t, i, q, ts in rows]
-    return clicks_from_lake(events, titles)
+    return clicks_from_lake(events, titles, categories)

@@ -64,8 +64,8 @@ def test_lake_clicks_take_their_query_or_the_last_search(tmp_path: Path) -> None
         {"user_id": "v", "domain": "search", "type": "click", "item_id": "fan", "query": "fan", "ts": 4},
         {"user_id": "v", "domain": "search", "type": "click", "item_id": "unknown-doc", "query": "fan", "ts": 5},
     ]
-    got = clicks_from_lake(events, PRODUCTS)
-    assert [(c.query, c.doc_id, c.user_id) for c in got] == [("pole saw", "saw", "u"), ("fan", "fan", "v")]
+    got = clicks_from_lake(events, PRODUCTS, {"saw": "tools"})
+    assert [(c.query, c.doc_id, c.user_id, c.category) for c in got] == [("pole saw", "saw", "u", "tools"), ("fan", "fan", "v", "")]
 
 
 def test_search_log_reader_counts_relevance_two_as_a_click_and_names_bad_rows(tmp_path: Path) -> None:
@@ -84,3 +84,67 @@ def test_teacher_labels_keep_only_grounded_words() -> None:
     assert grounded("pole saw", titles, "ryobi 40 volt pole saw cordless shiny saw") == "ryobi 40 volt pole saw cordless"
     assert grounded("pole saw", titles, "pole saws battery") == "pole saws battery"  # by stem
     assert grounded("aespa", ("aespa Japan debut album Hot Mess",), "aespa world tour") == "aespa"
+
+
+def news_row(doc: str, category: str, title: str, entities: str) -> str:
+    return "\t".join([doc, category, "sub", title, "abstract", "http://x", entities, "[]"])
+
+
+def test_entity_searches_of_a_news_catalog_carry_the_category_and_name_bad_rows(tmp_path: Path) -> None:
+    from intent.mining import entity_searches
+
+    row = news_row
+    ents = '[{"Label": "Taylor Swift", "Type": "P", "SurfaceForms": ["Taylor Swift"]}, {"Label": "UK", "Type": "G", "SurfaceForms": ["UK"]}]'
+    path = tmp_path / "news.tsv"
+    path.write_text(
+        "\n".join(
+            [
+                row("N1", "music", 'Taylor Swift adds "London" dates', ents),
+                row("N2", "music", "Eras Tour: Taylor  Swift in Wembley", '[{"SurfaceForms": ["Taylor  Swift", "Wembley"]}]'),
+                row("N3", "sports", "No entities here", "[]"),
+                row("N4", "sports", "Broken entities", "[{not json"),
+                "N5\tsports\tonly three columns",
+            ]
+        )
+        + "\n"
+    )
+    clicks, bad = entity_searches(path)
+    # surface forms lowercased with spaces collapsed; "uk" (under 3 characters) left out; quotes kept
+    assert [(c.query, c.doc_id, c.category) for c in clicks] == [("taylor swift", "N1", "music"), ("taylor swift", "N2", "music"), ("wembley", "N2", "music")]
+    assert clicks[0].title == 'Taylor Swift adds "London" dates'
+    assert [(line, field) for line, field, _ in bad] == [(4, "title_entities"), (5, "<record>")]
+
+
+def test_teacher_samples_are_balanced_by_category() -> None:
+    from intent.jobs import sample_requests
+
+    log = [Click(f"big {i}", f"d{i}", f"Big title {i}", category="sports") for i in range(30)]
+    log += [Click(f"small {i}", f"s{i}", f"Small title {i}", category="music") for i in range(3)]
+    log += [Click("small 0", "s9", "Another small title", category="music"), Click("small 0", "x", "Odd one", category="sports")]
+    got = sample_requests(log, 8, seed=3)
+    assert len(got) == 8 and len({r.query for r in got}) == 8
+    assert sum(r.query.startswith("small") for r in got) == 3  # the small category gives all it has
+    assert [r.query.split()[0] for r in got[:6]] == ["small", "big"] * 3 or [r.query.split()[0] for r in got[:6]] == ["big", "small"] * 3
+    small0 = next(r for r in got if r.query == "small 0")
+    assert small0.titles == ("Small title 0", "Another small title", "Odd one")  # a query's category: its clicks' most common
+    # without categories: one group, the seeded shuffle of the queries (a prefix for any n)
+    plain = [Click(c.query, c.doc_id, c.title) for c in log]
+    assert [r.query for r in sample_requests(plain, 5, seed=3)] == [r.query for r in sample_requests(plain, 30, seed=3)][:5]
+
+
+def test_the_teacher_labels_news_entity_searches_then_the_lake_s_up_to_the_budget(tmp_path: Path) -> None:
+    from intent.jobs import teacher_requests
+    from topicfeed.settings import IntentSettings, Settings
+
+    path = tmp_path / "news.tsv"
+    names = ["Taylor Swift", "Greg Allen", "Jorge Masvidal", "Gerrit Cole"]
+    path.write_text("\n".join(news_row(f"N{i}", "sports" if i else "music", f"{n} news", f'[{{"SurfaceForms": ["{n}"]}}]') for i, n in enumerate(names)) + "\n")
+    lake = clicks([("pole saw", "saw"), ("hammer drill", "drill"), ("lawn mower", "mower"), ("ceiling fan", "fan"), ("gas grill", "grill")])
+    s = Settings(data_dir=tmp_path, intent=IntentSettings(teacher_samples=5, news_samples=2))
+    got = teacher_requests(s, lake, path)
+    assert len(got) == 5
+    assert {r.query for r in got[:2]} <= {n.lower() for n in names} and "taylor swift" in {r.query for r in got[:2]}  # balanced: music's one name
+    assert {r.query for r in got[2:]} <= {c.query for c in lake}
+    assert sorted(r.query for r in teacher_requests(s, lake)) == sorted(c.query for c in lake)  # no news: the lake's alone, 5
+    s = Settings(data_dir=tmp_path, intent=IntentSettings(teacher_samples=1, news_samples=2))
+    assert len(teacher_requests(s, lake, path)) == 1

@@ -432,6 +432,7 @@ def intent_mine(
 def intent_train(
     out: Annotated[Path | None, typer.Option(help="model directory; default: the configured intent dir")] = None,
     teacher: Annotated[Path | None, typer.Option(help="a trained teacher: it labels sampled lake searches for the student")] = None,
+    news: Annotated[Path | None, typer.Option(help="with --teacher: a news catalog (MIND news.tsv format) whose titles' named entities the teacher also labels as searches")] = None,
     base: Annotated[str | None, typer.Option(help="base model (minilm, gemma3-270m, a .gguf file, an HF directory); default: settings")] = None,
     gold_only: Annotated[bool, typer.Option(help="train on the gold set's training part only (how the teacher is made)")] = False,
 ) -> None:
@@ -455,7 +456,7 @@ def intent_train(
         refiner = IntentRefiner.from_base(params=settings.intent).fit(gold_split()[0], progress=progress)
         refiner.save_pretrained(out)
     else:
-        refiner = train_default(settings, out, teacher=teacher, progress=progress)
+        refiner = train_default(settings, out, teacher=teacher, news=news, progress=progress)
     bar.close()
     typer.echo(f"trained {settings.intent.base_model} on {refiner.fit_report_['examples']} examples in {time.perf_counter() - start:.0f}s "
                f"(loss {refiner.fit_report_['first_loss']} -> {refiner.fit_report_['last_loss']}); saved to {out}")
