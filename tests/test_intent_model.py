@@ -4,6 +4,7 @@ decoding, bad input, the refine CLI."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,13 @@ def test_refine_cli_reports_bad_lines_and_refines_the_rest(tiny: dict[str, Path]
     assert "rejected line 3: field 'query'" in got.stderr and "refined 2 requests" in got.stdout
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "e"] and all(r["refined_query"].startswith(r["query"].split()[0]) or r["query"].split()[0] in r["refined_query"] for r in rows)
+
+
+def test_train_cli_refuses_news_without_a_teacher(tmp_path: Path) -> None:
+    news = tmp_path / "news.tsv"
+    news.write_text("N1\tmusic\tsub\tTaylor Swift adds London dates\t\t\t[]\t[]\n")
+    got = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "m"), "--news", str(news)], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert got.returncode == 2 and "--news needs --teacher" in got.stderr and not (tmp_path / "m").exists()
 
 
 def test_end_penalty_lowers_the_end_token_only_and_lengthens_what_is_written(tiny: dict[str, Path]) -> None:

@@ -432,7 +432,7 @@ def intent_mine(
 def intent_train(
     out: Annotated[Path | None, typer.Option(help="model directory; default: the configured intent dir")] = None,
     teacher: Annotated[Path | None, typer.Option(help="a trained teacher: it labels sampled lake searches for the student")] = None,
-    news: Annotated[Path | None, typer.Option(help="with --teacher: a news catalog (MIND news.tsv format) whose titles' named entities the teacher also labels as searches")] = None,
+    news: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="with --teacher: a news catalog (MIND news.tsv format) whose titles' named entities the teacher also labels as searches")] = None,
     base: Annotated[str | None, typer.Option(help="base model (minilm, gemma3-270m, a .gguf file, an HF directory); default: settings")] = None,
     gold_only: Annotated[bool, typer.Option(help="train on the gold set's training part only (how the teacher is made)")] = False,
 ) -> None:
@@ -440,6 +440,8 @@ def intent_train(
     from intent.jobs import train_default
     from intent.model import IntentRefiner, gold_split
 
+    if news is not None and teacher is None:
+        raise typer.BadParameter("--news needs --teacher: the teacher labels the news catalog's entity searches", param_hint="--news")
     settings = get_settings()
     if base:
         settings = settings.model_copy(update={"intent": settings.intent.model_copy(update={"base_model": base})})
