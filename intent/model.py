@@ -30,7 +30,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from classifier.lm import load_causal_lm
-from intent.text import key_tokens, normalize, tokens, words
+from intent.text import STOPWORDS, key_tokens, normalize, tokens, words
 from topicfeed.settings import IntentSettings
 
 CONFIG_NAME = "intent_refiner.json"
@@ -439,8 +439,13 @@ class IntentRefiner:
         """The best candidate that keeps Q's key tokens; else the best with the missing ones put back.
         ``vocab`` (copy-only): the words allowed; any other (a last word cut by ``max_new_tokens``) is dropped."""
         limit = self.params.max_refined_tokens
-        words = [[w for w in tokens(c.split("\n")[0]) if vocab is None or w in vocab] for c in candidates]
-        cleaned = [" ".join(list(dict.fromkeys(ws))[:limit]) for ws in words]  # a word once
+        words = [list(dict.fromkeys(w for w in tokens(c.split("\n")[0]) if vocab is None or w in vocab))[:limit] for c in candidates]  # a word once
+        if self.params.end_on_content_word:  # "nvidia earnings beat on" -> "nvidia earnings beat"
+            q = set(tokens(query))
+            for ws in words:
+                while ws and ws[-1] in STOPWORDS and ws[-1] not in q:
+                    ws.pop()
+        cleaned = [" ".join(ws) for ws in words]
         cleaned = [c for c in cleaned if c] or [normalize(query)]
         if not self.params.enforce_keys:
             return cleaned[0]

@@ -194,6 +194,15 @@ def test_refine_cli_reports_bad_lines_and_refines_the_rest(tiny: dict[str, Path]
     assert [r["id"] for r in rows] == ["a", "e"] and all(r["refined_query"].startswith(r["query"].split()[0]) or r["query"].split()[0] in r["refined_query"] for r in rows)
 
 
+def test_refinements_do_not_end_on_a_function_word_that_is_not_the_query_s(tiny: dict[str, Path]) -> None:
+    r = IntentRefiner.from_base(tiny["hf"], **FAST)
+    assert r._choose("nvidia", ["nvidia earnings beat on", "nvidia"]) == "nvidia earnings beat"
+    assert r._choose("flights", ["flights japan spring in to"]) == "flights japan spring"
+    assert r._choose("made in", ["made in"]) == "made in"  # Q's own words stay
+    assert r._choose("of", ["of for"]) == "of"
+    assert r.decoding(end_on_content_word=False)._choose("nvidia", ["nvidia earnings beat on"]) == "nvidia earnings beat on"
+
+
 def test_train_cli_refuses_news_without_a_teacher(tmp_path: Path) -> None:
     news = tmp_path / "news.tsv"
     news.write_text("N1\tmusic\tsub\tTaylor Swift adds London dates\t\t\t[]\t[]\n")
