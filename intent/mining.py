@@ -111,9 +111,10 @@ def entity_searches(path: Path) -> tuple[list[Click], list[tuple[int, str, str]]
     that cannot be read come back as (line, field, message); the others go through."""
     clicks: list[Click] = []
     bad: list[tuple[int, str, str]] = []
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-            if not row or not any(cell.strip() for cell in row):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):  # tab-separated, no quoting (MIND's format), fields of any size
+            row = line.rstrip("\r\n").split("\t")
+            if not any(cell.strip() for cell in row):
                 continue
             if len(row) < 7:
                 bad.append((n, "<record>", f"{len(row)} columns, expected {len(NEWS_COLUMNS)} ({', '.join(NEWS_COLUMNS)})"))
