@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from intent.text import normalize, stem, stems
+from topicfeed.adapters.mind import NEWS_COLUMNS
 from topicfeed.lake import Lake
 from topicfeed.settings import Settings
 
@@ -99,9 +100,6 @@ def clicks_from_search_log(path: Path, min_relevance: float = 2.0) -> list[Click
             if relevance >= min_relevance and row.get("search_term"):
                 out.append(Click(row["search_term"], str(row["product_uid"]), row["product_title"]))
     return out
-
-
-NEWS_COLUMNS = ("news_id", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities")
 
 
 def entity_searches(path: Path) -> tuple[list[Click], list[tuple[int, str, str]]]:
