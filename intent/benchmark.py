@@ -96,6 +96,10 @@ def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: 
     split = split_log(search_log, holdout)
     lines = [f"held-out gold ({len(gold_split(share=holdout)[1])} examples; BERTScore: all-MiniLM-L6-v2 layer 6):"]
     lines += ["  " + format_row(r) for r in gold_rows(models, holdout, split.bias)]
+    names = list(models)
+    for name in names[1:]:
+        gap, low, high = gold_gap(models[name], models[names[0]], holdout)
+        lines.append(f"  BERTScore F1 {name} - {names[0]}: {gap:+.3f} (paired bootstrap 95% interval {low:+.3f} .. {high:+.3f})")
     lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR):")
     lines += ["  " + format_row(r) for r in log_rows(models, split, samples)]
     return lines

@@ -3,6 +3,8 @@ BM25 MRR, and the paired bootstrap interval of a gap."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,28 @@ def test_paired_bootstrap_interval_holds_the_gap_and_narrows_with_examples() -> 
     assert high2 - low2 < (high - low) / 5 and low2 < -0.03 < high2
     with pytest.raises(ValueError, match="no examples"):
         paired_bootstrap([], [])
+
+
+def test_intent_eval_compares_models_with_the_interval_of_their_gap(tmp_path: Path) -> None:
+    from intent.benchmark import evaluate_models
+    from intent.model import IntentRefiner
+    from topicfeed.settings import Settings
+
+    from tiny_lm import tiny_llama_dir
+
+    fast = {"epochs": 1, "batch_size": 8, "num_beams": 2, "max_new_tokens": 6, "max_prompt_tokens": 64}
+    base = tiny_llama_dir(tmp_path / "hf")
+    a = IntentRefiner.from_base(base, **fast).save_pretrained(tmp_path / "a")
+    b = IntentRefiner.from_base(base, **fast, copy_only=False).save_pretrained(tmp_path / "b")
+    log = tmp_path / "log.tsv"
+    rows = ["id\tproduct_uid\tproduct_title\tsearch_term\trelevance"]
+    for i in range(30):
+        rows += [f"{2 * i}\t{100 + i}\tBlue widget{i} deluxe kit\twidget{i}\t3", f"{2 * i + 1}\t{100 + i}\tBlue widget{i} deluxe kit\twidget{i} blue\t2.67"]
+    log.write_text("\n".join(rows) + "\n")
+    lines = evaluate_models(Settings(data_dir=tmp_path / "data"), [a, b], log, samples=10)
+    assert lines[0].startswith("held-out gold (43 examples")
+    assert sum(line.startswith("  model=") for line in lines) == 3 + 3  # raw query + two models, twice
+    gap = next(line for line in lines if "BERTScore F1 b - a" in line)
+    low, high = (float(x) for x in gap.split("interval ")[1].rstrip(")").split(" .. "))
+    assert low <= float(gap.split(": ")[1].split(" ")[0]) <= high
+    assert any(line.startswith("real search log log.tsv") for line in lines)
