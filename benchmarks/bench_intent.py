@@ -13,7 +13,7 @@
    (``length_penalty`` 1, ``end_penalty`` 0): the BERTScore bar is read against the best teacher),
    the training times, and for the student served four ways (float32 or int8, free or copy-only
    decoding) its throughput, single-request latency and every bar; the BERTScore gap to the best
-   teacher comes with its paired bootstrap interval (``intent.benchmark.gold_gap``).
+   teacher comes with its paired bootstrap interval (``intent.benchmark.gold_rows``' per-example scores, ``intent.evaluate.paired_bootstrap``).
 
 ``--student DIR`` scores a student trained before (steps 3's labelling and training are skipped).
 
@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from intent.benchmark import gold_gap, gold_rows, log_rows, split_log, throughput
-from intent.evaluate import format_row
-from intent.jobs import label_with, sample_requests
+from intent.benchmark import gold_rows, log_rows, split_log, throughput
+from intent.evaluate import format_row, paired_bootstrap
+from intent.jobs import label_with, mixed_requests
 from intent.mining import entity_searches, mine
 from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
 from topicfeed.settings import Settings
@@ -81,8 +81,8 @@ def main() -> None:
         student_dir = args.student
         say(f"student: reused {args.student}")
     else:
-        requests = sample_requests(entity_searches(args.news)[0], min(args.news_samples, args.teacher_samples), seed=1) if args.news else []
-        requests += sample_requests(split.train, args.teacher_samples - len(requests), seed=1)
+        news = entity_searches(args.news)[0] if args.news else []
+        requests = mixed_requests(split.train, args.teacher_samples, 1, news, args.news_samples)
         t = time.perf_counter()
         labels = label_with(teacher, requests)
         say(f"teacher labels: {len(labels)} of {len(requests)} sampled training searches in {time.perf_counter() - t:.0f}s ({len(requests) / (time.perf_counter() - t):.1f}/s)")
@@ -112,7 +112,8 @@ def main() -> None:
     teacher_plain = teacher.decoding(**NO_LENGTH_PREFERENCE)
     models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, "teacher-plain": teacher_plain, **variants}
     say("held-out gold:")
-    rows = gold_rows(models, bias=split.bias)
+    scores: dict = {}
+    rows = gold_rows(models, bias=split.bias, scores=scores)
     for r in rows:
         say("  " + format_row(r))
     by = {r["model"]: r for r in rows}
@@ -128,7 +129,7 @@ def main() -> None:
     for name, m in variants.items():
         st, sl = by[name], lby[name]
         rate, p95 = throughput(m, requests)
-        _, low, high = gold_gap(m, models[te["model"]])
+        _, low, high = paired_bootstrap(scores[name], scores[te["model"]])
         checks = {
             f"BERTScore {st['bertscore_f1']:.3f} >= {te['model']} {te['bertscore_f1']:.3f} - 0.02 (paired 95% interval of the gap [{low:+.3f}, {high:+.3f}])": st["bertscore_f1"] >= te["bertscore_f1"] - 0.02,
             f"{st['bertscore_f1'] / lg['bertscore_f1'] - 1:+.1%} over log-mined {lg['bertscore_f1']:.3f} (>= +7%)": st["bertscore_f1"] >= 1.07 * lg["bertscore_f1"],

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from intent.evaluate import TitleIndex, bert_f1_each, format_row, mean_tokens, paired_bootstrap, report, rouge
 from intent.mining import Click, MiningReport, clicks_from_search_log, mine
 from intent.model import IntentRefiner, Request, gold_split, held_out
@@ -40,23 +42,22 @@ def split_log(path: Path, share: float = 0.2) -> LogSplit:
     return LogSplit(train, test, mine(test), TitleIndex(list(titles), list(titles.values())), bias)
 
 
-def gold_rows(models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None) -> list[dict]:
-    """One row per model (and the raw query) on the held-out gold set."""
+def gold_rows(models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None, scores: dict[str, np.ndarray] | None = None) -> list[dict]:
+    """One row per model (and the raw query) on the held-out gold set; ``scores``, when given, is
+    filled with each row's per-example BERTScore F1, for ``paired_bootstrap`` of two rows' gap (with
+    43 test examples its 95% interval is about ±0.03 wide: how far a bar such as "student >= teacher
+    - 0.02" can be read)."""
     _, test = gold_split(share=share)
     queries, refs = [e.query for e in test], [e.refined for e in test]
-    rows = [report("raw query", queries, [e.query.lower() for e in test], refs, bias)]
-    for name, m in models.items():
-        rows.append(report(name, queries, m.predict([Request(e.query, e.titles) for e in test]), refs, bias))
+    outputs = {"raw query": [e.query.lower() for e in test]}
+    outputs.update({name: m.predict([Request(e.query, e.titles) for e in test]) for name, m in models.items()})
+    rows = []
+    for name, preds in outputs.items():
+        each = bert_f1_each(preds, refs)
+        rows.append({**report(name, queries, preds, refs, bias, with_bert=False), "bertscore_f1": float(each.mean()) if len(each) else 0.0})
+        if scores is not None:
+            scores[name] = each
     return rows
-
-
-def gold_gap(model: IntentRefiner, reference: IntentRefiner, share: float = 0.2, resamples: int = 10_000) -> tuple[float, float, float]:
-    """``model``'s held-out gold BERTScore F1 minus ``reference``'s, example by example, with its 95%
-    paired bootstrap interval: (mean, low, high). With 43 test examples the interval is about ±0.03
-    wide, which says how far a bar such as "student >= teacher - 0.02" can be read."""
-    _, test = gold_split(share=share)
-    requests, refs = [Request(e.query, e.titles) for e in test], [e.refined for e in test]
-    return paired_bootstrap(bert_f1_each(model.predict(requests), refs), bert_f1_each(reference.predict(requests), refs), resamples)
 
 
 def log_rows(models: dict[str, IntentRefiner], split: LogSplit, samples: int = 500, seed: int = 0) -> list[dict]:
@@ -95,10 +96,11 @@ def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: 
     models = {Path(d).name: IntentRefiner.from_pretrained(d) for d in model_dirs}
     split = split_log(search_log, holdout)
     lines = [f"held-out gold ({len(gold_split(share=holdout)[1])} examples; BERTScore: all-MiniLM-L6-v2 layer 6):"]
-    lines += ["  " + format_row(r) for r in gold_rows(models, holdout, split.bias)]
+    scores: dict[str, np.ndarray] = {}
+    lines += ["  " + format_row(r) for r in gold_rows(models, holdout, split.bias, scores)]
     names = list(models)
     for name in names[1:]:
-        gap, low, high = gold_gap(models[name], models[names[0]], holdout)
+        gap, low, high = paired_bootstrap(scores[name], scores[names[0]])
         lines.append(f"  BERTScore F1 {name} - {names[0]}: {gap:+.3f} (paired bootstrap 95% interval {low:+.3f} .. {high:+.3f})")
     lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR):")
     lines += ["  " + format_row(r) for r in log_rows(models, split, samples)]

@@ -92,16 +92,20 @@ def sample_requests(clicks: Iterable[Click], n: int, seed: int = 0) -> list[Requ
     return [Request(q, tuple(by_query[q][:3])) for q in order[:n]]
 
 
+def mixed_requests(clicks: Iterable[Click], n: int, seed: int = 0, news_clicks: Iterable[Click] = (), news_n: int = 0) -> list[Request]:
+    """``news_n`` (at most ``n``) sampled searches of ``news_clicks``, then ``clicks``' up to ``n`` in
+    all; each part balanced by category (``sample_requests``)."""
+    requests = sample_requests(news_clicks, min(news_n, n), seed) if news_n else []
+    return requests + sample_requests(clicks, max(n - len(requests), 0), seed)
+
+
 def teacher_requests(settings: Settings, clicks: Sequence[Click], news: Path | None = None) -> list[Request]:
     """The searches the teacher labels for the default recipe: with ``news`` (a MIND-format news
     catalog), ``news_samples`` entity searches of it (``entity_searches``), then the lake's searches up
-    to ``teacher_samples`` in all; each part balanced by category (``sample_requests``)."""
+    to ``teacher_samples`` in all (``mixed_requests``)."""
     p = settings.intent
-    requests: list[Request] = []
-    if news is not None:
-        news_clicks, _ = entity_searches(news)
-        requests += sample_requests(news_clicks, min(p.news_samples, p.teacher_samples), p.seed)
-    return requests + sample_requests(clicks, max(p.teacher_samples - len(requests), 0), p.seed)
+    news_clicks = entity_searches(news)[0] if news is not None else []
+    return mixed_requests(clicks, p.teacher_samples, p.seed, news_clicks, p.news_samples)
 
 
 def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:
