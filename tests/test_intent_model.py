@@ -13,7 +13,7 @@ import pytest
 
 from classifier.lm import resolve_base
 from intent.jobs import read_requests
-from intent.model import IntentRefiner, Request, gold_split, load_gold
+from intent.model import GOLD_TEST, IntentRefiner, Request, gold_split, load_gold
 from intent.text import key_tokens, normalize, tokens
 
 from tiny_lm import tiny_gguf, tiny_llama_dir
@@ -35,6 +35,10 @@ def test_the_gold_set_is_big_varied_and_split_stably() -> None:
     train, test = gold_split()
     assert len(test) > 20 and not {e.query for e in train} & {e.query for e in test}
     assert gold_split()[1] == test  # by hash: the same split every time
+    extra = load_gold(GOLD_TEST)  # the test-only file: all of it held out, every category, never trained on
+    assert len(extra) >= 100 and {e.category for e in extra} == {e.category for e in gold}
+    assert test[-len(extra) :] == extra and not {e.query for e in extra} & {e.query for e in gold}
+    assert gold_split(test_file=False)[1] == test[: -len(extra)] and gold_split(gold)[1] == test[: -len(extra)]
 
 
 @pytest.mark.parametrize("kind", ["gguf", "hf"])
