@@ -11,8 +11,8 @@
 4. every model on the held-out gold and on the held-out products (ROUGE, BERTScore, key tokens, bias,
    MRR; the teacher also decoding copy-only as the student does, and with no length preference
    (``length_penalty`` 1, ``end_penalty`` 0): the BERTScore bar is read against the best teacher),
-   the training times, and for the student served four ways (float32 or int8, free or copy-only
-   decoding) its throughput, single-request latency and every bar; the BERTScore gap to the best
+   the training times, and for the student served six ways (float32, bfloat16 or int8, free or
+   copy-only decoding) its throughput, single-request latency and every bar; the BERTScore gap to the best
    teacher comes with its paired bootstrap interval (``intent.benchmark.gold_rows``' per-example scores, ``intent.evaluate.paired_bootstrap``).
 
 ``--student DIR`` scores a student trained before (steps 3's labelling and training are skipped).
@@ -89,20 +89,21 @@ def main() -> None:
         for e in random.Random(0).sample(labels, min(5, len(labels))):
             say(f"  {e.query!r} + {e.titles[0][:50]!r} -> {e.refined!r}")
         t = time.perf_counter()
-        student = IntentRefiner.from_base(params=s.intent).fit(train_gold + labels)
+        student = IntentRefiner.from_base(params=s.intent).fit(train_gold * s.intent.gold_repeats + labels)
         train_s = time.perf_counter() - t
         say(f"student: {s.intent.base_model} on {len(train_gold)} gold + {len(labels)} teacher labels in {train_s:.0f}s (bar: <= 20 min)")
         student_dir = tmp / "student"
         student.save_pretrained(student_dir)
-    # the one trained student, served four ways: float32 or int8 (settings.intent.int8), free or
-    # copy-only decoding (settings.intent.copy_only)
+    # the one trained student, served six ways: float32, bfloat16 or int8
+    # (settings.intent.serving_precision), free or copy-only decoding (settings.intent.copy_only)
+    short = {"float32": "f32", "bfloat16": "bf16", "int8": "int8"}
     variants = {
-        f"student-{'int8' if q else 'f32'}-{'copy' if c else 'free'}": IntentRefiner.from_pretrained(student_dir, int8=q, copy_only=c)
-        for q in (False, True)
+        f"student-{short[q]}-{'copy' if c else 'free'}": IntentRefiner.from_pretrained(student_dir, serving_precision=q, copy_only=c)
+        for q in short
         for c in (False, True)
     }
-    configured = f"student-{'int8' if s.intent.int8 else 'f32'}-{'copy' if s.intent.copy_only else 'free'}"
-    say(f"the configured serving student (settings.intent.int8={s.intent.int8}, copy_only={s.intent.copy_only}): {configured}")
+    configured = f"student-{short[s.intent.serving_precision]}-{'copy' if s.intent.copy_only else 'free'}"
+    say(f"the configured serving student (settings.intent.serving_precision={s.intent.serving_precision}, copy_only={s.intent.copy_only}): {configured}")
 
     # the teacher also decoding as the student serves (copy-only, Q's words in order, the configured
     # length preference) and with no length preference: the bar is read against the best of the

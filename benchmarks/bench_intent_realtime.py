@@ -3,7 +3,7 @@ refined intent readable from the online store.
 
 A simulated world is made ready to serve; ``topicfeed serve`` runs as its own process with a trained
 refiner (``--model DIR``, or a MiniLM student trained here on the gold set's training part: the same
-architecture and decoding as the default student, served as configured, int8 and copy-only by
+architecture and decoding as the default student, served as configured, bfloat16 and copy-only by
 default). Real product searches of the Home Depot log (``../shared/data``) are posted to
 ``POST /v1/events`` as a ``search`` event and a ``click`` on a catalog item, each for a user with no
 refined intent yet; the clock runs from the POST until ``GET /v1/users/{user}/profile`` (the online
@@ -114,7 +114,7 @@ def main() -> None:
     items = [catalog.ids[int(i)] for i in catalog.by_popularity[:200]]
     proc, url = serve(s.data_dir, {"TOPICFEED_API_KEY": KEY, "TOPICFEED_INTENT__MODEL_DIR": str(model)}, workers=1)
     client = httpx.Client(base_url=url, timeout=10, headers={"X-API-Key": KEY})
-    print(f"service: one worker, SQLite online store, refiner {model} (int8={s.intent.int8}, copy_only={s.intent.copy_only})")
+    print(f"service: one worker, SQLite online store, refiner {model} (serving_precision={s.intent.serving_precision}, copy_only={s.intent.copy_only})")
     try:
         k = 0
         single = []

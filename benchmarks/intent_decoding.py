@@ -35,7 +35,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--labels", type=Path, action="append", default=[], help="teacher labels JSON (benchmarks/intent_labels.py --cache; repeatable); needed unless --student")
     ap.add_argument("--per-file", type=int, help="train on the first N labels of each --labels file (the sample's balanced prefix)")
-    ap.add_argument("--gold-repeats", type=int, default=1, help="the gold examples appear this many times in the training set (the labels once)")
     ap.add_argument("--student", type=Path, help="a student already trained without the dev slice (this script's --out)")
     ap.add_argument("--out", type=Path, default=Path("intent-dev-student"), help="where the student trained here is saved")
     ap.add_argument("--length-penalty", type=floats, default=(1.0, 1.5, 2.0, 3.0))
@@ -50,8 +49,8 @@ def main() -> None:
             ap.error("--labels is needed to train a student (or pass --student)")
         labels = [e for path in args.labels for e in read_labels(path)[: args.per_file]]
         t = time.perf_counter()
-        IntentRefiner.from_base(params=Settings().intent).fit(fit * args.gold_repeats + labels).save_pretrained(args.out)
-        print(f"student on {len(fit)} gold x{args.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)
+        IntentRefiner.from_base(params=Settings().intent).fit(fit * Settings().intent.gold_repeats + labels).save_pretrained(args.out)
+        print(f"student on {len(fit)} gold x{Settings().intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)
     directory = args.student or args.out
     requests, refs = [Request(e.query, e.titles) for e in dev], [e.refined for e in dev]
     print(f"dev gold Q*: {sum(len(r.split()) for r in refs) / len(refs):.2f} words on average")

@@ -1,4 +1,4 @@
-"""The student on N teacher labels, scored on the held-out gold set (float32 and int8, copy-only).
+"""The student on N teacher labels, scored on the held-out gold set (float32, bfloat16 and int8, copy-only).
 
 The labels are those ``benchmarks/bench_intent.py`` makes (the teacher labels the first N of the same
 seeded sample of training searches of the Home Depot log) and the student is trained as it trains it
@@ -79,9 +79,9 @@ def main() -> None:
         return
     train_gold, _ = gold_split()
     t = time.perf_counter()
-    IntentRefiner.from_base(params=s.intent).fit(train_gold + labels).save_pretrained(args.out)
-    print(f"student: {s.intent.base_model} on {len(train_gold)} gold + {len(labels)} labels in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
-    models = {f"student-{'int8' if q else 'f32'}-copy": IntentRefiner.from_pretrained(args.out, int8=q, copy_only=True) for q in (False, True)}
+    IntentRefiner.from_base(params=s.intent).fit(train_gold * s.intent.gold_repeats + labels).save_pretrained(args.out)
+    print(f"student: {s.intent.base_model} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
+    models = {f"student-{q}-copy": IntentRefiner.from_pretrained(args.out, serving_precision=q, copy_only=True) for q in ("float32", "bfloat16", "int8")}
     for row in gold_rows(models, bias=split.bias):
         print("  " + format_row(row))
 

@@ -18,7 +18,7 @@ def search_intents() -> None:
 
         s = settings()
         start, end = window(get_current_context())
-        records = refine(s, IntentRefiner.from_pretrained(s.intent_dir, int8=s.intent.int8), start, end)
+        records = refine(s, IntentRefiner.from_pretrained(s.intent_dir, serving_precision=s.intent.serving_precision), start, end)
         return {"start": start.isoformat(), "end": end.isoformat(), "refined": len(records)}
 
     refine_window()

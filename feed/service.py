@@ -192,7 +192,7 @@ class FeedState:
         self.search_clicks: dict[tuple[str, str], list[str]] = {}  # (user, query) -> clicked titles
         self.intents: IntentQueue | None = None
         if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
-            self.intents = IntentQueue(settings, IntentRefiner.from_pretrained(settings.intent_dir, int8=settings.intent.int8), on_refined=self.on_refined)
+            self.intents = IntentQueue(settings, IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision), on_refined=self.on_refined)
         self._breaker_until = 0.0
         self._lock = threading.Lock()
 

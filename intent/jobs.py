@@ -113,7 +113,7 @@ def train_default(settings: Settings, out: Path, teacher: Path | None = None, ne
     teacher's labels of sampled searches (``teacher_requests``: the lake's, and with ``news`` entity
     searches of a news catalog), fine-tuned into ``settings.intent.base_model``. The gold set's
     held-out part (``gold_split``) is never trained on: evaluation reads it."""
-    examples = gold_split()[0]
+    examples = gold_split()[0] * settings.intent.gold_repeats
     try:
         clicks = lake_clicks(settings)
         examples += pairs_as_examples(mine(clicks), settings.intent.max_mined_pairs, settings.intent.seed)
@@ -163,11 +163,11 @@ def read_requests(path: Path) -> tuple[list[tuple[str, Request]], list[tuple[int
     return good, bad
 
 
-def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None, int8: bool = False) -> FileReport:
+def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None, precision: str = "float32") -> FileReport:
     """Refine every valid request of ``input_path`` into ``output`` (``{"id", "query", "refined_query"}``);
-    ``int8``: serve the model int8-quantized (``IntentSettings.int8``)."""
+    ``precision``: the model's serving precision (``IntentSettings.serving_precision``)."""
     good, bad = read_requests(input_path)
-    refiner = IntentRefiner.from_pretrained(model, int8=int8)
+    refiner = IntentRefiner.from_pretrained(model, serving_precision=precision)
     outs = refiner.predict([r for _, r in good], progress=progress) if good else []
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:

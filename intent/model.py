@@ -273,7 +273,7 @@ class IntentRefiner:
         model.eval()
         refiner = cls(model, AutoTokenizer.from_pretrained(directory), params)
         refiner.fit_report_ = meta.get("fit")
-        return refiner.quantize() if params.int8 else refiner
+        return refiner.for_serving(params.serving_precision)
 
     def decoding(self, **overrides: object) -> IntentRefiner:
         """The same loaded model (shared, not copied) decoding with other parameters
@@ -282,25 +282,41 @@ class IntentRefiner:
         other.fit_report_, other.quantized_ = self.fit_report_, self.quantized_
         return other
 
+    def for_serving(self, precision: str) -> IntentRefiner:
+        """The refiner in the serving ``precision`` (``IntentSettings.serving_precision``): "float32"
+        as trained, "bfloat16" (every weight cast) or "int8" (``quantize``). Either reduced precision is
+        for inference only: it cannot be trained or saved."""
+        if precision == "int8":
+            return self.quantize()
+        if precision == "bfloat16":
+            self.model.to(torch.bfloat16)
+            self.params = self.params.model_copy(update={"serving_precision": "bfloat16"})
+            self.quantized_ = True
+        elif precision != "float32":
+            raise ValueError(f"serving_precision must be float32, bfloat16 or int8, not {precision!r}")
+        return self
+
     def quantize(self) -> IntentRefiner:
         """int8 dynamic quantization of the linear layers (``torch.ao``), for CPU inference: about 2x the
-        refinements/s of float32 (benchmarks/bench_intent.py). The result cannot be trained or saved."""
+        refinements/s of float32 (benchmarks/bench_intent.py). The result cannot be trained or saved.
+        Its activations are quantized with one scale for the whole batch, so a request's Q* can change
+        with the requests batched beside it (12 of 30 dev requests did); bfloat16 has no such scale."""
         if any(p.device.type != "cpu" for p in self.model.parameters()):
             raise ValueError("int8 dynamic quantization runs on the CPU only")
         self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.params = self.params.model_copy(update={"int8": True})
+        self.params = self.params.model_copy(update={"serving_precision": "int8"})
         self.quantized_ = True
         return self
 
     def save_pretrained(self, directory: str | Path) -> Path:
         if self.quantized_:
-            raise ValueError("an int8-quantized refiner is for inference only: save the float32 model before quantize()")
+            raise ValueError(f"a refiner served in {self.params.serving_precision} is for inference only: save the float32 model before for_serving()")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
         model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        (directory / CONFIG_NAME).write_text(json.dumps({"params": {**self.params.model_dump(), "int8": False}, "fit": self.fit_report_}, indent=2))
+        (directory / CONFIG_NAME).write_text(json.dumps({"params": {**self.params.model_dump(), "serving_precision": "float32"}, "fit": self.fit_report_}, indent=2))
         return directory
 
     # prompts --------------------------------------------------------------------------------------
@@ -335,7 +351,7 @@ class IntentRefiner:
         if not examples:
             raise ValueError("no training examples")
         if self.quantized_:
-            raise ValueError("an int8-quantized refiner cannot be trained")
+            raise ValueError(f"a refiner served in {self.params.serving_precision} cannot be trained")
         p = self.params
         rows = []
         for i, ex in enumerate(examples):

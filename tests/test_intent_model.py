@@ -67,25 +67,34 @@ def test_bf16_autocast_training_follows_the_float32_loss_curve(tiny: dict[str, P
     assert abs(bf16["last_loss"] - f32["last_loss"]) < 0.25 * (f32["first_loss"] - f32["last_loss"])
 
 
-def test_int8_serving_quantizes_the_linear_layers_and_is_for_inference_only(tiny: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["int8", "bfloat16"])
+def test_reduced_precision_serving_is_for_inference_only(precision: str, tiny: dict[str, Path], tmp_path: Path) -> None:
     import torch
 
     train, test = gold_split()
     saved = IntentRefiner.from_base(tiny["hf"], **FAST).fit(train[:24]).save_pretrained(tmp_path / "model")
-    assert json.loads((saved / "intent_refiner.json").read_text())["params"]["int8"] is False  # a load option, not saved
-    plain, q8 = IntentRefiner.from_pretrained(saved), IntentRefiner.from_pretrained(saved, int8=True)
-    kinds = {type(m).__module__ for m in q8.model.modules() if "Linear" in type(m).__name__}
-    assert kinds and all("quantized" in k for k in kinds) and not any(isinstance(m, torch.nn.Linear) and "quantized" not in type(m).__module__ for m in q8.model.modules())
-    assert not plain.quantized_ and q8.quantized_ and q8.params.int8
+    assert json.loads((saved / "intent_refiner.json").read_text())["params"]["serving_precision"] == "float32"  # a load option, not saved
+    plain, served = IntentRefiner.from_pretrained(saved), IntentRefiner.from_pretrained(saved, serving_precision=precision)
+    assert {p.dtype for p in plain.model.parameters()} == {torch.float32} and not plain.quantized_
+    if precision == "int8":
+        kinds = {type(m).__module__ for m in served.model.modules() if "Linear" in type(m).__name__}
+        assert kinds and all("quantized" in k for k in kinds) and not any(isinstance(m, torch.nn.Linear) and "quantized" not in type(m).__module__ for m in served.model.modules())
+    else:
+        assert {p.dtype for p in served.model.parameters()} == {torch.bfloat16}
+    assert served.quantized_ and served.params.serving_precision == precision
     requests = [Request(e.query, e.titles) for e in test[:6]]
-    out = q8.predict(requests)
-    assert out == q8.predict(requests)  # deterministic
+    out = served.predict(requests)
+    assert out == served.predict(requests)  # deterministic
+    if precision == "bfloat16":  # no batch-wide activation scale: a request's Q* does not depend on its batch mates
+        assert [served.predict([r])[0] for r in requests] == out
     for r, o in zip(requests, out):
         assert set(key_tokens(r.query)) <= set(o.split())  # key tokens still enforced
     with pytest.raises(ValueError, match="inference only"):
-        q8.save_pretrained(tmp_path / "again")
+        served.save_pretrained(tmp_path / "again")
     with pytest.raises(ValueError, match="cannot be trained"):
-        q8.fit(train[:4])
+        served.fit(train[:4])
+    with pytest.raises(ValueError, match="serving_precision"):
+        IntentRefiner.from_pretrained(saved).for_serving("fp8")
 
 
 def test_copy_only_decoding_writes_only_whole_words_of_the_query_and_titles(tiny: dict[str, Path]) -> None:

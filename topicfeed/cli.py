@@ -474,7 +474,7 @@ def intent_refine(
     from intent.jobs import refine_file
 
     try:
-        report = refine_file(model or get_settings().intent_dir, input, output, int8=get_settings().intent.int8)
+        report = refine_file(model or get_settings().intent_dir, input, output, precision=get_settings().intent.serving_precision)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -512,7 +512,7 @@ def intent_refine_logs(
 
     settings = get_settings()
     t0 = time.perf_counter()
-    records = refine_window(settings, IntentRefiner.from_pretrained(model or settings.intent_dir, int8=settings.intent.int8), _when(start), _when(end), push=push)
+    records = refine_window(settings, IntentRefiner.from_pretrained(model or settings.intent_dir, serving_precision=settings.intent.serving_precision), _when(start), _when(end), push=push)
     typer.echo(f"refined {len(records)} searches in {time.perf_counter() - t0:.1f}s" + (" and pushed them online" if push else ""))
     for r in records[:5]:
         typer.echo(f"  {r['user_id']}: {r['query']!r} -> {r['refined_query']!r}")

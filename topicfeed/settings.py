@@ -170,6 +170,7 @@ class IntentSettings(BaseModel):
     end_penalty: float = Field(6.0, ge=0, description="subtracted from the log-probability of ending Q* at each step: above 0 writes longer Q* (the student stopped a word early)")
     enforce_keys: bool = Field(True, description="decode so that every key token of Q is kept in Q*")
     max_mined_pairs: int | None = Field(None, ge=1, description="mined (Q, Q*) pairs of the lake the default recipe trains on (a seeded sample); default: all")
+    gold_repeats: int = Field(1, ge=1, description="the hand-written gold examples appear this many times in the student's training set (teacher labels and mined pairs once)")
     teacher_samples: int = Field(2000, ge=0, description="searches the teacher labels for the default recipe (with a teacher), balanced by category; 2,000 keeps training within 20 minutes on 2 cores")
     news_samples: int = Field(
         1000,
@@ -188,9 +189,9 @@ class IntentSettings(BaseModel):
         description="drop function words that are not Q's from the end of Q* ('nvidia earnings beat on' -> 'nvidia earnings beat'); on the dev slice it changed 1-3 of 52 refinements, never for the worse",
     )
     max_inserted_words: int | None = Field(None, ge=0, description="with keep_query_order: at most this many words besides Q's (None: no cap)")
-    int8: bool = Field(
-        True,
-        description="serve with int8 dynamic quantization of the linear layers (CPU): 2x the refinements/s for about -0.03 BERTScore (bench_intent); applied where a trained refiner is loaded for serving, never in training",
+    serving_precision: Literal["float32", "bfloat16", "int8"] = Field(
+        "bfloat16",
+        description="the precision a trained refiner is served in (applied where it is loaded for serving, never in training): bfloat16 gave the float32 Q* on the dev slice at 1.6x its refinements/s (39.6/s on 2 cores with avx512_bf16; slow on CPUs without bf16 instructions); int8 dynamic quantization is faster still (46/s) but scored 0.004-0.014 lower on the held-out gold, and a request's Q* depends on the requests batched with it (docs/intent.md)",
     )
     seed: int = 0
     model_dir: Path | None = Field(None, description="the serving refiner; default: <data_dir>/models/intent")
