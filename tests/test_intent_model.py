@@ -67,6 +67,17 @@ def test_bf16_autocast_training_follows_the_float32_loss_curve(tiny: dict[str, P
     assert abs(bf16["last_loss"] - f32["last_loss"]) < 0.25 * (f32["first_loss"] - f32["last_loss"])
 
 
+def test_the_default_recipe_repeats_the_gold_examples_and_never_trains_on_the_held_out(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from intent.jobs import train_default
+    from topicfeed.settings import Settings
+
+    train, test = gold_split()
+    settings = Settings(data_dir=tmp_path / "no-lake", intent={"base_model": str(tiny["hf"]), "gold_repeats": 2, **FAST, "epochs": 1})
+    refiner = train_default(settings, tmp_path / "student")
+    assert refiner.fit_report_["examples"] == 2 * len(train)  # no lake here: the gold-train part, twice
+    assert (tmp_path / "student" / "intent_refiner.json").is_file() and len(test) >= 175
+
+
 @pytest.mark.parametrize("precision", ["int8", "bfloat16"])
 def test_reduced_precision_serving_is_for_inference_only(precision: str, tiny: dict[str, Path], tmp_path: Path) -> None:
     import torch
