@@ -93,9 +93,10 @@ def throughput(model: IntentRefiner, requests: Sequence[Request], batch_size: in
 
 
 def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: Path, holdout: float = 0.2, samples: int = 500) -> list[str]:
-    models = {Path(d).name: IntentRefiner.from_pretrained(d) for d in model_dirs}
+    precision = settings.intent.serving_precision  # scored as served
+    models = {Path(d).name: IntentRefiner.from_pretrained(d, serving_precision=precision) for d in model_dirs}
     split = split_log(search_log, holdout)
-    lines = [f"held-out gold ({len(gold_split(share=holdout)[1])} examples; BERTScore: all-MiniLM-L6-v2 layer 6):"]
+    lines = [f"held-out gold ({len(gold_split(share=holdout)[1])} examples; BERTScore: all-MiniLM-L6-v2 layer 6; models served in {precision}):"]
     scores: dict[str, np.ndarray] = {}
     lines += ["  " + format_row(r) for r in gold_rows(models, holdout, split.bias, scores)]
     names = list(models)

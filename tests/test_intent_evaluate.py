@@ -65,7 +65,7 @@ def test_intent_eval_compares_models_with_the_interval_of_their_gap(tmp_path: Pa
         rows += [f"{2 * i}\t{100 + i}\tBlue widget{i} deluxe kit\twidget{i}\t3", f"{2 * i + 1}\t{100 + i}\tBlue widget{i} deluxe kit\twidget{i} blue\t2.67"]
     log.write_text("\n".join(rows) + "\n")
     lines = evaluate_models(Settings(data_dir=tmp_path / "data"), [a, b], log, samples=10)
-    assert lines[0].startswith(f"held-out gold ({len(gold_split()[1])} examples")
+    assert lines[0].startswith(f"held-out gold ({len(gold_split()[1])} examples") and "served in bfloat16" in lines[0]
     assert sum(line.startswith("  model=") for line in lines) == 3 + 3  # raw query + two models, twice
     gap = next(line for line in lines if "BERTScore F1 b - a" in line)
     low, high = (float(x) for x in gap.split("interval ")[1].rstrip(")").split(" .. "))
