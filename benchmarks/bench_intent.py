@@ -30,11 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from intent.benchmark import gold_rows, log_rows, split_log, throughput
+from intent.benchmark import as_student_serves, gold_rows, log_mined_model, log_rows, split_log, throughput
 from intent.evaluate import format_row, paired_bootstrap
 from intent.jobs import label_with, mixed_requests
 from intent.mining import entity_searches, mine
-from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
+from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request, gold_split
 from topicfeed.settings import Settings
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     mined = mine(split.train)
     say(f"log {log.name}: {len(split.train):,} training clicks, {len(split.test):,} held-out; mined from training products: {len(mined.pairs)} pairs; bias patterns: {sorted(split.bias)}")
     t = time.perf_counter()
-    log_model = IntentRefiner.from_base(params=s.intent).fit([Example(p.query, (p.title,), p.refined_query) for p in mined.pairs])
+    log_model = log_mined_model(s.intent, mined)
     say(f"log-mined model: {s.intent.base_model} on {len(mined.pairs)} mined pairs in {time.perf_counter() - t:.0f}s")
 
     if args.student:
@@ -108,8 +108,7 @@ def main() -> None:
     # the teacher also decoding as the student serves (copy-only, Q's words in order, the configured
     # length preference) and with no length preference: the bar is read against the best of the
     # three teachers; the same loaded model, decoded other ways
-    like_student = {"copy_only": True, "keep_query_order": s.intent.keep_query_order, "length_penalty": s.intent.length_penalty, "end_penalty": s.intent.end_penalty}
-    teacher_copy = teacher.decoding(**like_student)
+    teacher_copy = teacher.decoding(**as_student_serves(s.intent))
     teacher_plain = teacher.decoding(**NO_LENGTH_PREFERENCE)
     models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, "teacher-plain": teacher_plain, **variants}
     say("held-out gold:")

@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--length-penalty", type=floats, default=(1.0, 1.5, 2.0, 3.0))
     ap.add_argument("--end-penalty", type=floats, default=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0))
     args = ap.parse_args()
+    s = Settings()
     train_gold, _ = gold_split()
     dev = [e for e in train_gold if held_out("dev:" + e.query, DEV_SHARE)]
     fit = [e for e in train_gold if not held_out("dev:" + e.query, DEV_SHARE)]
@@ -49,8 +50,8 @@ def main() -> None:
             ap.error("--labels is needed to train a student (or pass --student)")
         labels = [e for path in args.labels for e in read_labels(path)[: args.per_file]]
         t = time.perf_counter()
-        IntentRefiner.from_base(params=Settings().intent).fit(fit * Settings().intent.gold_repeats + labels).save_pretrained(args.out)
-        print(f"student on {len(fit)} gold x{Settings().intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)
+        IntentRefiner.from_base(params=s.intent).fit(fit * s.intent.gold_repeats + labels).save_pretrained(args.out)
+        print(f"student on {len(fit)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)
     directory = args.student or args.out
     requests, refs = [Request(e.query, e.titles) for e in dev], [e.refined for e in dev]
     print(f"dev gold Q*: {sum(len(r.split()) for r in refs) / len(refs):.2f} words on average")

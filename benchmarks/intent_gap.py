@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from intent.benchmark import split_log
-from intent.evaluate import bert_f1_each, paired_bootstrap
+from intent.benchmark import as_student_serves, gold_rows, log_mined_model, split_log
+from intent.evaluate import paired_bootstrap
 from intent.mining import mine
-from intent.model import Example, IntentRefiner, Request, gold_split
+from intent.model import IntentRefiner, gold_split
 from topicfeed.settings import Settings
 
 
@@ -35,38 +35,32 @@ def main() -> None:
     ap.add_argument("--log", action="store_true", help="also train and score the log-mined model")
     args = ap.parse_args()
     s = Settings()
-    _, test = gold_split()
+    held = len(gold_split()[1])
     first = len(gold_split(test_file=False)[1])
-    requests, refs = [Request(e.query, e.titles) for e in test], [e.refined for e in test]
     parts = {"all": slice(None), "gold.tsv": slice(0, first), "gold_test.tsv": slice(first, None)}
-    print(f"held-out gold: {len(test)} examples ({first} of gold.tsv, {len(test) - first} of gold_test.tsv); BERTScore F1, gap to teacher-copy [paired 95% interval]")
+    print(f"held-out gold: {held} examples ({first} of gold.tsv, {held - first} of gold_test.tsv); BERTScore F1, gap to teacher-copy [paired 95% interval]")
 
-    def line(name: str, scores: np.ndarray, teacher: np.ndarray | None) -> None:
+    teacher = IntentRefiner.from_pretrained(args.teacher)
+    models = {"teacher-copy": teacher.decoding(**as_student_serves(s.intent)), "teacher-free": teacher.decoding(length_penalty=s.intent.length_penalty, end_penalty=s.intent.end_penalty)}
+    if args.log:
+        models["log-mined"] = log_mined_model(s.intent, mine(split_log(s.shared_data_dir / "homedepot" / "search_log.tsv").train))
+    for directory in args.student:
+        for precision in ("float32", "bfloat16", "int8"):
+            models[f"{directory.name} {precision}"] = IntentRefiner.from_pretrained(directory, serving_precision=precision, copy_only=True)
+    t = time.perf_counter()
+    scores: dict[str, np.ndarray] = {}
+    gold_rows(models, scores=scores)
+    print(f"  ({len(models)} models decoded and scored in {time.perf_counter() - t:.0f}s)")
+    best = scores["teacher-copy"]
+    for name, each in scores.items():
         cells = []
         for part, sl in parts.items():
-            cell = f"{part} {scores[sl].mean():.4f}"
-            if teacher is not None:
-                gap, low, high = paired_bootstrap(scores[sl], teacher[sl])
+            cell = f"{part} {each[sl].mean():.4f}"
+            if name != "teacher-copy":
+                gap, low, high = paired_bootstrap(each[sl], best[sl])
                 cell += f" ({gap:+.3f} [{low:+.3f}, {high:+.3f}])"
             cells.append(cell)
         print(f"  {name:28s} " + "; ".join(cells), flush=True)
-
-    like_student = {"copy_only": True, "keep_query_order": s.intent.keep_query_order, "length_penalty": s.intent.length_penalty, "end_penalty": s.intent.end_penalty}
-    t = time.perf_counter()
-    teacher = IntentRefiner.from_pretrained(args.teacher)
-    best = bert_f1_each(teacher.decoding(**like_student).predict(requests), refs)
-    line("teacher-copy", best, None)
-    line("teacher-free", bert_f1_each(teacher.decoding(length_penalty=s.intent.length_penalty, end_penalty=s.intent.end_penalty).predict(requests), refs), best)
-    print(f"  (teacher: {time.perf_counter() - t:.0f}s)")
-    line("raw query", bert_f1_each([e.query.lower() for e in test], refs), best)
-    if args.log:
-        mined = mine(split_log(s.shared_data_dir / "homedepot" / "search_log.tsv").train)
-        log_model = IntentRefiner.from_base(params=s.intent).fit([Example(p.query, (p.title,), p.refined_query) for p in mined.pairs])
-        line("log-mined", bert_f1_each(log_model.predict(requests), refs), best)
-    for directory in args.student:
-        for precision in ("float32", "bfloat16", "int8"):
-            model = IntentRefiner.from_pretrained(directory, serving_precision=precision, copy_only=True)
-            line(f"{directory.name} {precision}", bert_f1_each(model.predict(requests), refs), best)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import numpy as np
 
 from intent.evaluate import TitleIndex, bert_f1_each, format_row, mean_tokens, paired_bootstrap, report, rouge
 from intent.mining import Click, MiningReport, clicks_from_search_log, mine
-from intent.model import IntentRefiner, Request, gold_split, held_out
-from topicfeed.settings import Settings
+from intent.model import Example, IntentRefiner, Request, gold_split, held_out
+from topicfeed.settings import IntentSettings, Settings
 
 
 @dataclass
@@ -40,6 +40,18 @@ def split_log(path: Path, share: float = 0.2) -> LogSplit:
     titles = {c.doc_id: c.title for c in clicks}
     bias = {b.token for b in mine(clicks).bias}
     return LogSplit(train, test, mine(test), TitleIndex(list(titles), list(titles.values())), bias)
+
+
+def log_mined_model(params: IntentSettings, mined: MiningReport) -> IntentRefiner:
+    """The log-mined model the student is compared with: ``params``' base fine-tuned on the (Q, Q*)
+    pairs mined from a log's training products."""
+    return IntentRefiner.from_base(params=params).fit([Example(p.query, (p.title,), p.refined_query) for p in mined.pairs])
+
+
+def as_student_serves(params: IntentSettings) -> dict[str, object]:
+    """Decoding overrides under which another refiner (the teacher) decodes as the student serves:
+    copy-only, Q's words in order, the configured length preference."""
+    return {"copy_only": True, "keep_query_order": params.keep_query_order, "length_penalty": params.length_penalty, "end_penalty": params.end_penalty}
 
 
 def gold_rows(models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None, scores: dict[str, np.ndarray] | None = None) -> list[dict]:
