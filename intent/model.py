@@ -19,16 +19,20 @@ ones are put back in Q's order (counted in ``last_repairs_``). ``save_pretrained
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from classifier.decoding import attention_mask_4d, lm_parts, prompt_mask
 from classifier.lm import load_causal_lm
 from intent.text import STOPWORDS, key_tokens, normalize, tokens, words
 from topicfeed.settings import IntentSettings
@@ -215,6 +219,14 @@ class EndPenalty(LogitsProcessor):
 
 
 @dataclass(frozen=True)
+class LocalVocab:
+    """A batch's own vocabulary: ``ids[k]`` is the model's token id of local id ``k``; ``index`` the inverse."""
+
+    ids: torch.Tensor
+    index: dict[int, int]
+
+
+@dataclass(frozen=True)
 class Example:
     query: str
     titles: tuple[str, ...]
@@ -246,13 +258,15 @@ class IntentRefiner:
         self.last_repairs_ = 0
         self.fit_report_: dict[str, object] | None = None
         self.quantized_ = False
+        self._lock = threading.Lock()  # predict may swap the model's embeddings (local_vocab)
 
     # construction ---------------------------------------------------------------------------------
     @classmethod
     def from_base(cls, base: str | Path | None = None, params: IntentSettings | None = None, **overrides: object) -> IntentRefiner:
         params = _params(params or IntentSettings(), overrides)
         torch.manual_seed(params.seed)
-        model, tokenizer, _ = load_causal_lm(base if base is not None else params.base_model)
+        model, tokenizer, bidirectional = load_causal_lm(base if base is not None else params.base_model)
+        params = params.model_copy(update={"prefix_lm": bidirectional if params.prefix_lm is None else params.prefix_lm})  # saved resolved
         if params.lora:
             from peft import LoraConfig, get_peft_model
 
@@ -345,6 +359,35 @@ class IntentRefiner:
             mask[i, width - len(r) :] = 1
         return ids, mask
 
+    def _attention(self, mask: torch.Tensor, prompt_lengths: Sequence[int]) -> torch.Tensor:
+        """The attention mask of left-padded rows that start with prompts of these lengths: the 2-D
+        padding mask of a causal LM, or with ``prefix_lm`` a 4-D mask in which each prompt but its last
+        token sees itself both ways (as an encoder checkpoint was pre-trained) and the rest is causal.
+        The last prompt token stays causal so that ``generate`` can run it after the prompt's cache."""
+        if not self.params.prefix_lm:
+            return mask
+        valid = mask.bool()
+        start = valid.shape[1] - valid.sum(1)
+        col = torch.arange(valid.shape[1])[None, :]
+        both = (col >= start[:, None]) & (col < start[:, None] + torch.tensor(list(prompt_lengths))[:, None] - 1)
+        return attention_mask_4d(prompt_mask(valid, prefix_lm=False) | (both[:, :, None] & both[:, None, :]), self.model)
+
+    def _prompt_cache(self, ids: torch.Tensor, mask: torch.Tensor, beams: int) -> dict[str, object]:
+        """``generate``'s keyword for the prompt: the KV cache of every prompt token but the last, run
+        once per request (with ``prefix_lm``, with the 4-D mask of ``fit``) and repeated for its beams
+        as ``generate`` lays them out; ``generate`` then runs the last token. On its own ``generate``
+        would run the whole prompt once per beam: 3 beams cost 3 prompt passes."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft: its adapters sit inside
+        body, _ = lm_parts(model)
+        out = body(
+            input_ids=ids[:, :-1],
+            attention_mask=self._attention(mask[:, :-1], [int(n) for n in mask.sum(1)]),
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0)[:, :-1],
+            use_cache=True,
+        )
+        out.cache.batch_repeat_interleave(beams)
+        return {"cache": out.cache}
+
     # training -------------------------------------------------------------------------------------
     def fit(self, examples: Sequence[Example], progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:
         """Fine-tune on (Q, titles, Q*) with the loss on Q* (and its end) only."""
@@ -376,11 +419,12 @@ class IntentRefiner:
                 for i, (_, t) in enumerate(batch):
                     labels[i, keep - len(t) :] = torch.tensor(t)
                 position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+                attention = self._attention(mask, [len(pr) for pr, _ in batch])
                 # logits only where they are scored: position j predicts token j + 1. Autocast is entered
                 # anew each step: its cache of bfloat16 weight copies lives as long as the context (one
                 # context around the whole loop left MiniLM's loss at 10.77 after 10 steps, against 7.76).
                 with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):
-                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep + 1).logits[:, :-1]
+                    logits = self.model(input_ids=ids, attention_mask=attention, position_ids=position_ids, logits_to_keep=keep + 1).logits[:, :-1]
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -410,30 +454,38 @@ class IntentRefiner:
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             prompts = [self.prompt_ids(requests[i]) for i in idx]
-            ids, mask = self._left_pad(prompts, self.pad)
             beams = max(1, p.num_beams)
             allowed = [self._copy_words(requests[i]) for i in idx] if p.copy_only else None
+            local = self._local_vocab(prompts, allowed) if allowed and p.local_vocab and not self.params.serving_precision == "int8" else None
+            to_local = (lambda t: local.index[t]) if local else (lambda t: t)  # noqa: E731
+            eos, pad = to_local(self.eos), to_local(self.pad)
+            ids, mask = self._left_pad([[to_local(t) for t in r] for r in prompts], pad)
             if allowed:
                 q_words = [tokens(requests[i].query) for i in idx] if p.keep_query_order else None
-                copy = CopyWords([seqs for seqs, _, _ in allowed], self.eos, beams, ids.shape[1], labels=[labs for _, labs, _ in allowed], order=q_words, budget=p.max_new_tokens, max_inserted=p.max_inserted_words)
+                seqs = [[[to_local(t) for t in w] for w in ws] for ws, _, _ in allowed]
+                copy = CopyWords(seqs, eos, beams, ids.shape[1], labels=[labs for _, labs, _ in allowed], order=q_words, budget=p.max_new_tokens, max_inserted=p.max_inserted_words)
                 processor = LogitsProcessorList([copy])
             else:
                 processor = LogitsProcessorList([NoRepeatWritten(ids.shape[1])])
             if p.end_penalty > 0:
-                processor.append(EndPenalty(self.eos, p.end_penalty))
-            gen = self.model.generate(
-                logits_processor=processor,
-                input_ids=ids,
-                attention_mask=mask,
-                num_beams=beams,
-                num_return_sequences=beams,
-                length_penalty=p.length_penalty,
-                max_new_tokens=p.max_new_tokens,
-                do_sample=False,
-                eos_token_id=self.eos,
-                pad_token_id=self.pad,
-                early_stopping=True,
-            )
+                processor.append(EndPenalty(eos, p.end_penalty))
+            with self._lock, self._swapped_vocab(local):
+                gen = self.model.generate(
+                    **self._prompt_cache(ids, mask, beams),
+                    logits_processor=processor,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    num_beams=beams,
+                    num_return_sequences=beams,
+                    length_penalty=p.length_penalty,
+                    max_new_tokens=p.max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos,
+                    pad_token_id=pad,
+                    early_stopping=True,
+                )
+            if local:
+                gen = local.ids[gen]
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
             for k, i in enumerate(idx):
                 results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][2] if allowed else None)
@@ -441,6 +493,38 @@ class IntentRefiner:
                 progress(len(idx))
         out = [results[i] for i in range(len(requests))]
         return out
+
+    def _local_vocab(self, prompts: Sequence[list[int]], allowed: Sequence[tuple[list[list[int]], list[str], set[str]]]) -> LocalVocab:
+        """The batch's own vocabulary for copy-only decoding: every token of its prompts and of the words
+        it may write, with the end and padding (see ``IntentSettings.local_vocab``)."""
+        keep = {self.eos, self.pad} | {t for r in prompts for t in r} | {t for ws, _, _ in allowed for w in ws for t in w}
+        ids = sorted(keep)
+        return LocalVocab(torch.tensor(ids), {t: k for k, t in enumerate(ids)})
+
+    @contextmanager
+    def _swapped_vocab(self, local: LocalVocab | None) -> Iterator[None]:
+        """The model reads and writes ``local``'s ids while inside (input embeddings and LM head cut to
+        its rows); everything is put back on the way out."""
+        if local is None:
+            yield
+            return
+        model = self.model
+        emb_in, emb_out = model.get_input_embeddings(), model.get_output_embeddings()
+        cut_in = copy.copy(emb_in)  # keeps the module's forward (Gemma scales its embeddings)
+        cut_in._parameters = {"weight": torch.nn.Parameter(emb_in.weight[local.ids], requires_grad=False)}
+        cut_in.num_embeddings, cut_in.padding_idx = len(local.ids), None
+        weight = emb_out.weight[local.ids]
+        cut_out = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=emb_out.bias is not None, dtype=weight.dtype)
+        cut_out.weight = torch.nn.Parameter(weight, requires_grad=False)
+        if emb_out.bias is not None:
+            cut_out.bias = torch.nn.Parameter(emb_out.bias[local.ids], requires_grad=False)
+        model.set_input_embeddings(cut_in)
+        model.set_output_embeddings(cut_out)
+        try:
+            yield
+        finally:
+            model.set_input_embeddings(emb_in)
+            model.set_output_embeddings(emb_out)
 
     def _copy_words(self, request: Request) -> tuple[list[list[int]], list[str], set[str]]:
         """What a copy-only decoder may write: every word of Q and the titles (as written and

@@ -177,8 +177,10 @@ def test_lora_trains_adapters_only_and_saves_a_plain_model(tiny: dict[str, Path]
     total = sum(p.numel() for p in refiner.model.parameters())
     assert 0 < trainable < total / 2
     refiner.fit(gold_split()[0][:16])
-    loaded = IntentRefiner.from_pretrained(refiner.save_pretrained(tmp_path / "lora"))
-    assert not hasattr(loaded.model, "peft_config") and loaded.predict([Request("aespa", ("aespa album",))])[0]
+    requests = [Request("aespa", ("aespa album",)), Request("pole saw", ("Ryobi 40V cordless pole saw",))]
+    adapters = refiner.predict(requests)  # the prompt's cache is made through the adapters
+    loaded = IntentRefiner.from_pretrained(refiner.save_pretrained(tmp_path / "lora"), serving_precision="float32")
+    assert not hasattr(loaded.model, "peft_config") and loaded.predict(requests) == adapters
 
 
 def test_bad_input_and_huge_input(tiny: dict[str, Path], tmp_path: Path) -> None:
@@ -273,3 +275,82 @@ def test_labels_written_are_read_back_whole(tmp_path: Path) -> None:
     examples = gold_split()[0][:5]
     write_labels(tmp_path / "labels.json", examples)
     assert read_labels(tmp_path / "labels.json") == examples
+
+
+@pytest.mark.parametrize("kind", ["hf", "bert"])
+def test_a_batch_s_local_vocabulary_decodes_as_the_whole_vocabulary_and_is_put_back(kind: str, tiny: dict[str, Path], tmp_path: Path) -> None:
+    """With ``local_vocab`` the LM head computes only the batch's own tokens. One beam picks the
+    best allowed token whatever the scores are normalized over, so greedy copy-only decoding must
+    write exactly what the whole vocabulary writes; the model's embeddings come back unchanged (a
+    tied Llama-like head, and BERT's head with its bias, as MiniLM has)."""
+    import torch
+
+    from tiny_models import save_tiny
+
+    base = tiny["hf"] if kind == "hf" else save_tiny("bert", tmp_path / "bert")
+    train, test = gold_split()
+    trained = IntentRefiner.from_base(base, **FAST).fit(train[:24])
+    requests = [Request(e.query, e.titles) for e in test[:10]]
+    emb_in, emb_out = trained.model.get_input_embeddings(), trained.model.get_output_embeddings()
+    weights = (emb_in.weight.clone(), emb_out.weight.clone())
+    for beams in (1, 2):
+        whole = trained.decoding(local_vocab=False, num_beams=beams).predict(requests, batch_size=4)
+        local = trained.decoding(local_vocab=True, num_beams=beams).predict(requests, batch_size=4)
+        if beams == 1:
+            assert local == whole
+        for r, out in zip(requests, local):  # copy-only and key tokens either way
+            assert set(out.split()) <= set(tokens(" ".join([r.query, *r.titles]))) and set(key_tokens(r.query)) <= set(out.split())
+    assert trained.model.get_input_embeddings() is emb_in and trained.model.get_output_embeddings() is emb_out
+    assert torch.equal(emb_in.weight, weights[0]) and torch.equal(emb_out.weight, weights[1])
+    assert len(trained.decoding(local_vocab=True)._local_vocab([[5, 6, 7]], [([[7, 8]], ["x"], {"x"})]).ids) == len({5, 6, 7, 8, trained.eos, trained.pad})
+
+
+def test_prefix_lm_lets_the_prompt_see_itself_both_ways_in_training_and_decoding(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """``prefix_lm``: the prompt but its last token sees itself both ways, Q* is causal, in ``fit``
+    and in ``predict`` (the prompt's cache is made once with that mask, then ``generate`` goes on from
+    it). ``None`` resolves to the base's own way and is saved resolved."""
+    import torch
+
+    from tiny_models import save_tiny
+
+    bert = save_tiny("bert", tmp_path / "bert")
+    assert IntentRefiner.from_base(bert, prefix_lm=None).params.prefix_lm is True  # an encoder checkpoint
+    assert IntentRefiner.from_base(tiny["hf"], prefix_lm=None).params.prefix_lm is False  # a decoder LM
+    refiner = IntentRefiner.from_base(bert, prefix_lm=None, **FAST)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
+    allowed = refiner._attention(mask, [3, 5])  # prompts of 3 and 5 tokens, then Q* tokens
+    seen = allowed if allowed.dtype == torch.bool else allowed == 0
+    row0 = seen[0, 0].int().tolist()
+    assert row0[2][:4] == [0, 0, 1, 1] and row0[3][:5] == [0, 0, 1, 1, 0]  # the prompt's first two tokens see each other
+    assert row0[4][:6] == [0, 0, 1, 1, 1, 0] and row0[6] == [0, 0, 1, 1, 1, 1, 1]  # the last prompt token and Q* are causal
+    assert seen[1, 0, 0, :5].int().tolist() == [1, 1, 1, 1, 0] and not seen[1, 0, 4, 5]
+    train, test = gold_split()
+    requests = [Request(e.query, e.titles) for e in test[:10]]
+    trained = refiner.fit(train[:24])
+    out = trained.predict(requests, batch_size=4)
+    ids = torch.tensor([trained.prompt_ids(requests[0])])
+    body = trained.model.base_model
+    both = body(input_ids=ids, attention_mask=trained._attention(torch.ones_like(ids), [ids.shape[1]])).last_hidden_state
+    one_way = body(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    assert not torch.allclose(both[0, 0], one_way[0, 0], atol=1e-4)  # the mask is in effect: the first token sees the rest
+    assert [trained.predict([r])[0] for r in requests] == out  # a request's Q* does not depend on its batch
+    again = IntentRefiner.from_pretrained(trained.save_pretrained(tmp_path / "model"), serving_precision="float32")
+    assert again.params.prefix_lm is True and again.predict(requests, batch_size=4) == out
+    for r, o in zip(requests, out):
+        assert set(key_tokens(r.query)) <= set(o.split())
+
+
+@pytest.mark.parametrize("kind", ["gguf", "hf", "bert"])
+def test_the_prompt_runs_once_per_request_and_decodes_as_generate_alone_does(kind: str, tiny: dict[str, Path], tmp_path: Path) -> None:
+    """``predict`` runs each prompt once and repeats its cache for the beams (``_prompt_cache``);
+    ``generate`` on its own runs it once per beam. Same Q*, whatever the model."""
+    from tiny_models import save_tiny
+
+    base = tiny[kind] if kind in tiny else save_tiny("bert", tmp_path / "bert")
+    train, test = gold_split()
+    refiner = IntentRefiner.from_base(base, prefix_lm=False, **{**FAST, "num_beams": 3}).fit(train[:16])
+    requests = [Request(e.query, e.titles) for e in test[:10]]
+    for copy_only in (True, False):
+        alone = refiner.decoding(copy_only=copy_only)
+        alone._prompt_cache = lambda *args: {}  # type: ignore[method-assign]
+        assert refiner.decoding(copy_only=copy_only).predict(requests, batch_size=4) == alone.predict(requests, batch_size=4)
