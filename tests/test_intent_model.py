@@ -13,7 +13,7 @@ import pytest
 
 from classifier.lm import resolve_base
 from intent.jobs import read_requests
-from intent.model import GOLD_TEST, IntentRefiner, Request, gold_split, load_gold
+from intent.model import GOLD_TEST, PROMPT_CACHE_MIN_BATCH, IntentRefiner, Request, gold_split, load_gold
 from intent.text import key_tokens, normalize, tokens
 
 from tiny_lm import tiny_gguf, tiny_llama_dir
@@ -177,8 +177,8 @@ def test_lora_trains_adapters_only_and_saves_a_plain_model(tiny: dict[str, Path]
     total = sum(p.numel() for p in refiner.model.parameters())
     assert 0 < trainable < total / 2
     refiner.fit(gold_split()[0][:16])
-    requests = [Request("aespa", ("aespa album",)), Request("pole saw", ("Ryobi 40V cordless pole saw",))]
-    adapters = refiner.predict(requests)  # the prompt's cache is made through the adapters
+    requests = [Request(e.query, e.titles) for e in gold_split()[1][:PROMPT_CACHE_MIN_BATCH]]
+    adapters = refiner.predict(requests)  # the prompts' cache is made through the adapters
     loaded = IntentRefiner.from_pretrained(refiner.save_pretrained(tmp_path / "lora"), serving_precision="float32")
     assert not hasattr(loaded.model, "peft_config") and loaded.predict(requests) == adapters
 
@@ -353,4 +353,4 @@ def test_the_prompt_runs_once_per_request_and_decodes_as_generate_alone_does(kin
     for copy_only in (True, False):
         alone = refiner.decoding(copy_only=copy_only)
         alone._prompt_cache = lambda *args: {}  # type: ignore[method-assign]
-        assert refiner.decoding(copy_only=copy_only).predict(requests, batch_size=4) == alone.predict(requests, batch_size=4)
+        assert refiner.decoding(copy_only=copy_only).predict(requests, batch_size=5) == alone.predict(requests, batch_size=5)  # batches of 5 >= PROMPT_CACHE_MIN_BATCH
