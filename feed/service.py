@@ -135,6 +135,10 @@ class Metrics:
         self.items = Counter("topicfeed_feed_items", "items served, by candidate source", ["source"], registry=r)
         self.events = Counter("topicfeed_events", "events received through the API", ["outcome"], registry=r)
         self.intents = Counter("topicfeed_intents_refined", "fresh searches refined and pushed online by the intent refiner", registry=r)
+        self.intent_seconds = Histogram(
+            "topicfeed_intent_seconds", "a fresh search's time from arrival to its refined intent pushed online", registry=r, buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10)
+        )
+        self.intent_batch = Histogram("topicfeed_intent_batch_size", "fresh searches refined together (micro-batches)", registry=r, buckets=(1, 2, 4, 8, 16, 32))
         self.memo = Counter("topicfeed_feed_memo", "feed requests answered from the memo (hit) or ranked and kept (miss)", ["outcome"], registry=r)
         self.arms = Counter("topicfeed_experiment_pages", "feed pages served under an experiment, by arm", ["experiment", "arm"], registry=r)
         self.experiment_fallbacks = Counter(
@@ -192,7 +196,7 @@ class FeedState:
         self.search_clicks: dict[tuple[str, str], list[str]] = {}  # (user, query) -> clicked titles
         self.intents: IntentQueue | None = None
         if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
-            self.intents = IntentQueue(settings, IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision), on_refined=self.on_refined)
+            self.intents = IntentQueue(settings, IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision), on_refined=self.on_refined, on_batch=self.on_intent_batch)
         self._breaker_until = 0.0
         self._lock = threading.Lock()
 
@@ -250,6 +254,12 @@ class FeedState:
             titles = tuple(clicked[-3:])
         if self.intents is not None:
             self.intents.submit(FreshSearch(user, query, titles, ts))
+
+    def on_intent_batch(self, size: int, seconds: list[float]) -> None:
+        """A micro-batch of fresh searches refined and pushed: its size and each search's wait, as metrics."""
+        self.metrics.intent_batch.observe(size)
+        for x in seconds:
+            self.metrics.intent_seconds.observe(x)
 
     def on_refined(self, search: FreshSearch, refined: str) -> None:
         """The refiner's answer for a fresh search: it becomes the search's reason text."""

@@ -39,6 +39,7 @@ class IntentQueue:
         refiner: IntentRefiner,
         on_refined: Callable[[FreshSearch, str], None] | None = None,
         push: Callable[[list[dict]], object] | None = None,
+        on_batch: Callable[[int, list[float]], None] | None = None,
         max_batch: int = 32,
         max_wait_s: float = 0.05,
     ) -> None:
@@ -48,6 +49,7 @@ class IntentQueue:
         self.refiner = refiner
         store = get_store(settings) if push is None else None  # made once: a Feast store per push costs more than the push
         self.on_refined = on_refined
+        self.on_batch = on_batch
         self.push = push or (lambda records: push_intents(settings, records, store=store))
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self._queue: queue.Queue[FreshSearch | None] = queue.Queue()
@@ -95,9 +97,11 @@ class IntentQueue:
                     self._submitted.pop(id(s), None)
                 continue
             now = time.perf_counter()
+            waited = [now - self._submitted.pop(id(s), now) for s in batch]
+            self.latencies_s = (self.latencies_s + waited)[-1000:]
+            if self.on_batch:
+                self.on_batch(len(batch), waited)
             for s, r in zip(batch, refined):
-                start = self._submitted.pop(id(s), now)
-                self.latencies_s = (self.latencies_s + [now - start])[-1000:]
                 self.refined += 1
                 if self.on_refined:
                     self.on_refined(s, r)

@@ -302,7 +302,10 @@ def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Pa
         assert {"pole", "saw"} <= set(refined.split()) and profile["last_query"] == "pole saw"  # key tokens kept
         feed = server.client.get(f"/v1/feed/{user}").json()
         assert any(i["reason"] == {"kind": "intent", "text": f"because you recently searched '{refined}'"} for i in feed["items"])
-        assert "topicfeed_intents_refined_total 1.0" in server.client.get("/metrics").text
+        metrics = server.client.get("/metrics").text
+        assert "topicfeed_intents_refined_total 1.0" in metrics
+        assert "topicfeed_intent_seconds_count 1.0" in metrics and "topicfeed_intent_batch_size_count 1.0" in metrics  # its wait and its batch
+        assert 'topicfeed_intent_batch_size_bucket{le="1.0"} 1.0' in metrics and 'topicfeed_intent_seconds_bucket{le="10.0"} 1.0' in metrics
     finally:
         server.stop()
 
