@@ -463,15 +463,15 @@ class IntentRefiner:
             prompts = [self.prompt_ids(requests[i]) for i in idx]
             beams = max(1, p.num_beams)
             allowed = [self._copy_words(requests[i]) for i in idx] if p.copy_only else None
-            local = self._local_vocab(prompts, allowed) if allowed and p.local_vocab and not self.params.serving_precision == "int8" else None
+            local = self._local_vocab(prompts, allowed) if allowed and p.local_vocab and p.serving_precision != "int8" else None  # int8 heads have no weight rows to cut
             to_local = (lambda t: local.index[t]) if local else (lambda t: t)  # noqa: E731
             eos, pad = to_local(self.eos), to_local(self.pad)
             ids, mask = self._left_pad([[to_local(t) for t in r] for r in prompts], pad)
             if allowed:
                 q_words = [tokens(requests[i].query) for i in idx] if p.keep_query_order else None
                 seqs = [[[to_local(t) for t in w] for w in ws] for ws, _, _ in allowed]
-                copy = CopyWords(seqs, eos, beams, ids.shape[1], labels=[labs for _, labs, _ in allowed], order=q_words, budget=p.max_new_tokens, max_inserted=p.max_inserted_words)
-                processor = LogitsProcessorList([copy])
+                copy_words = CopyWords(seqs, eos, beams, ids.shape[1], labels=[labs for _, labs, _ in allowed], order=q_words, budget=p.max_new_tokens, max_inserted=p.max_inserted_words)
+                processor = LogitsProcessorList([copy_words])
             else:
                 processor = LogitsProcessorList([NoRepeatWritten(ids.shape[1])])
             if p.end_penalty > 0:

@@ -4,7 +4,8 @@
 titles, time) and returns at once; the worker takes what has queued up (micro-batches: at most
 ``max_batch``, waiting at most ``max_wait_s`` for more), refines the batch in one ``predict`` call,
 pushes the intents to the online store (``featurestore.intents.push_intents``: the user's next feed
-request reads them) and calls ``on_refined`` per search. A failed batch is counted and logged, and
+request reads them) and calls ``on_batch`` (its size and each search's wait, submit to pushed) and
+``on_refined`` per search. A failed batch is counted and logged, and
 the service keeps serving: the search still counts as a fresh interest under its raw query.
 """
 
@@ -55,7 +56,6 @@ class IntentQueue:
         self._queue: queue.Queue[FreshSearch | None] = queue.Queue()
         self.refined = 0
         self.failed_batches = 0
-        self.latencies_s: list[float] = []  # submit -> pushed, per search (the last 1,000)
         self._submitted: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, name="intent-refiner", daemon=True)
         self._thread.start()
@@ -98,7 +98,6 @@ class IntentQueue:
                 continue
             now = time.perf_counter()
             waited = [now - self._submitted.pop(id(s), now) for s in batch]
-            self.latencies_s = (self.latencies_s + waited)[-1000:]
             if self.on_batch:
                 self.on_batch(len(batch), waited)
             for s, r in zip(batch, refined):
