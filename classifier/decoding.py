@@ -39,19 +39,24 @@ def lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return body, head
 
 
-def restricted_head(head: nn.Module, ids: torch.Tensor):
+def linear_rows(weight: torch.Tensor, bias: torch.Tensor | None, ids: torch.Tensor) -> nn.Linear:
+    """A frozen ``Linear`` with only the output rows ``ids`` of ``weight`` and ``bias`` (an LM head cut to a vocabulary)."""
+    cut = nn.Linear(weight.shape[1], len(ids), bias=bias is not None, dtype=weight.dtype, device="meta")  # no initialization to throw away
+    cut.weight = nn.Parameter(weight[ids].detach(), requires_grad=False)
+    if bias is not None:
+        cut.bias = nn.Parameter(bias[ids].detach(), requires_grad=False)
+    return cut
+
+
+def restricted_head(head: nn.Module, ids: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """The LM head computing only the logits of ``ids`` (the label vocabulary): same values, a fraction of the work."""
     if isinstance(head, nn.Linear):
-        weight = head.weight[ids]
-        bias = head.bias[ids] if head.bias is not None else None
-        return lambda h: nn.functional.linear(h, weight, bias)
+        return linear_rows(head.weight, head.bias, ids)
     predictions = getattr(head, "predictions", None)  # BERT-style: transform, then a decoder tied to the embeddings
     if predictions is not None and isinstance(getattr(predictions, "decoder", None), nn.Linear):
         decoder = predictions.decoder
-        weight = decoder.weight[ids]
-        full_bias = decoder.bias if decoder.bias is not None else getattr(predictions, "bias", None)
-        bias = full_bias[ids] if full_bias is not None else None
-        return lambda h: nn.functional.linear(predictions.transform(h), weight, bias)
+        cut = linear_rows(decoder.weight, decoder.bias if decoder.bias is not None else getattr(predictions, "bias", None), ids)
+        return lambda h: cut(predictions.transform(h))
     return lambda h: head(h)[..., ids]
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from classifier.decoding import attention_mask_4d, lm_parts, prompt_mask
+from classifier.decoding import attention_mask_4d, linear_rows, lm_parts, prompt_mask
 from classifier.lm import load_causal_lm
 from intent.text import STOPWORDS, key_tokens, normalize, tokens, words
 from topicfeed.settings import IntentSettings
@@ -520,11 +520,7 @@ class IntentRefiner:
         cut_in = copy.copy(emb_in)  # keeps the module's forward (Gemma scales its embeddings)
         cut_in._parameters = {"weight": torch.nn.Parameter(emb_in.weight[local.ids], requires_grad=False)}
         cut_in.num_embeddings, cut_in.padding_idx = len(local.ids), None
-        weight = emb_out.weight[local.ids]
-        cut_out = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=emb_out.bias is not None, dtype=weight.dtype)
-        cut_out.weight = torch.nn.Parameter(weight, requires_grad=False)
-        if emb_out.bias is not None:
-            cut_out.bias = torch.nn.Parameter(emb_out.bias[local.ids], requires_grad=False)
+        cut_out = linear_rows(emb_out.weight, emb_out.bias, local.ids)
         model.set_input_embeddings(cut_in)
         model.set_output_embeddings(cut_out)
         try:
