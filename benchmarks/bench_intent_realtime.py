@@ -16,9 +16,12 @@ store, read through the service) shows that search's refined query. Two loads:
 Also printed, from the service's ``/metrics`` for each load: its own wait from a search's arrival to
 its refined intent pushed online (``topicfeed_intent_seconds``, the bucket that holds the p95) and
 the mean micro-batch, which tell the refiner's share of the time from the HTTP and polling share;
-and its count of refined searches.
+and its count of refined searches. ``--workers thread,process`` runs the service once with the
+refiner on a thread of the HTTP worker and once in its own process (``FeedSettings.refiner_process``),
+alternating ``--rounds`` times.
 
     .venv/bin/python benchmarks/bench_intent_realtime.py [--model DIR] [--searches 40] [--burst 16 --bursts 3] [--poll-ms 50]
+        [--workers thread,process --rounds 2]
 """
 
 from __future__ import annotations
@@ -120,8 +123,12 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=16)
     ap.add_argument("--bursts", type=int, default=3)
     ap.add_argument("--poll-ms", type=float, default=50, help="rest between two rounds of profile reads (the reads load the same cores: at 10 ms they slowed the service's own arrival -> pushed mean from 1.26 to 1.56 s in bursts of 16, 2026-12-06)")
+    ap.add_argument("--workers", type=lambda t: t.split(","), default=["process"], help="where the service runs the refiner, one service each, in this order: process (the default setting), thread, or both: thread,process")
+    ap.add_argument("--rounds", type=int, default=1, help="run the --workers sequence this many times (alternating, to see the machine's drift)")
     ap.add_argument("--log", type=Path, help="search log TSV; default: ../shared/data/homedepot/search_log.tsv")
     args = ap.parse_args()
+    if set(args.workers) - {"thread", "process"}:
+        ap.error(f"--workers: thread and/or process, not {args.workers}")
     tmp = Path(tempfile.mkdtemp())
     s = Settings(data_dir=tmp / "data", simulator=SimulatorSettings(users=600, days=7))
     simulated_world(s, tmp / "sim")
@@ -133,14 +140,27 @@ def main() -> None:
     catalog = Catalog.load(s)
     users = sorted(catalog.clicked)
     random.Random(1).shuffle(users)
-    need = args.searches + args.burst * args.bursts
+    order = [w for _ in range(args.rounds) for w in args.workers]
+    need = (args.searches + args.burst * args.bursts) * len(order)
+    if need > len(users):
+        ap.error(f"{need} searches need as many users with clicks; the world has {len(users)}")
     qs = queries(args.log or s.shared_data_dir / "homedepot" / "search_log.tsv", need)
     items = [catalog.ids[int(i)] for i in catalog.by_popularity[:200]]
-    proc, url = serve(s.data_dir, {"TOPICFEED_API_KEY": KEY, "TOPICFEED_INTENT__MODEL_DIR": str(model)}, workers=1)
+    k = 0
+    for worker in order:
+        k = load(args, s, model, worker, users, qs, items, k)
+
+
+def load(args: argparse.Namespace, s: Settings, model: Path, worker: str, users: list[str], qs: list[str], items: list[str], k: int) -> int:
+    """One service with the refiner on a ``worker`` ("thread" or "process"), both loads; the users from
+    ``k`` on (each searches once, so its refined intent is new); returns the next ``k``."""
+    env = {"TOPICFEED_API_KEY": KEY, "TOPICFEED_INTENT__MODEL_DIR": str(model), "TOPICFEED_FEED__REFINER_PROCESS": str(worker == "process").lower()}
+    proc, url = serve(s.data_dir, env, workers=1)
     client = httpx.Client(base_url=url, timeout=10, headers={"X-API-Key": KEY})
-    print(f"service: one worker, SQLite online store, refiner {model} (serving_precision={s.intent.serving_precision}, copy_only={s.intent.copy_only})")
+    where = "in a process of its own" if worker == "process" else "on a thread of the HTTP worker"
+    print(f"service: one worker, SQLite online store, the refiner {where}, {model} (serving_precision={s.intent.serving_precision}, copy_only={s.intent.copy_only})")
     try:
-        k = 0
+        start = k
         single = []
         before = client.get("/metrics").text
         for _ in range(args.searches):
@@ -161,15 +181,15 @@ def main() -> None:
             burst += wait_all(client, pending, args.poll_ms / 1e3)
         print(line(f"bursts of {args.burst}", burst))
         print(service_side(before, client.get("/metrics").text))
-        sample = client.get(f"/v1/users/{users[0]}/profile").json()
+        sample = client.get(f"/v1/users/{users[start]}/profile").json()
         print(f"  e.g. {sample.get('last_query')!r} -> {sample.get('last_refined_query')!r}")
         metrics = client.get("/metrics").text
         refined = re.search(r"topicfeed_intents_refined_total ([\d.e+]+)", metrics)
-        print(f"  the service refined {float(refined.group(1)) if refined else 0:.0f} searches (posted {k})")
+        print(f"  the service refined {float(refined.group(1)) if refined else 0:.0f} searches (posted {k - start})")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
+    return k
 
 if __name__ == "__main__":
     main()

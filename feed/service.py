@@ -54,7 +54,7 @@ from feed.ranker import Feed, RecentSearch
 from feed.routing import ExperimentRouter
 from intent.model import CONFIG_NAME as INTENT_CONFIG
 from intent.model import IntentRefiner
-from intent.realtime import FreshSearch, IntentQueue
+from intent.realtime import FreshSearch, IntentProcess, IntentQueue
 from topicfeed.settings import Settings
 
 RECENT_SEARCHES = 3  # fresh searches kept per user
@@ -138,6 +138,7 @@ class Metrics:
         self.intent_seconds = Histogram(
             "topicfeed_intent_seconds", "a fresh search's time from arrival to its refined intent pushed online", registry=r, buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10)
         )
+        self.intent_failures = Counter("topicfeed_intent_failures", "fresh searches the refiner failed to refine (they keep their raw query as the reason)", registry=r)
         self.intent_batch = Histogram("topicfeed_intent_batch_size", "fresh searches refined together (micro-batches)", registry=r, buckets=(1, 2, 4, 8, 16, 32))
         self.memo = Counter("topicfeed_feed_memo", "feed requests answered from the memo (hit) or ranked and kept (miss)", ["outcome"], registry=r)
         self.arms = Counter("topicfeed_experiment_pages", "feed pages served under an experiment, by arm", ["experiment", "arm"], registry=r)
@@ -194,9 +195,13 @@ class FeedState:
         self.memo = FeedMemo(settings.feed.memo_size)
         self.user_version: dict[str, int] = {}  # +1 after each event of the user that changes their feed
         self.search_clicks: dict[tuple[str, str], list[str]] = {}  # (user, query) -> clicked titles
-        self.intents: IntentQueue | None = None
+        self.intents: IntentQueue | IntentProcess | None = None
         if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
-            self.intents = IntentQueue(settings, IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision), on_refined=self.on_refined, on_batch=self.on_intent_batch)
+            if settings.feed.refiner_process:
+                self.intents = IntentProcess(settings, settings.intent_dir, on_refined=self.on_refined, on_batch=self.on_intent_batch, on_failed=self.metrics.intent_failures.inc)
+            else:
+                refiner = IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision)
+                self.intents = IntentQueue(settings, refiner, on_refined=self.on_refined, on_batch=self.on_intent_batch, on_failed=self.metrics.intent_failures.inc)
         self._breaker_until = 0.0
         self._lock = threading.Lock()
 

@@ -273,7 +273,7 @@ def test_metrics_sum_every_worker(world: Path, tmp_path: Path) -> None:
 
 def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Path, tmp_path: Path) -> None:
     """With a trained refiner in place, a search with clicks posted to the service is refined in the
-    background, pushed to the online store (the profile shows it) and becomes the feed's reason."""
+    background (the refiner's own process, by default), pushed to the online store (the profile shows it) and becomes the feed's reason."""
     from intent.model import IntentRefiner
 
     from tiny_lm import tiny_llama_dir
@@ -303,7 +303,7 @@ def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Pa
         feed = server.client.get(f"/v1/feed/{user}").json()
         assert any(i["reason"] == {"kind": "intent", "text": f"because you recently searched '{refined}'"} for i in feed["items"])
         metrics = server.client.get("/metrics").text
-        assert "topicfeed_intents_refined_total 1.0" in metrics
+        assert "topicfeed_intents_refined_total 1.0" in metrics and "topicfeed_intent_failures_total 0.0" in metrics
         assert "topicfeed_intent_seconds_count 1.0" in metrics and "topicfeed_intent_batch_size_count 1.0" in metrics  # its wait and its batch
         assert 'topicfeed_intent_batch_size_bucket{le="1.0"} 1.0' in metrics and 'topicfeed_intent_seconds_bucket{le="10.0"} 1.0' in metrics
     finally:

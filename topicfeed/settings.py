@@ -311,6 +311,10 @@ class FeedSettings(BaseModel):
     max_events_per_request: int = Field(5_000, ge=1)
     keyed_reads: bool = Field(False, description="also require the API key for feed reads")
     refine_searches: bool = Field(True, description="refine fresh searches with clicks through the intent refiner (when one is trained) and push them online")
+    refiner_process: bool = Field(
+        True,
+        description="refine fresh searches in a process of their own (intent.realtime.IntentProcess) rather than a thread of the HTTP worker, whose interpreter lock beam search would hold against the requests",
+    )
     memo_size: int = Field(
         50_000,
         ge=0,
