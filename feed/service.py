@@ -120,6 +120,9 @@ class HealthResponse(BaseModel):
     store: dict[str, Any]
     catalog_items: int
     catalog_age_s: float
+    refiner: dict[str, Any] | None = Field(
+        None, description="the near-real-time intent refiner: its worker (process or thread), whether it is up, searches refined, failed batches; null without a trained refiner"
+    )
 
 
 # state ----------------------------------------------------------------------------------------------
@@ -439,14 +442,16 @@ def experiment_dashboard(state: StateDep, name: ExperimentName, x_api_key: ApiKe
 
 @ops_router.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
 def healthz(state: StateDep) -> Response:
-    """Whether the online store answers (the feed still serves, as fallback, when it does not)."""
+    """Whether the online store answers (the feed still serves, as fallback, when it does not), and the
+    intent refiner's state (the feed serves without it: fresh searches keep their raw queries)."""
     catalog = state.holder.catalog
     try:
         store = check_online_store(state.reader.settings)
         status, code = "ok", 200
     except OnlineStoreUnavailable as exc:
         store, status, code = {"error": str(exc)}, "degraded", 503
-    body = HealthResponse(status=status, store=store, catalog_items=len(catalog), catalog_age_s=round(time.time() - state.holder.refreshed_at, 1))
+    refiner = state.intents.status() if state.intents is not None else None
+    body = HealthResponse(status=status, store=store, catalog_items=len(catalog), catalog_age_s=round(time.time() - state.holder.refreshed_at, 1), refiner=refiner)
     return JSONResponse(body.model_dump(), status_code=code)
 
 

@@ -8,7 +8,7 @@ caller's ``on_batch`` (its size and each search's wait, submit to pushed) and ``
 search) run. A failed batch is counted, logged and reported (``on_failed``, with its size), and the service keeps serving: the search still
 counts as a fresh interest under its raw query.
 
-Two workers, one interface (``submit``, ``close``, ``refined``, ``failed_batches``):
+Two workers, one interface (``submit``, ``close``, ``status()``, ``refined``, ``failed_batches``):
 
 - ``IntentQueue(settings, refiner)``: a thread of the caller's process, over a refiner in memory.
 - ``IntentProcess(settings, model_dir)``: a process of its own (spawned), which loads the refiner and
@@ -145,6 +145,9 @@ class IntentQueue(_Callbacks):
     def submit(self, search: FreshSearch) -> None:
         self._queue.put((search, time.perf_counter()))
 
+    def status(self) -> dict[str, object]:
+        return {"worker": "thread", "alive": self._thread.is_alive(), "refined": self.refined, "failed_batches": self.failed_batches}
+
     def close(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout)
@@ -251,6 +254,18 @@ class IntentProcess(_Callbacks):
     @property
     def pid(self) -> int | None:
         return self._process.pid
+
+    def status(self) -> dict[str, object]:
+        alive = self._ready.is_set() and self._process.is_alive() and not self._broken
+        return {
+            "worker": "process",
+            "alive": alive,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "refined": self.refined,
+            "failed_batches": self.failed_batches,
+            "dropped": self.dropped,
+        }
 
     def _start(self) -> None:
         try:

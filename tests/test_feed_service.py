@@ -172,6 +172,7 @@ def test_partner_rule_profile_health_metrics_and_limits(served: tuple[Server, Se
     assert profile["found"] is True and profile["preferences"]["merged"]["1"]
     health = server.client.get("/healthz").json()
     assert health["status"] == "ok" and health["store"]["store"] == s.online_store and health["catalog_items"] == len(catalog)
+    assert health["refiner"] is None  # no refiner trained in this world
     assert server.client.get("/v1/feed/never-seen-before").json()["fallback"] is True
     text = server.client.get("/metrics").text
     assert "topicfeed_request_seconds_bucket" in text and 'topicfeed_feed_items_total{source="' in text
@@ -304,6 +305,9 @@ def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Pa
         assert any(i["reason"] == {"kind": "intent", "text": f"because you recently searched '{refined}'"} for i in feed["items"])
         metrics = server.client.get("/metrics").text
         assert "topicfeed_intents_refined_total 1.0" in metrics and "topicfeed_intent_failures_total 0.0" in metrics
+        refiner = server.client.get("/healthz").json()["refiner"]
+        assert refiner["worker"] == "process" and refiner["alive"] is True and refiner["refined"] == 1 and refiner["restarts"] == 0
+        assert refiner["pid"] != server.proc.pid
         assert "topicfeed_intent_seconds_count 1.0" in metrics and "topicfeed_intent_batch_size_count 1.0" in metrics  # its wait and its batch
         assert 'topicfeed_intent_batch_size_bucket{le="1.0"} 1.0' in metrics and 'topicfeed_intent_seconds_bucket{le="10.0"} 1.0' in metrics
     finally:

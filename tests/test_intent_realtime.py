@@ -94,10 +94,11 @@ def test_the_refiner_process_refines_reports_failures_and_outlives_its_own_death
         assert worker.pid != first
         worker.submit(search("u4", "lasagna", "classic beef lasagna with bechamel sauce recipe"))
         until(lambda: worker.refined == 3)
+        assert worker.status() == {"worker": "process", "alive": True, "pid": worker.pid, "restarts": 1, "refined": 3, "failed_batches": 1, "dropped": 0}
         assert any(r["user_id"] == "u4" and "lasagna" in r["refined_query"].split() for r in map(json.loads, out.read_text().splitlines()))
     finally:
         worker.close()
-    assert not worker._process.is_alive()
+    assert not worker._process.is_alive() and worker.status()["alive"] is False
 
 
 def test_a_refiner_process_that_cannot_load_says_why(tmp_path: Path) -> None:
@@ -115,6 +116,7 @@ def test_the_thread_worker_reports_a_failed_batch_and_goes_on(refiner_dir: Path,
         until(lambda: failed == [1])
         worker.submit(search("u2", "pole saw", "ryobi 40v cordless pole saw"))
         until(lambda: worker.refined == 1)
+        assert worker.status() == {"worker": "thread", "alive": True, "refined": 1, "failed_batches": 1}
         assert [json.loads(line)["user_id"] for line in out.read_text().splitlines()] == ["u2"]
     finally:
         worker.close()
