@@ -5,8 +5,8 @@ takes what has queued up (micro-batches: at most ``max_batch``, waiting at most 
 more), refines the batch in one ``predict`` call, pushes the intents to the online store
 (``featurestore.intents.push_intents``: the user's next feed request reads them), and then the
 caller's ``on_batch`` (its size and each search's wait, submit to pushed) and ``on_refined`` (per
-search) run. A failed batch is counted, logged and reported (``on_failed``, with its size), and the service keeps serving: the search still
-counts as a fresh interest under its raw query.
+search) run. A failed batch is counted, logged and reported (``on_failed``, with its size), and the
+service keeps serving: the search still counts as a fresh interest under its raw query.
 
 Two workers, one interface (``submit``, ``close``, ``status()``, ``refined``, ``failed_batches``):
 
@@ -52,7 +52,9 @@ class FreshSearch:
 
 
 class _Gets(Protocol):
-    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...  # noqa: ANN401 - queue.Queue and mp.Queue alike
+    """What ``take`` reads: a ``queue.Queue`` or the refiner process's ``_PipeInbox``."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...  # noqa: ANN401
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None: ...  # noqa: ANN401
 
