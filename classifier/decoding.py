@@ -60,6 +60,11 @@ def restricted_head(head: nn.Module, ids: torch.Tensor) -> Callable[[torch.Tenso
     return lambda h: head(h)[..., ids]
 
 
+def position_ids(valid: torch.Tensor) -> torch.Tensor:
+    """Positions in left-padded rows: 0 at each row's first real token (pads 0 too)."""
+    return (valid.long().cumsum(1) - 1).clamp(min=0)
+
+
 def attention_mask_4d(allowed: torch.Tensor, model: nn.Module) -> torch.Tensor:
     """A (batch, 1, q, kv) mask in the form the model's attention implementation takes."""
     mask = allowed[:, None]
@@ -131,7 +136,7 @@ def beam_search(
     max_new = max_new_tokens or trie.max_len
     n = len(prompts)
     ids, valid = left_pad(prompts, pad_id, dev)
-    positions = (valid.long().cumsum(1) - 1).clamp(min=0)
+    positions = position_ids(valid)
     out = body(
         input_ids=ids,
         attention_mask=attention_mask_4d(prompt_mask(valid, prefix_lm), model),

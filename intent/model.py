@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from classifier.decoding import attention_mask_4d, linear_rows, lm_parts, prompt_mask
+from classifier.decoding import attention_mask_4d, linear_rows, lm_parts, position_ids, prompt_mask
 from classifier.lm import load_causal_lm
 from intent.text import STOPWORDS, key_tokens, normalize, tokens, words
 from topicfeed.settings import IntentSettings
@@ -389,7 +389,7 @@ class IntentRefiner:
         out = body(
             input_ids=ids[:, :-1],
             attention_mask=self._attention(mask[:, :-1], [int(n) for n in mask.sum(1)]),
-            position_ids=(mask.cumsum(1) - 1).clamp(min=0)[:, :-1],
+            position_ids=position_ids(mask)[:, :-1],
             use_cache=True,
         )
         out.cache.batch_repeat_interleave(beams)
@@ -425,13 +425,13 @@ class IntentRefiner:
                 labels = torch.full((len(batch), keep), -100, dtype=torch.long)
                 for i, (_, t) in enumerate(batch):
                     labels[i, keep - len(t) :] = torch.tensor(t)
-                position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+                positions = position_ids(mask)
                 attention = self._attention(mask, [len(pr) for pr, _ in batch])
                 # logits only where they are scored: position j predicts token j + 1. Autocast is entered
                 # anew each step: its cache of bfloat16 weight copies lives as long as the context (one
                 # context around the whole loop left MiniLM's loss at 10.77 after 10 steps, against 7.76).
                 with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):
-                    logits = self.model(input_ids=ids, attention_mask=attention, position_ids=position_ids, logits_to_keep=keep + 1).logits[:, :-1]
+                    logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=keep + 1).logits[:, :-1]
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
