@@ -187,9 +187,11 @@ def load(args: argparse.Namespace, s: Settings, model: Path, worker: str, users:
         refined = re.search(r"topicfeed_intents_refined_total ([\d.e+]+)", metrics)
         print(f"  the service refined {float(refined.group(1)) if refined else 0:.0f} searches (posted {k - start})")
     finally:
+        client.close()
         proc.terminate()
         proc.wait(timeout=30)
     return k
+
 
 if __name__ == "__main__":
     main()

@@ -200,11 +200,12 @@ class FeedState:
         self.search_clicks: dict[tuple[str, str], list[str]] = {}  # (user, query) -> clicked titles
         self.intents: IntentQueue | IntentProcess | None = None
         if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
+            report = {"on_refined": self.on_refined, "on_batch": self.on_intent_batch, "on_failed": self.metrics.intent_failures.inc}
             if settings.feed.refiner_process:
-                self.intents = IntentProcess(settings, settings.intent_dir, on_refined=self.on_refined, on_batch=self.on_intent_batch, on_failed=self.metrics.intent_failures.inc)
+                self.intents = IntentProcess(settings, settings.intent_dir, **report)
             else:
                 refiner = IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision)
-                self.intents = IntentQueue(settings, refiner, on_refined=self.on_refined, on_batch=self.on_intent_batch, on_failed=self.metrics.intent_failures.inc)
+                self.intents = IntentQueue(settings, refiner, **report)
         self._breaker_until = 0.0
         self._lock = threading.Lock()
 

@@ -295,10 +295,10 @@ class IntentProcess(_Callbacks):
         try:
             kind, detail = self._from_child.recv()
         except EOFError:
-            kind, detail = "error", f"it exited with code {self._process.join(5) or self._process.exitcode}"
+            kind, detail = "error", "it exited"
         if kind != "ready":
             self._process.join(5)
-            raise RuntimeError(f"the intent refiner process failed to start ({self._args[1]}): {detail}")
+            raise RuntimeError(f"the intent refiner process failed to start ({self._args[1]}): {detail} (exit code {self._process.exitcode})")
 
     def submit(self, search: FreshSearch) -> None:
         if self._broken:
