@@ -1,7 +1,7 @@
 """The intent refiner end to end on real data: teacher, log-mined model and student, side by side.
 
-1. teacher: Gemma 3 270M (base, the PyPI GGUF package) fine-tuned with LoRA on the gold set's
-   training part (``--teacher DIR`` reuses one);
+1. teacher: Gemma 3 270M (base, the PyPI GGUF package) fine-tuned on the gold set's training part
+   by the settings' teacher recipe (``IntentSettings.teacher_params``: LoRA; ``--teacher DIR`` reuses one);
 2. the real search log (Home Depot, ``../shared/data``) split by product; the log-mined model: the
    student's base fine-tuned on the (Q, Q*) pairs mined from the training products;
 3. the teacher labels ``--teacher-samples`` sampled (Q, clicked title) of the training products
@@ -62,11 +62,9 @@ def main() -> None:
         say(f"teacher: reused {args.teacher}")
     else:
         t = time.perf_counter()
-        # free decoding: its labels are trimmed to words of Q and the titles afterwards (label_with)
-        # float32, as the measured teacher was trained (bfloat16 autocast is measured on the student only)
-        teacher = IntentRefiner.from_base(s.intent.teacher_base, lora=True, epochs=3, batch_size=8, learning_rate=1e-3, num_beams=2, copy_only=False, bf16_autocast=False)
+        teacher = IntentRefiner.from_base(params=s.intent.teacher_params())
         teacher.fit(train_gold)
-        say(f"teacher: {s.intent.teacher_base} + LoRA on {len(train_gold)} gold examples in {time.perf_counter() - t:.0f}s (loss {teacher.fit_report_['first_loss']} -> {teacher.fit_report_['last_loss']})")
+        say(f"teacher: {s.intent.teacher_base} + {'LoRA' if s.intent.teacher_lora else 'every weight'} on {len(train_gold)} gold examples in {time.perf_counter() - t:.0f}s (loss {teacher.fit_report_['first_loss']} -> {teacher.fit_report_['last_loss']})")
         teacher.save_pretrained(args.teacher_out or tmp / "teacher")
         teacher = IntentRefiner.from_pretrained(args.teacher_out or tmp / "teacher")
 

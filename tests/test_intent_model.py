@@ -236,6 +236,22 @@ def test_train_cli_refuses_news_without_a_teacher(tmp_path: Path) -> None:
     assert got.returncode == 2 and "--news needs --teacher" in got.stderr and not (tmp_path / "m").exists()
 
 
+def test_train_teacher_cli_fine_tunes_the_teacher_base_by_the_teacher_recipe(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """``intent train-teacher`` trains ``teacher_base`` (here a tiny GGUF file, as Gemma is one) on
+    gold-train with the settings' teacher recipe: LoRA adapters, merged into the saved weights."""
+    env = {**os.environ, "COLUMNS": "200", "TOPICFEED_INTENT__TEACHER_BASE": str(tiny["gguf"]), "TOPICFEED_INTENT__TEACHER_EPOCHS": "1", "TOPICFEED_INTENT__MAX_PROMPT_TOKENS": "64"}
+    out = tmp_path / "teacher"
+    got = subprocess.run([str(BIN), "intent", "train-teacher", "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 0, got.stderr
+    assert f"trained the teacher {tiny['gguf']} (LoRA r 16) on {len(gold_split()[0])} gold examples" in got.stdout
+    meta = json.loads((out / "intent_refiner.json").read_text())
+    assert meta["params"]["base_model"] == str(tiny["gguf"]) and meta["params"]["lora"] and meta["params"]["epochs"] == 1
+    assert meta["fit"]["steps"] == -(-len(gold_split()[0]) // 8) and meta["fit"]["last_loss"] < meta["fit"]["first_loss"]
+    teacher = IntentRefiner.from_pretrained(out)
+    assert not hasattr(teacher.model, "peft_config") and not teacher.params.copy_only and teacher.params.num_beams == 2
+    assert set(key_tokens("pole saw")) <= set(teacher.predict([Request("pole saw", ("Ryobi cordless pole saw",))])[0].split())
+
+
 def test_end_penalty_lowers_the_end_token_only_and_lengthens_what_is_written(tiny: dict[str, Path]) -> None:
     import torch
 

@@ -434,7 +434,7 @@ def intent_train(
     teacher: Annotated[Path | None, typer.Option(help="a trained teacher: it labels sampled lake searches for the student")] = None,
     news: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="with --teacher: a news catalog (MIND news.tsv format) whose titles' named entities the teacher also labels as searches")] = None,
     base: Annotated[str | None, typer.Option(help="base model (minilm, gemma3-270m, a .gguf file, an HF directory); default: settings")] = None,
-    gold_only: Annotated[bool, typer.Option(help="train on the gold set's training part only (how the teacher is made)")] = False,
+    gold_only: Annotated[bool, typer.Option(help="train the student's base on the gold set's training part only (no mined pairs, no teacher labels)")] = False,
 ) -> None:
     """Train the refiner: by default the student (gold set + the lake's mined pairs [+ teacher labels])."""
     from intent.jobs import train_default
@@ -462,6 +462,35 @@ def intent_train(
     bar.close()
     typer.echo(f"trained {settings.intent.base_model} on {refiner.fit_report_['examples']} examples in {time.perf_counter() - start:.0f}s "
                f"(loss {refiner.fit_report_['first_loss']} -> {refiner.fit_report_['last_loss']}); saved to {out}")
+
+
+@intent_app.command("train-teacher")
+def intent_train_teacher(
+    out: Annotated[Path, typer.Option(help="where the teacher is saved (then: intent train --teacher DIR)")],
+    base: Annotated[str | None, typer.Option(help="the teacher's base (gemma3-270m, a .gguf file, an HF directory); default: settings.intent.teacher_base")] = None,
+) -> None:
+    """Train the teacher: its base (Gemma 3 270M) fine-tuned on the gold set's training part, by the
+    settings' teacher recipe (LoRA, 3 epochs; settings.intent.teacher_*). About 4 minutes on 2 cores."""
+    from intent.model import IntentRefiner, gold_split
+
+    settings = get_settings()
+    params = settings.intent.teacher_params()
+    if base:
+        params = params.model_copy(update={"base_model": base})
+    start = time.perf_counter()
+    bar = _bar(0, "training the teacher")
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    teacher = IntentRefiner.from_base(params=params).fit(gold_split()[0], progress=progress)
+    bar.close()
+    teacher.save_pretrained(out)
+    how = f"LoRA r {params.lora_r}" if params.lora else "every weight"
+    typer.echo(f"trained the teacher {params.base_model} ({how}) on {teacher.fit_report_['examples']} gold examples in {time.perf_counter() - start:.0f}s "
+               f"(loss {teacher.fit_report_['first_loss']} -> {teacher.fit_report_['last_loss']}); saved to {out}")
 
 
 @intent_app.command("refine")

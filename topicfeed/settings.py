@@ -149,6 +149,10 @@ class IntentSettings(BaseModel):
 
     base_model: str = Field("minilm", description="the student's base: 'minilm' (shipped on PyPI), 'gemma3-270m' (the GGUF package), a .gguf file or an HF causal LM directory")
     teacher_base: str = Field("gemma3-270m", description="the teacher's base model (same forms as base_model)")
+    teacher_lora: bool = Field(True, description="the teacher trains LoRA adapters (peft), not every weight (chosen by measurement: benchmarks/intent_teacher.py, docs/intent.md)")
+    teacher_epochs: int = Field(3, ge=1)
+    teacher_learning_rate: float = Field(1e-3, gt=0)
+    teacher_batch_size: int = Field(8, ge=1)
     epochs: int = Field(8, ge=1)
     learning_rate: float = Field(3e-4, gt=0)
     batch_size: int = Field(16, ge=1)
@@ -203,6 +207,17 @@ class IntentSettings(BaseModel):
     )
     seed: int = 0
     model_dir: Path | None = Field(None, description="the serving refiner; default: <data_dir>/models/intent")
+
+    def teacher_params(self) -> IntentSettings:
+        """The teacher's recipe as refiner parameters: ``teacher_base`` fine-tuned on gold-train
+        (``teacher_lora``, ``teacher_epochs``, ...) in float32, decoding freely with 2 beams (its
+        labels are trimmed to words of Q and the titles afterwards, ``intent.jobs.label_with``)."""
+        return self.model_copy(
+            update={
+                "base_model": self.teacher_base, "lora": self.teacher_lora, "epochs": self.teacher_epochs, "learning_rate": self.teacher_learning_rate,
+                "batch_size": self.teacher_batch_size, "num_beams": 2, "copy_only": False, "bf16_autocast": False,
+            }
+        )
 
 
 class FeastSettings(BaseModel):
