@@ -404,6 +404,18 @@ def _bar(total: int, desc: str):  # noqa: ANN202
     return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not sys.stderr.isatty())
 
 
+def _training_bar(desc: str):  # noqa: ANN202
+    """A progress bar and the ``fit(progress=...)`` callback that moves it, with the loss."""
+    bar = _bar(0, desc)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    return bar, progress
+
+
 @intent_app.command("mine")
 def intent_mine(
     search_log: Annotated[Path | None, typer.Option(help="a search-log TSV (product_uid, product_title, search_term, relevance) instead of the lake")] = None,
@@ -447,12 +459,7 @@ def intent_train(
         settings = settings.model_copy(update={"intent": settings.intent.model_copy(update={"base_model": base})})
     out = out or settings.intent_dir
     start = time.perf_counter()
-    bar = _bar(0, "training")
-
-    def progress(step: int, total: int, loss: float) -> None:
-        bar.total = total
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
+    bar, progress = _training_bar("training")
 
     if gold_only:
         refiner = IntentRefiner.from_base(params=settings.intent).fit(gold_split()[0], progress=progress)
@@ -478,12 +485,7 @@ def intent_train_teacher(
     if base:
         params = params.model_copy(update={"base_model": base})
     start = time.perf_counter()
-    bar = _bar(0, "training the teacher")
-
-    def progress(step: int, total: int, loss: float) -> None:
-        bar.total = total
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
+    bar, progress = _training_bar("training the teacher")
 
     teacher = IntentRefiner.from_base(params=params).fit(gold_split()[0], progress=progress)
     bar.close()
