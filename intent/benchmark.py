@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from intent.evaluate import TitleIndex, bert_f1_each, format_row, mean_tokens, paired_bootstrap, report, rouge
-from intent.mining import Click, MiningReport, clicks_from_search_log, mine
+from intent.mining import Click, MiningReport, mine, read_search_log
 from intent.model import Example, IntentRefiner, Request, gold_split, held_out
 from topicfeed.settings import IntentSettings, Settings
 
@@ -31,15 +31,19 @@ class LogSplit:
     mined_test: MiningReport
     index: TitleIndex
     bias: set[str]
+    rejected: list[tuple[int, str, str]]  # rows of the log that could not be read: (line, field, message)
 
 
 def split_log(path: Path, share: float = 0.2) -> LogSplit:
-    clicks = clicks_from_search_log(path)
+    """A real search log's clicks split by product (``held_out`` of the product id)."""
+    clicks, rejected = read_search_log(path)
+    if not clicks:
+        raise ValueError(f"{path}: no clicks (rows rated 2 or more) in the search log" + (f"; {len(rejected)} rows rejected, the first: line {rejected[0][0]}, field {rejected[0][1]!r}: {rejected[0][2]}" if rejected else ""))
     train = [c for c in clicks if not held_out(c.doc_id, share)]
     test = [c for c in clicks if held_out(c.doc_id, share)]
     titles = {c.doc_id: c.title for c in clicks}
     bias = {b.token for b in mine(clicks).bias}
-    return LogSplit(train, test, mine(test), TitleIndex(list(titles), list(titles.values())), bias)
+    return LogSplit(train, test, mine(test), TitleIndex(list(titles), list(titles.values())), bias, rejected)
 
 
 def log_mined_model(params: IntentSettings, mined: MiningReport) -> IntentRefiner:
@@ -115,6 +119,7 @@ def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: 
     for name in names[1:]:
         gap, low, high = paired_bootstrap(scores[name], scores[names[0]])
         lines.append(f"  BERTScore F1 {name} - {names[0]}: {gap:+.3f} (paired bootstrap 95% interval {low:+.3f} .. {high:+.3f})")
-    lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR):")
+    rejected = f", {len(split.rejected)} unreadable rows left out (the first: line {split.rejected[0][0]}, field {split.rejected[0][1]!r}: {split.rejected[0][2]})" if split.rejected else ""
+    lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR{rejected}):")
     lines += ["  " + format_row(r) for r in log_rows(models, split, samples)]
     return lines

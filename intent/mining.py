@@ -11,8 +11,8 @@ document (in its title, weighted by their rarity over the catalog: IDF), against
 are not (typos, chatter); ties go to the more clicked, then the shorter, then the first in order.
 
 Inputs: ``clicks_from_lake`` (search clicks of the lake, with their query) or
-``clicks_from_search_log`` (a TSV such as Home Depot's: product_uid, product_title, search_term,
-relevance; relevance >= 2 counts as a click). ``entity_searches`` makes searches of another kind from
+``read_search_log`` (a search log such as Home Depot's, TSV or CSV: product_uid, product_title,
+search_term, relevance; relevance >= 2 counts as a click; unreadable rows reported, not fatal). ``entity_searches`` makes searches of another kind from
 a news catalog in MIND's ``news.tsv`` format, for the teacher to label (not for mining): each named
 entity of a title (``title_entities``' surface forms, as users type names) is a query that clicks the
 articles whose titles name it, in the article's category.
@@ -21,6 +21,7 @@ articles whose titles name it, in the article's category.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import Counter, defaultdict
@@ -88,18 +89,46 @@ class MiningReport:
         return {"pairs": [asdict(p) for p in self.pairs], "bias": [asdict(b) for b in self.bias], "clicks": self.clicks, "documents": self.documents}
 
 
-def clicks_from_search_log(path: Path, min_relevance: float = 2.0) -> list[Click]:
-    """Rated (query, product) pairs of a TSV with product_uid, product_title, search_term, relevance."""
-    out: list[Click] = []
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            try:
-                relevance = float(row["relevance"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: row id={row.get('id')!r}: field 'relevance' is not a number") from exc
-            if relevance >= min_relevance and row.get("search_term"):
-                out.append(Click(row["search_term"], str(row["product_uid"]), row["product_title"]))
-    return out
+SEARCH_LOG_COLUMNS = ("product_uid", "product_title", "search_term", "relevance")
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (a byte-order mark dropped), else Windows-1252: Kaggle ships Home Depot's CSV in Latin-1."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def read_search_log(path: Path, min_relevance: float = 2.0) -> tuple[list[Click], list[tuple[int, str, str]]]:
+    """Rated (query, product) pairs of a search log with the columns ``SEARCH_LOG_COLUMNS`` (Home
+    Depot's; other columns ignored, any order): a rating of ``min_relevance`` or more is a click.
+    Tab-separated, or comma-separated (quoted) as Kaggle ships it; UTF-8, else Windows-1252. A header
+    without those columns is an error that names them; a row that cannot be read comes back as (line,
+    field, message) and the others go through."""
+    text = _decode(Path(path).read_bytes())
+    delimiter = "\t" if "\t" in text.split("\n", 1)[0] else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    missing = [c for c in SEARCH_LOG_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise ValueError(f"{path}: not a search log: column(s) {', '.join(missing)} missing (it needs {', '.join(SEARCH_LOG_COLUMNS)}; header: {reader.fieldnames})")
+    clicks: list[Click] = []
+    bad: list[tuple[int, str, str]] = []
+    for row in reader:
+        empty = next((c for c in SEARCH_LOG_COLUMNS if not (row.get(c) or "").strip()), None)
+        if empty:
+            bad.append((reader.line_num, empty, "missing" if row.get(empty) is None else "empty"))
+            continue
+        try:
+            relevance = float(row["relevance"])
+        except ValueError:
+            bad.append((reader.line_num, "relevance", f"not a number: {row['relevance'][:40]!r}"))
+            continue
+        if not math.isfinite(relevance):
+            bad.append((reader.line_num, "relevance", f"not a finite number: {row['relevance']!r}"))
+        elif relevance >= min_relevance:
+            clicks.append(Click(row["search_term"].strip(), row["product_uid"].strip(), row["product_title"].strip()))
+    return clicks, bad
 
 
 def entity_searches(path: Path) -> tuple[list[Click], list[tuple[int, str, str]]]:

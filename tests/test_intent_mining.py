@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from intent.mining import Click, clicks_from_lake, clicks_from_search_log, mine
+from intent.mining import Click, clicks_from_lake, mine, read_search_log
 from intent.text import keeps_keys, key_tokens, normalize, stem
 
 PRODUCTS = {
@@ -68,13 +68,50 @@ def test_lake_clicks_take_their_query_or_the_last_search(tmp_path: Path) -> None
     assert [(c.query, c.doc_id, c.user_id, c.category) for c in got] == [("pole saw", "saw", "u", "tools"), ("fan", "fan", "v", "")]
 
 
-def test_search_log_reader_counts_relevance_two_as_a_click_and_names_bad_rows(tmp_path: Path) -> None:
+def test_search_log_reader_counts_relevance_two_as_a_click_and_quarantines_bad_rows(tmp_path: Path) -> None:
     path = tmp_path / "log.tsv"
-    path.write_text("id\tproduct_uid\tproduct_title\tsearch_term\trelevance\n1\t10\tA saw\tsaw\t2.33\n2\t10\tA saw\tdrill\t1.67\n")
-    assert [(c.query, c.doc_id) for c in clicks_from_search_log(path)] == [("saw", "10")]
-    path.write_text("id\tproduct_uid\tproduct_title\tsearch_term\trelevance\n7\t10\tA saw\tsaw\thigh\n")
-    with pytest.raises(ValueError, match="id='7'.*relevance"):
-        clicks_from_search_log(path)
+    path.write_text(
+        "id\tproduct_uid\tproduct_title\tsearch_term\trelevance\n"
+        "1\t10\tA saw\tsaw\t2.33\n"
+        "2\t10\tA saw\tdrill\t1.67\n"
+        "7\t10\tA saw\tsaw blade\thigh\n"
+        "8\t11\tA fan\t \t3\n"
+        "9\t11\tA fan\tceiling fan\tnan\n"
+        "10\t11\tA fan\n"
+        "11\t11\tA fan\tfan\t3\n"
+    )
+    clicks, bad = read_search_log(path)
+    assert [(c.query, c.doc_id, c.title) for c in clicks] == [("saw", "10", "A saw"), ("fan", "11", "A fan")]  # the rows after bad ones go through
+    assert [(line, field) for line, field, _ in bad] == [(4, "relevance"), (5, "search_term"), (6, "relevance"), (7, "search_term")]
+    assert "not a number: 'high'" in bad[0][2] and bad[3][2] == "missing"
+
+
+def test_search_log_reader_takes_kaggle_s_latin_1_csv_and_names_missing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    rows = 'id,product_title,extra,product_uid,search_term,relevance\n3,"Angle bracket, 90\u00b0 steel",x,100001,angle bracket,3\n'
+    path.write_bytes(rows.encode("cp1252"))  # not UTF-8: the degree sign is one byte
+    clicks, bad = read_search_log(path)
+    assert clicks == [Click("angle bracket", "100001", "Angle bracket, 90\u00b0 steel")] and bad == []
+    path.write_text("id\tproduct_uid\tsearch_term\trating\n1\t10\tsaw\t3\n")
+    with pytest.raises(ValueError, match="column\\(s\\) product_title, relevance missing"):
+        read_search_log(path)
+
+
+def test_mine_cli_reports_rejected_rows_and_mines_the_rest(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "log.tsv"
+    path.write_text(
+        "id\tproduct_uid\tproduct_title\tsearch_term\trelevance\n"
+        "1\t10\tRyobi 40V Cordless Pole Saw\tpole saw\t3\n"
+        "2\t10\tRyobi 40V Cordless Pole Saw\tryobi pole saw\t3\n"
+        "3\t10\tRyobi 40V Cordless Pole Saw\tpole saw ryobi\tthree\n"
+    )
+    got = subprocess.run([str(Path(sys.executable).parent / "topicfeed"), "intent", "mine", "--search-log", str(path)], capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert "rejected line 4: field 'relevance': not a number: 'three'" in got.stderr and "1 unreadable rows" in got.stderr
+    assert "'pole saw' -> 'ryobi pole saw'" in got.stdout
 
 
 def test_teacher_labels_keep_only_grounded_words() -> None:

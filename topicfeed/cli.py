@@ -418,17 +418,25 @@ def _training_bar(desc: str):  # noqa: ANN202
 
 @intent_app.command("mine")
 def intent_mine(
-    search_log: Annotated[Path | None, typer.Option(help="a search-log TSV (product_uid, product_title, search_term, relevance) instead of the lake")] = None,
+    search_log: Annotated[Path | None, typer.Option(help="a search log, TSV or CSV (product_uid, product_title, search_term, relevance) instead of the lake")] = None,
     out: Annotated[Path | None, typer.Option(help="write the pairs and bias patterns as JSON here")] = None,
     show: Annotated[int, typer.Option(help="pairs to print")] = 10,
 ) -> None:
     """(Q, Q*) pairs from search clicks: containment between a document's queries, bias patterns
     (words users add to anything) found statistically and dropped, the most informative Q* kept."""
     from intent.jobs import mine_lake
-    from intent.mining import clicks_from_search_log, mine
+    from intent.mining import mine, read_search_log
 
     try:
-        report = mine(clicks_from_search_log(search_log)) if search_log else mine_lake(get_settings())
+        if search_log:
+            clicks, rejected = read_search_log(search_log)
+            for line, field, message in rejected[:10]:
+                typer.echo(f"rejected line {line}: field {field!r}: {message}", err=True)
+            if rejected:
+                typer.echo(f"{len(rejected)} unreadable rows of {search_log} left out; {len(clicks):,} clicks read", err=True)
+            report = mine(clicks)
+        else:
+            report = mine_lake(get_settings())
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
