@@ -107,15 +107,16 @@ def main() -> None:
     # length preference) and with no length preference: the bar is read against the best of the
     # three teachers; the same loaded model, decoded other ways
     teacher_copy = teacher.decoding(**as_student_serves(s.intent))
+    teacher_unfilled = teacher.decoding(**{**as_student_serves(s.intent), "fill_title_gaps": 0})
     teacher_plain = teacher.decoding(**NO_LENGTH_PREFERENCE)
-    models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, "teacher-plain": teacher_plain, **variants}
+    models = {"log-mined": log_model, "teacher": teacher, "teacher-copy": teacher_copy, "teacher-copy-unfilled": teacher_unfilled, "teacher-plain": teacher_plain, **variants}
     say("held-out gold:")
     scores: dict = {}
     rows = gold_rows(models, bias=split.bias, scores=scores)
     for r in rows:
         say("  " + format_row(r))
     by = {r["model"]: r for r in rows}
-    te, lg = max(by["teacher"], by["teacher-copy"], by["teacher-plain"], key=lambda r: r["bertscore_f1"]), by["log-mined"]
+    te, lg = max(by["teacher"], by["teacher-copy"], by["teacher-copy-unfilled"], by["teacher-plain"], key=lambda r: r["bertscore_f1"]), by["log-mined"]
     say(f"held-out products of the real log ({args.samples} sampled clicks for MRR):")
     lrows = log_rows({**variants, "teacher": teacher, "teacher-copy": teacher_copy, "log-mined": log_model}, split, args.samples)
     for r in lrows:

@@ -54,8 +54,8 @@ def log_mined_model(params: IntentSettings, mined: MiningReport) -> IntentRefine
 
 def as_student_serves(params: IntentSettings) -> dict[str, object]:
     """Decoding overrides under which another refiner (the teacher) decodes as the student serves:
-    copy-only, Q's words in order, the configured length preference."""
-    return {"copy_only": True, "keep_query_order": params.keep_query_order, "length_penalty": params.length_penalty, "end_penalty": params.end_penalty}
+    copy-only, Q's words in order, the configured length preference, skipped title words put back."""
+    return {"copy_only": True, "keep_query_order": params.keep_query_order, "length_penalty": params.length_penalty, "end_penalty": params.end_penalty, "fill_title_gaps": params.fill_title_gaps}
 
 
 def gold_rows(models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None, scores: dict[str, np.ndarray] | None = None) -> list[dict]:

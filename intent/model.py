@@ -495,7 +495,7 @@ class IntentRefiner:
                 gen = local.ids[gen]
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
             for k, i in enumerate(idx):
-                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][2] if allowed else None)
+                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][2] if allowed else None, requests[i].titles[: p.max_titles])
             if progress:
                 progress(len(idx))
         out = [results[i] for i in range(len(requests))]
@@ -538,30 +538,67 @@ class IntentRefiner:
         pairs = [(ids, w.lower()) for w in sorted(found | lower) if (ids := self._encode(" " + w))]
         return [ids for ids, _ in pairs], [label for _, label in pairs], lower
 
-    def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None) -> str:
+    def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None, titles: Sequence[str] = ()) -> str:
         """The best candidate that keeps Q's key tokens; else the best with the missing ones put back.
-        ``vocab`` (copy-only): the words allowed; any other (a last word cut by ``max_new_tokens``) is dropped."""
-        limit = self.params.max_refined_tokens
+        ``vocab`` (copy-only): the words allowed; any other (a last word cut by ``max_new_tokens``) is dropped.
+        With ``fill_title_gaps``, a stretch of a title that the chosen one skipped is put back (``fill_title_gaps``)."""
+        p = self.params
+        limit = p.max_refined_tokens
         words = [list(dict.fromkeys(w for w in tokens(c.split("\n")[0]) if vocab is None or w in vocab))[:limit] for c in candidates]  # a word once
-        if self.params.end_on_content_word:  # "nvidia earnings beat on" -> "nvidia earnings beat"
+        if p.end_on_content_word:  # "nvidia earnings beat on" -> "nvidia earnings beat"
             q = set(tokens(query))
             for ws in words:
                 while ws and ws[-1] in STOPWORDS and ws[-1] not in q:
                     ws.pop()
         cleaned = [" ".join(ws) for ws in words]
         cleaned = [c for c in cleaned if c] or [normalize(query)]
-        if not self.params.enforce_keys:
-            return cleaned[0]
-        keys = key_tokens(query)
-        for c in cleaned:
-            have = set(c.split())
-            if all(k in have for k in keys):
-                return c
-        self.last_repairs_ += 1
-        best = cleaned[0].split()
-        missing = [k for k in keys if k not in best]
-        extra = [t for t in best if t not in keys]
-        return " ".join((missing + [t for t in best if t in keys] + extra)[:limit]) if len(keys) < limit else " ".join(keys[:limit])
+        keys = key_tokens(query) if p.enforce_keys else []
+        chosen = next((c.split() for c in cleaned if set(keys) <= set(c.split())), None)
+        if chosen is None:
+            self.last_repairs_ += 1
+            best = cleaned[0].split()
+            missing = [k for k in keys if k not in best]
+            extra = [t for t in best if t not in keys]
+            chosen = (missing + [t for t in best if t in keys] + extra)[:limit] if len(keys) < limit else keys[:limit]
+        if p.fill_title_gaps:
+            chosen = fill_title_gaps(chosen, titles, p.fill_title_gaps, limit)
+        return " ".join(chosen)
+
+
+def fill_title_gaps(written: Sequence[str], titles: Sequence[str], max_gap: int, limit: int) -> list[str]:
+    """``written`` (Q*'s words) with each skipped stretch of a clicked title put back: where Q* writes
+    ``a`` then ``b`` and a title has ``b`` 2 to ``max_gap`` + 1 words after ``a``, none of the words
+    between already in Q* and one of them a content word, those words go between ``a`` and ``b``
+    ("beyonce carter album" + "Beyonce's Cowboy Carter album" -> "beyonce cowboy carter album"), as
+    long as Q* stays within ``limit`` words. The student skipped words inside a title's phrase where
+    the teacher did not (docs/intent.md)."""
+    if max_gap < 1 or len(written) < 2:
+        return list(written)
+    seen = set(written)
+    rows = [tokens(t) for t in titles]
+    out = [written[0]]
+    for a, b in zip(written, written[1:]):
+        gap = _skipped(a, b, rows, seen, max_gap)
+        if gap and len(seen) + len(gap) <= limit:  # seen: Q*'s words so far, each once
+            out += gap
+            seen |= set(gap)
+        out.append(b)
+    return out
+
+
+def _skipped(a: str, b: str, rows: Sequence[Sequence[str]], seen: set[str], max_gap: int) -> list[str] | None:
+    """The words between ``a`` and ``b`` where a title has ``b`` 2 to ``max_gap`` + 1 words after
+    ``a``: none of them in ``seen`` or twice, one of them a content word; None if no title has such a stretch."""
+    for row in rows:
+        for i, x in enumerate(row):
+            if x != a:
+                continue
+            for k in range(2, max_gap + 2):
+                if i + k < len(row) and row[i + k] == b:
+                    gap = list(row[i + 1 : i + k])
+                    if not seen & set(gap) and len(set(gap)) == len(gap) and any(w not in STOPWORDS for w in gap):
+                        return gap
+    return None
 
 
 def load_gold(path: Path | None = None) -> list[Example]:

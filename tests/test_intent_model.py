@@ -166,7 +166,7 @@ def test_copy_only_copies_two_token_words_and_phrases_of_the_titles(tiny: dict[s
     refiner = IntentRefiner.from_base(tiny["hf"], copy_only=True, keep_query_order=True, enforce_keys=False, **{**FAST, "max_new_tokens": 32})
     beams: list[list[str]] = []
     choose = refiner._choose
-    refiner._choose = lambda query, candidates, vocab=None: beams.append(list(candidates)) or choose(query, candidates, vocab)  # type: ignore[method-assign]
+    refiner._choose = lambda query, candidates, vocab=None, titles=(): beams.append(list(candidates)) or choose(query, candidates, vocab, titles)  # type: ignore[method-assign]
     assert refiner.predict([Request("hot mess tickets", ())]) == ["hot mess tickets"]
     assert [normalize(b) for b in beams[0]] == ["hot mess tickets"] * len(beams[0])  # written so, not put back from Q afterwards
 
@@ -227,6 +227,28 @@ def test_refinements_do_not_end_on_a_function_word_that_is_not_the_query_s(tiny:
     assert r._choose("made in", ["made in"]) == "made in"  # Q's own words stay
     assert r._choose("of", ["of for"]) == "of"
     assert r.decoding(end_on_content_word=False)._choose("nvidia", ["nvidia earnings beat on"]) == "nvidia earnings beat on"
+
+
+def test_skipped_stretches_of_a_title_are_put_back_within_the_word_limit(tiny: dict[str, Path]) -> None:
+    from intent.model import fill_title_gaps
+
+    titles = ["Beyonce's Cowboy Carter wins album of the year", "Zelda: Echoes of Wisdom review - a new hero"]
+    assert fill_title_gaps("beyonce's carter album".split(), titles, 2, 10) == "beyonce's cowboy carter wins album".split()
+    assert fill_title_gaps("zelda wisdom review".split(), titles, 2, 10) == "zelda echoes of wisdom review".split()
+    assert fill_title_gaps("zelda wisdom review".split(), titles, 1, 10) == "zelda wisdom review".split()  # "echoes of" is 2 words
+    assert fill_title_gaps("album year".split(), titles, 2, 10) == "album year".split()  # "of the": no content word
+    assert fill_title_gaps("zelda wisdom review".split(), titles, 2, 4) == "zelda wisdom review".split()  # 5 words > the limit
+    assert fill_title_gaps("zelda review echoes".split(), titles, 2, 10) == "zelda review echoes".split()  # out of the title's order
+    assert fill_title_gaps("cowboy album wins".split(), titles, 2, 10) == "cowboy album wins".split()  # the gap's word is written already
+    assert fill_title_gaps("ohtani home".split(), ["Ohtani 50 50 home run"], 3, 10) == "ohtani home".split()  # "50 50": a word twice
+    assert fill_title_gaps("50 run".split(), ["Ohtani 50 50 home run"], 3, 10) == "50 home run".split()  # from the second 50
+    assert fill_title_gaps(["zelda"], titles, 2, 10) == ["zelda"]
+    # through decoding: what the chosen Q* skipped is put back, and 0 turns it off
+    r = IntentRefiner.from_base(tiny["hf"], **FAST)
+    assert r.params.fill_title_gaps == 2
+    assert r._choose("zelda", ["zelda wisdom review"], None, titles[1:]) == "zelda echoes of wisdom review"
+    assert r.decoding(fill_title_gaps=0)._choose("zelda", ["zelda wisdom review"], None, titles[1:]) == "zelda wisdom review"
+    assert r._choose("zelda wisdom", ["review"], None, titles[1:]) == "zelda echoes of wisdom review"  # keys put back first, then the rule
 
 
 def test_train_cli_refuses_news_without_a_teacher(tmp_path: Path) -> None:

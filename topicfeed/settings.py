@@ -196,6 +196,11 @@ class IntentSettings(BaseModel):
         True,
         description="drop function words that are not Q's from the end of Q* ('nvidia earnings beat on' -> 'nvidia earnings beat'); on the dev slice it changed 1-3 of 52 refinements, never for the worse",
     )
+    fill_title_gaps: int = Field(
+        2,
+        ge=0,
+        description="put back a stretch of up to this many words that Q* skipped inside a clicked title's phrase ('beyonce carter album' -> 'beyonce cowboy carter album'; intent.model.fill_title_gaps); 0: off. Chosen on the dev slice: +0.010 to +0.024 BERTScore for each of 6 dev students, +0.004 for the dev teacher (docs/intent.md)",
+    )
     local_vocab: bool = Field(
         False,
         description="copy-only decoding runs each batch on its own vocabulary (the tokens of its prompts and of the words it may write): the LM head computes those rows only, and beam scores are normalized over them. 1.3x the refinements/s of the default student (bfloat16, 2 cores), but it changed 10-14 of 52 dev refinements (-0.002 and -0.007 for two dev students, within noise), so it is off (docs/intent.md)",
