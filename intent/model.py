@@ -541,7 +541,7 @@ class IntentRefiner:
     def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None, titles: Sequence[str] = ()) -> str:
         """The best candidate that keeps Q's key tokens; else the best with the missing ones put back.
         ``vocab`` (copy-only): the words allowed; any other (a last word cut by ``max_new_tokens``) is dropped.
-        With ``fill_title_gaps``, a stretch of a title that the chosen one skipped is put back (``fill_title_gaps``)."""
+        Then, with ``params.fill_title_gaps``, stretches of the ``titles`` that it skipped are put back."""
         p = self.params
         limit = p.max_refined_tokens
         words = [list(dict.fromkeys(w for w in tokens(c.split("\n")[0]) if vocab is None or w in vocab))[:limit] for c in candidates]  # a word once
@@ -574,14 +574,15 @@ def fill_title_gaps(written: Sequence[str], titles: Sequence[str], max_gap: int,
     the teacher did not (docs/intent.md)."""
     if max_gap < 1 or len(written) < 2:
         return list(written)
-    seen = set(written)
+    seen, size = set(written), len(written)
     rows = [tokens(t) for t in titles]
     out = [written[0]]
     for a, b in zip(written, written[1:]):
         gap = _skipped(a, b, rows, seen, max_gap)
-        if gap and len(seen) + len(gap) <= limit:  # seen: Q*'s words so far, each once
+        if gap and size + len(gap) <= limit:
             out += gap
             seen |= set(gap)
+            size += len(gap)
         out.append(b)
     return out
 
