@@ -19,12 +19,11 @@ import itertools
 import time
 from pathlib import Path
 
+from intent.benchmark import dev_split
 from intent.evaluate import bert_f1
 from intent.jobs import read_labels
-from intent.model import IntentRefiner, Request, gold_split, held_out
+from intent.model import IntentRefiner, Request, gold_split
 from topicfeed.settings import Settings
-
-DEV_SHARE = 0.25
 
 
 def floats(text: str) -> tuple[float, ...]:
@@ -42,8 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     s = Settings()
     train_gold, _ = gold_split()
-    dev = [e for e in train_gold if held_out("dev:" + e.query, DEV_SHARE)]
-    fit = [e for e in train_gold if not held_out("dev:" + e.query, DEV_SHARE)]
+    fit, dev = dev_split()
     print(f"gold-train {len(train_gold)}: {len(fit)} to train on, {len(dev)} dev; the held-out gold test is not read", flush=True)
     if args.student is None:
         if not args.labels:

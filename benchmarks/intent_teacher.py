@@ -23,41 +23,30 @@ from pathlib import Path
 
 import numpy as np
 
-from intent.benchmark import as_student_serves
+from intent.benchmark import as_student_serves, dev_split
 from intent.evaluate import bert_f1_each, paired_bootstrap
-from intent.model import IntentRefiner, Request, gold_split, held_out
+from intent.model import IntentRefiner, Request, gold_split
 from topicfeed.settings import Settings
-
-DEV_SHARE = 0.25  # benchmarks/intent_decoding.py's dev slice
-
-
-def dev_split() -> tuple[list, list]:
-    train_gold, _ = gold_split()
-    fit = [e for e in train_gold if not held_out("dev:" + e.query, DEV_SHARE)]
-    dev = [e for e in train_gold if held_out("dev:" + e.query, DEV_SHARE)]
-    return fit, dev
 
 
 def main() -> None:
+    s = Settings()
+    recipe = s.intent.teacher_params()  # the defaults below are the settings' teacher recipe
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, help="train a teacher and save it here")
     ap.add_argument("--score", type=Path, nargs="+", help="score saved teachers (the first is the reference of the gaps)")
     ap.add_argument("--dev", action="store_true", help="train without the dev slice / score on it (never the test)")
     ap.add_argument("--lora", action="store_true", help="LoRA adapters (peft) instead of every weight")
-    ap.add_argument("--lora-r", type=int, default=16)
-    ap.add_argument("--learning-rate", type=float, default=1e-3)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lora-r", type=int, default=recipe.lora_r)
+    ap.add_argument("--learning-rate", type=float, default=recipe.learning_rate)
+    ap.add_argument("--epochs", type=int, default=recipe.epochs)
+    ap.add_argument("--batch-size", type=int, default=recipe.batch_size)
     ap.add_argument("--freeze-embeddings", action="store_true", help="full fine-tune but the (tied) embedding and head")
     args = ap.parse_args()
-    s = Settings()
     fit, dev = dev_split()
     if args.out:
         examples = fit if args.dev else gold_split()[0]
-        teacher = IntentRefiner.from_base(
-            s.intent.teacher_base, lora=args.lora, lora_r=args.lora_r, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, num_beams=2, copy_only=False, bf16_autocast=False,
-        )
+        teacher = IntentRefiner.from_base(params=recipe, lora=args.lora, lora_r=args.lora_r, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate)
         if args.freeze_embeddings:
             teacher.model.get_input_embeddings().weight.requires_grad_(False)
         trainable = sum(p.numel() for p in teacher.model.parameters() if p.requires_grad)

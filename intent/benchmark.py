@@ -38,12 +38,27 @@ def split_log(path: Path, share: float = 0.2) -> LogSplit:
     """A real search log's clicks split by product (``held_out`` of the product id)."""
     clicks, rejected = read_search_log(path)
     if not clicks:
-        raise ValueError(f"{path}: no clicks (rows rated 2 or more) in the search log" + (f"; {len(rejected)} rows rejected, the first: line {rejected[0][0]}, field {rejected[0][1]!r}: {rejected[0][2]}" if rejected else ""))
+        raise ValueError(f"{path}: no clicks (rows rated 2 or more) in the search log" + (f"; {_rejected(rejected)}" if rejected else ""))
     train = [c for c in clicks if not held_out(c.doc_id, share)]
     test = [c for c in clicks if held_out(c.doc_id, share)]
     titles = {c.doc_id: c.title for c in clicks}
     bias = {b.token for b in mine(clicks).bias}
     return LogSplit(train, test, mine(test), TitleIndex(list(titles), list(titles.values())), bias, rejected)
+
+
+DEV_SHARE = 0.25
+
+
+def dev_split() -> tuple[list[Example], list[Example]]:
+    """Gold-train split for choosing settings without reading the held-out test: (the part to train on,
+    the dev slice: a quarter, by the hash of ``"dev:" + query``)."""
+    train_gold, _ = gold_split()
+    return [e for e in train_gold if not held_out("dev:" + e.query, DEV_SHARE)], [e for e in train_gold if held_out("dev:" + e.query, DEV_SHARE)]
+
+
+def _rejected(rows: list[tuple[int, str, str]]) -> str:
+    line, field, message = rows[0]
+    return f"{len(rows)} unreadable rows left out (the first: line {line}, field {field!r}: {message})"
 
 
 def log_mined_model(params: IntentSettings, mined: MiningReport) -> IntentRefiner:
@@ -119,7 +134,7 @@ def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: 
     for name in names[1:]:
         gap, low, high = paired_bootstrap(scores[name], scores[names[0]])
         lines.append(f"  BERTScore F1 {name} - {names[0]}: {gap:+.3f} (paired bootstrap 95% interval {low:+.3f} .. {high:+.3f})")
-    rejected = f", {len(split.rejected)} unreadable rows left out (the first: line {split.rejected[0][0]}, field {split.rejected[0][1]!r}: {split.rejected[0][2]})" if split.rejected else ""
+    rejected = f", {_rejected(split.rejected)}" if split.rejected else ""
     lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR{rejected}):")
     lines += ["  " + format_row(r) for r in log_rows(models, split, samples)]
     return lines

@@ -416,6 +416,12 @@ def _training_bar(desc: str):  # noqa: ANN202
     return bar, progress
 
 
+def _echo_rejected(rejected: list[tuple[int, str, str]], limit: int | None = None) -> None:
+    """Rows of an input file that were not read, on stderr: (line, field, message), the first ``limit``."""
+    for line, field, message in rejected[:limit]:
+        typer.echo(f"rejected line {line}: field '{field}': {message}", err=True)
+
+
 @intent_app.command("mine")
 def intent_mine(
     search_log: Annotated[Path | None, typer.Option(help="a search log, TSV or CSV (product_uid, product_title, search_term, relevance) instead of the lake")] = None,
@@ -430,8 +436,7 @@ def intent_mine(
     try:
         if search_log:
             clicks, rejected = read_search_log(search_log)
-            for line, field, message in rejected[:10]:
-                typer.echo(f"rejected line {line}: field {field!r}: {message}", err=True)
+            _echo_rejected(rejected, limit=10)
             if rejected:
                 typer.echo(f"{len(rejected)} unreadable rows of {search_log} left out; {len(clicks):,} clicks read", err=True)
             report = mine(clicks)
@@ -517,8 +522,7 @@ def intent_refine(
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    for line, field, message in report.rejected:
-        typer.echo(f"rejected line {line}: field '{field}': {message}", err=True)
+    _echo_rejected(report.rejected)
     typer.echo(f"refined {report.refined} requests into {output}; rejected {len(report.rejected)}")
 
 
