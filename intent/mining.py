@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -90,6 +91,8 @@ class MiningReport:
 
 
 SEARCH_LOG_COLUMNS = ("product_uid", "product_title", "search_term", "relevance")
+CLICK_LOG_COLUMNS = SEARCH_LOG_COLUMNS[:3]  # a log without ratings: every row is a click
+log = logging.getLogger(__name__)
 
 
 def _decode(data: bytes) -> str:
@@ -102,28 +105,36 @@ def _decode(data: bytes) -> str:
 
 def read_search_log(path: Path, min_relevance: float = 2.0) -> tuple[list[Click], list[tuple[int, str, str]]]:
     """Rated (query, product) pairs of a search log with the columns ``SEARCH_LOG_COLUMNS`` (Home
-    Depot's; other columns ignored, any order): a rating of ``min_relevance`` or more is a click.
+    Depot's; other columns ignored, any order): a rating of ``min_relevance`` or more is a click. A log
+    without the ``relevance`` column is a click log: every row is a click (and a warning says so).
     Tab-separated, or comma-separated (quoted) as Kaggle ships it; UTF-8, else Windows-1252. A header
-    without those columns is an error that names them; a row that cannot be read comes back as (line,
-    field, message) and the others go through."""
+    without the other columns is an error that names them; a row that cannot be read comes back as
+    (line, field, message) and the others go through."""
     text = _decode(Path(path).read_bytes())
     delimiter = "\t" if "\t" in text.split("\n", 1)[0] else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    missing = [c for c in SEARCH_LOG_COLUMNS if c not in (reader.fieldnames or ())]
+    header = reader.fieldnames or ()
+    missing = [c for c in CLICK_LOG_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{path}: not a search log: column(s) {', '.join(missing)} missing (it needs {', '.join(SEARCH_LOG_COLUMNS)}; header: {reader.fieldnames})")
+        raise ValueError(f"{path}: not a search log: column(s) {', '.join(missing)} missing (it needs {', '.join(CLICK_LOG_COLUMNS)}, and relevance unless every row is a click; header: {reader.fieldnames})")
+    rated = "relevance" in header
+    if not rated:
+        log.warning("%s: no 'relevance' column: every row is read as a click", path)
+    needed = SEARCH_LOG_COLUMNS if rated else CLICK_LOG_COLUMNS
     clicks: list[Click] = []
     bad: list[tuple[int, str, str]] = []
     for row in reader:
-        empty = next((c for c in SEARCH_LOG_COLUMNS if not (row.get(c) or "").strip()), None)
+        empty = next((c for c in needed if not (row.get(c) or "").strip()), None)
         if empty:
             bad.append((reader.line_num, empty, "missing" if row.get(empty) is None else "empty"))
             continue
-        try:
-            relevance = float(row["relevance"])
-        except ValueError:
-            bad.append((reader.line_num, "relevance", f"not a number: {row['relevance'][:40]!r}"))
-            continue
+        relevance = min_relevance
+        if rated:
+            try:
+                relevance = float(row["relevance"])
+            except ValueError:
+                bad.append((reader.line_num, "relevance", f"not a number: {row['relevance'][:40]!r}"))
+                continue
         if not math.isfinite(relevance):
             bad.append((reader.line_num, "relevance", f"not a finite number: {row['relevance']!r}"))
         elif relevance >= min_relevance:

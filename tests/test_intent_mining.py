@@ -93,8 +93,17 @@ def test_search_log_reader_takes_kaggle_s_latin_1_csv_and_names_missing_columns(
     clicks, bad = read_search_log(path)
     assert clicks == [Click("angle bracket", "100001", "Angle bracket, 90\u00b0 steel")] and bad == []
     path.write_text("id\tproduct_uid\tsearch_term\trating\n1\t10\tsaw\t3\n")
-    with pytest.raises(ValueError, match="column\\(s\\) product_title, relevance missing"):
+    with pytest.raises(ValueError, match="column\\(s\\) product_title missing"):
         read_search_log(path)
+
+
+def test_a_search_log_without_ratings_is_a_click_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "clicks.tsv"
+    path.write_text("search_term\tproduct_uid\tproduct_title\npole saw\t10\tRyobi Pole Saw\n\t11\tA fan\nfan\t11\tA fan\n")
+    clicks, bad = read_search_log(path)
+    assert clicks == [Click("pole saw", "10", "Ryobi Pole Saw"), Click("fan", "11", "A fan")]
+    assert bad == [(3, "search_term", "empty")]
+    assert "no 'relevance' column: every row is read as a click" in caplog.text
 
 
 def test_mine_cli_reports_rejected_rows_and_mines_the_rest(tmp_path: Path) -> None:

@@ -424,7 +424,7 @@ def _echo_rejected(rejected: list[tuple[int, str, str]], limit: int | None = Non
 
 @intent_app.command("mine")
 def intent_mine(
-    search_log: Annotated[Path | None, typer.Option(help="a search log, TSV or CSV (product_uid, product_title, search_term, relevance) instead of the lake")] = None,
+    search_log: Annotated[Path | None, typer.Option(help="a search log, TSV or CSV (product_uid, product_title, search_term, relevance: rated 2+ is a click; without relevance every row is one) instead of the lake")] = None,
     out: Annotated[Path | None, typer.Option(help="write the pairs and bias patterns as JSON here")] = None,
     show: Annotated[int, typer.Option(help="pairs to print")] = 10,
 ) -> None:
