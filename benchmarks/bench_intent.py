@@ -32,7 +32,7 @@ from pathlib import Path
 
 from intent.benchmark import as_student_serves, gold_rows, log_mined_model, log_rows, split_log, throughput
 from intent.evaluate import format_row, paired_bootstrap
-from intent.jobs import label_with, mixed_requests
+from intent.jobs import label_with, mixed_requests, title_searches
 from intent.mining import entity_searches, mine
 from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request, gold_split
 from topicfeed.settings import Settings
@@ -80,7 +80,7 @@ def main() -> None:
         say(f"student: reused {args.student}")
     else:
         news = entity_searches(args.news)[0] if args.news else []
-        requests = mixed_requests(split.train, args.teacher_samples, 1, news, args.news_samples)
+        requests = mixed_requests(split.train, args.teacher_samples, 1, news, args.news_samples) + title_searches(train_gold, s.intent.title_searches)
         t = time.perf_counter()
         labels = label_with(teacher, requests)
         say(f"teacher labels: {len(labels)} of {len(requests)} sampled training searches in {time.perf_counter() - t:.0f}s ({len(requests) / (time.perf_counter() - t):.1f}/s)")

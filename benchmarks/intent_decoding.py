@@ -8,7 +8,7 @@ grid of ``length_penalty`` x ``end_penalty`` (``IntentSettings``) is scored on t
 BERTScore F1 against its gold Q* and the mean words written. The best pair is printed; the
 settings' defaults are taken from it.
 
-    .venv/bin/python benchmarks/intent_decoding.py --labels FILE [--labels FILE ...] [--student DIR] [--out DIR]
+    .venv/bin/python benchmarks/intent_decoding.py --labels FILE [--labels FILE ...] [--teacher DIR] [--student DIR] [--out DIR]
         [--length-penalty 1,1.5,2,3] [--end-penalty 0,0.5,1,2,3,4,5,6,8]
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from intent.benchmark import dev_split
 from intent.evaluate import bert_f1
-from intent.jobs import read_labels
+from intent.jobs import label_with, read_labels, title_searches
 from intent.model import IntentRefiner, Request, gold_split
 from topicfeed.settings import Settings
 
@@ -34,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--labels", type=Path, action="append", default=[], help="teacher labels JSON (benchmarks/intent_labels.py --cache; repeatable); needed unless --student")
     ap.add_argument("--per-file", type=int, help="train on the first N labels of each --labels file (the sample's balanced prefix)")
+    ap.add_argument("--teacher", type=Path, help="a trained teacher: it labels the searches made from the dev student's gold examples, as the default recipe has it (intent.jobs.title_searches)")
     ap.add_argument("--student", type=Path, help="a student already trained without the dev slice (this script's --out)")
     ap.add_argument("--out", type=Path, default=Path("intent-dev-student"), help="where the student trained here is saved")
     ap.add_argument("--length-penalty", type=floats, default=(1.0, 1.5, 2.0, 3.0))
@@ -47,6 +48,8 @@ def main() -> None:
         if not args.labels:
             ap.error("--labels is needed to train a student (or pass --student)")
         labels = [e for path in args.labels for e in read_labels(path)[: args.per_file]]
+        if args.teacher is not None and s.intent.title_searches:
+            labels += label_with(IntentRefiner.from_pretrained(args.teacher), title_searches(fit, s.intent.title_searches))
         t = time.perf_counter()
         IntentRefiner.from_base(params=s.intent).fit(fit * s.intent.gold_repeats + labels).save_pretrained(args.out)
         print(f"student on {len(fit)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s -> {args.out}", flush=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from intent.benchmark import gold_rows, split_log
 from intent.evaluate import format_row
-from intent.jobs import label_with, read_labels, sample_requests, write_labels
+from intent.jobs import label_with, read_labels, sample_requests, title_searches, write_labels
 from intent.mining import entity_searches
 from intent.model import Example, IntentRefiner, gold_split
 from topicfeed.settings import Settings
@@ -78,6 +78,12 @@ def main() -> None:
     if args.label_only:
         return
     train_gold, _ = gold_split()
+    if args.teacher is not None and s.intent.title_searches:  # as the default recipe: searches made from the gold examples too
+        made = label_with(IntentRefiner.from_pretrained(args.teacher), title_searches(train_gold, s.intent.title_searches))
+        print(f"labels: {len(made)} searches made from the gold examples (intent.jobs.title_searches)")
+        labels += made
+    else:
+        print("no --teacher: the student trains without labels of searches made from the gold examples (intent.jobs.title_searches)")
     t = time.perf_counter()
     IntentRefiner.from_base(params=s.intent).fit(train_gold * s.intent.gold_repeats + labels).save_pretrained(args.out)
     print(f"student: {s.intent.base_model} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)

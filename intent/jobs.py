@@ -15,7 +15,7 @@ from typing import Any
 
 from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine
 from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
-from intent.text import stem, stems, tokens
+from intent.text import capitalized_runs, normalize, stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
 from topicfeed.settings import Settings
 
@@ -98,13 +98,36 @@ def mixed_requests(clicks: Iterable[Click], n: int, seed: int = 0, news_clicks: 
     return requests + sample_requests(clicks, max(n - len(requests), 0), seed)
 
 
+def title_searches(examples: Sequence[Example], per_example: int) -> list[Request]:
+    """Searches in the gold set's style for the teacher to label, made from gold examples: Q with each
+    of its clicked titles alone (when two or more were clicked), then each name of its titles
+    (``capitalized_runs``, not Q's) with all of them; at most ``per_example`` for each example, none
+    twice. A shop's log has one kind of search; these have the gold set's 22 categories."""
+    out: list[Request] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for e in examples:
+        query = normalize(e.query)
+        titles = tuple(e.titles)
+        candidates = [(e.query, (t,)) for t in titles] if len(titles) > 1 else []
+        candidates += [(name, titles) for t in titles for name in capitalized_runs(t) if name not in query]
+        made = 0
+        for q, ts in candidates:
+            if made >= per_example or (normalize(q), ts) in seen:
+                continue
+            seen.add((normalize(q), ts))
+            out.append(Request(q, ts))
+            made += 1
+    return out
+
+
 def teacher_requests(settings: Settings, clicks: Sequence[Click], news: Path | None = None) -> list[Request]:
     """The searches the teacher labels for the default recipe: with ``news`` (a MIND-format news
     catalog), ``news_samples`` entity searches of it (``entity_searches``), then the lake's searches up
-    to ``teacher_samples`` in all (``mixed_requests``)."""
+    to ``teacher_samples`` in all (``mixed_requests``); then ``title_searches`` of the gold set's
+    training part."""
     p = settings.intent
     news_clicks = entity_searches(news)[0] if news is not None else []
-    return mixed_requests(clicks, p.teacher_samples, p.seed, news_clicks, p.news_samples)
+    return mixed_requests(clicks, p.teacher_samples, p.seed, news_clicks, p.news_samples) + title_searches(gold_split()[0], p.title_searches)
 
 
 def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:

@@ -19,6 +19,24 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+def capitalized_runs(title: str, longest: int = 4) -> list[str]:
+    """The names of a sentence-case title, lowercased as users type them: runs of capitalized words
+    (a function word between two of them kept: "Echoes of Wisdom"), up to ``longest`` words, with a
+    content word; a lone capitalized first word is the sentence's, not a name. "aespa announce Japanese
+    debut album Hot Mess" -> ["japanese", "hot mess"]."""
+    found = words(title)
+    caps = [w[0].isupper() for w in found]
+    runs: list[tuple[int, list[str]]] = []
+    for i, (w, cap) in enumerate(zip(found, caps)):
+        inside = runs and runs[-1][0] + len(runs[-1][1]) == i
+        if cap or (inside and w.lower() in STOPWORDS and i + 1 < len(found) and caps[i + 1]):
+            if inside:
+                runs[-1][1].append(w.lower())
+            elif cap:
+                runs.append((i, [w.lower()]))
+    return [" ".join(r) for start, r in runs if (start > 0 or len(r) > 1) and len(r) <= longest and any(x not in STOPWORDS for x in r)]
+
+
 def tokens(text: str) -> list[str]:
     """Lower-case word tokens ("Ryobi 40V pole-saw" -> ["ryobi", "40v", "pole", "saw"])."""
     return _TOKEN.findall(text.lower())

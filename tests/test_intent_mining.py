@@ -186,11 +186,37 @@ def test_the_teacher_labels_news_entity_searches_then_the_lake_s_up_to_the_budge
     names = ["Taylor Swift", "Greg Allen", "Jorge Masvidal", "Gerrit Cole"]
     path.write_text("\n".join(news_row(f"N{i}", "sports" if i else "music", f"{n} news", f'[{{"SurfaceForms": ["{n}"]}}]') for i, n in enumerate(names)) + "\n")
     lake = clicks([("pole saw", "saw"), ("hammer drill", "drill"), ("lawn mower", "mower"), ("ceiling fan", "fan"), ("gas grill", "grill")])
-    s = Settings(data_dir=tmp_path, intent=IntentSettings(teacher_samples=5, news_samples=2))
+    s = Settings(data_dir=tmp_path, intent=IntentSettings(teacher_samples=5, news_samples=2, title_searches=0))
     got = teacher_requests(s, lake, path)
     assert len(got) == 5
     assert {r.query for r in got[:2]} <= {n.lower() for n in names} and "taylor swift" in {r.query for r in got[:2]}  # balanced: music's one name
     assert {r.query for r in got[2:]} <= {c.query for c in lake}
     assert sorted(r.query for r in teacher_requests(s, lake)) == sorted(c.query for c in lake)  # no news: the lake's alone, 5
-    s = Settings(data_dir=tmp_path, intent=IntentSettings(teacher_samples=1, news_samples=2))
+    s = Settings(data_dir=tmp_path, intent=IntentSettings(teacher_samples=1, news_samples=2, title_searches=0))
     assert len(teacher_requests(s, lake, path)) == 1
+    # then the searches made from the gold examples (title_searches), after the budget
+    s = Settings(data_dir=tmp_path, intent=IntentSettings(teacher_samples=5, news_samples=2, title_searches=1))
+    from intent.jobs import title_searches
+    from intent.model import gold_split
+
+    made = title_searches(gold_split()[0], 1)
+    assert teacher_requests(s, lake, path) == got + made and len(made) > 100
+
+
+def test_searches_made_from_gold_examples_are_its_titles_alone_then_their_names() -> None:
+    from intent.jobs import title_searches
+    from intent.model import Example, Request
+    from intent.text import capitalized_runs
+
+    assert capitalized_runs("aespa announce Japanese debut album Hot Mess") == ["japanese", "hot mess"]
+    assert capitalized_runs("Inside the making of Cowboy Carter") == ["cowboy carter"]  # a lone first word is the sentence's
+    assert capitalized_runs("Zelda Echoes of Wisdom review") == ["zelda echoes of wisdom"]  # a function word between names kept
+    assert capitalized_runs("The Of") == [] and capitalized_runs("all lower case") == []
+    two = Example("aespa", ("aespa announce Japanese debut album Hot Mess", "aespa Hot Mess tops Oricon daily chart"), "aespa japan album hot mess")
+    one = Example("Taylor Swift", ("Taylor Swift adds London dates to the Eras Tour",), "taylor swift eras tour london")
+    got = title_searches([two, one, one], 4)
+    assert got == [
+        Request("aespa", (two.titles[0],)), Request("aespa", (two.titles[1],)), Request("japanese", two.titles), Request("hot mess", two.titles),
+        Request("london", one.titles), Request("eras tour", one.titles),  # not Q's own name; the repeated example adds nothing
+    ]
+    assert len(title_searches([two], 2)) == 2 and title_searches([two], 0) == []

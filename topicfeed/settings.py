@@ -185,6 +185,11 @@ class IntentSettings(BaseModel):
         ge=0,
         description="of teacher_samples, entity searches of a news catalog (intent train --news): names users type, in the gold set's categories that a shop's log lacks; 1,000 of them + 1,000 Home Depot searches against 2,000 Home Depot searches: +0.009 BERTScore on the dev slice, -0.006 on the held-out test, within noise (docs/intent.md)",
     )
+    title_searches: int = Field(
+        4,
+        ge=0,
+        description="with a teacher, it also labels up to this many searches made from each gold training example (Q with each clicked title alone, each name of its titles: intent.jobs.title_searches; 161 for the 177 examples): +0.005 BERTScore on the dev slice, +0.013 [+0.001, +0.025] on the held-out test (docs/intent.md); 0: none",
+    )
     copy_only: bool = Field(
         True, description="decode only whole words of Q and the clicked titles (an extractive refiner; intent.model.CopyWords)"
     )
