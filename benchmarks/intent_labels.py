@@ -52,6 +52,7 @@ def main() -> None:
     s = Settings()
     split = split_log(s.shared_data_dir / "homedepot" / "search_log.tsv")
     labels: list[Example] = []
+    teacher = IntentRefiner.from_pretrained(args.teacher) if args.teacher is not None else None  # loaded once: labels, then the gold-example searches
     for path in (c for c in args.cache if c.exists()):
         read = read_labels(path)[: args.per_file]
         print(f"labels: {len(read)} from {path}")
@@ -60,7 +61,7 @@ def main() -> None:
     if len(missing) > 1:
         ap.error(f"one --cache file can be written per run, and {len(missing)} do not exist: {', '.join(map(str, missing))}")
     if missing or not args.cache:
-        if args.teacher is None:
+        if teacher is None:
             ap.error("--teacher is needed to label (no --cache file to read, or one to write)")
         t = time.perf_counter()
         how = {"copy_only": True, "keep_query_order": s.intent.keep_query_order} if args.teacher_copy else {}
@@ -70,7 +71,7 @@ def main() -> None:
         else:
             clicks = split.train
         requests = sample_requests(clicks, args.samples, seed=1)[args.skip :]
-        made = label_with(IntentRefiner.from_pretrained(args.teacher, **how), requests, length_preference=args.teacher_copy)
+        made = label_with(teacher.decoding(**how), requests, length_preference=args.teacher_copy)
         print(f"labels: {len(made)} of {len(requests)} searches in {time.perf_counter() - t:.0f}s", flush=True)
         if missing:
             write_labels(missing[0], made)
@@ -78,12 +79,12 @@ def main() -> None:
     if args.label_only:
         return
     train_gold, _ = gold_split()
-    if args.teacher is not None and s.intent.title_searches:  # as the default recipe: searches made from the gold examples too
-        made = label_with(IntentRefiner.from_pretrained(args.teacher), title_searches(train_gold, s.intent.title_searches))
+    if teacher is not None and s.intent.title_searches:  # as the default recipe: searches made from the gold examples too
+        made = label_with(teacher, title_searches(train_gold, s.intent.title_searches))
         print(f"labels: {len(made)} searches made from the gold examples (intent.jobs.title_searches)")
         labels += made
     else:
-        print("no --teacher: the student trains without labels of searches made from the gold examples (intent.jobs.title_searches)")
+        print(f"{'no --teacher' if teacher is None else 'title_searches 0'}: the student trains without labels of searches made from the gold examples (intent.jobs.title_searches)")
     t = time.perf_counter()
     IntentRefiner.from_base(params=s.intent).fit(train_gold * s.intent.gold_repeats + labels).save_pretrained(args.out)
     print(f"student: {s.intent.base_model} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)

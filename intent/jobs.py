@@ -112,9 +112,10 @@ def title_searches(examples: Sequence[Example], per_example: int) -> list[Reques
         candidates += [(name, titles) for t in titles for name in capitalized_runs(t) if name not in query]
         made = 0
         for q, ts in candidates:
-            if made >= per_example or (normalize(q), ts) in seen:
+            key = (normalize(q), ts)
+            if made >= per_example or key in seen:
                 continue
-            seen.add((normalize(q), ts))
+            seen.add(key)
             out.append(Request(q, ts))
             made += 1
     return out

@@ -32,7 +32,7 @@ def capitalized_runs(title: str, longest: int = 4) -> list[str]:
         if cap or (inside and w.lower() in STOPWORDS and i + 1 < len(found) and caps[i + 1]):
             if inside:
                 runs[-1][1].append(w.lower())
-            elif cap:
+            else:  # not inside a run: a capitalized word starts one
                 runs.append((i, [w.lower()]))
     return [" ".join(r) for start, r in runs if (start > 0 or len(r) > 1) and len(r) <= longest and any(x not in STOPWORDS for x in r)]
 
