@@ -34,11 +34,12 @@ class LogSplit:
     rejected: list[tuple[int, str, str]]  # rows of the log that could not be read: (line, field, message)
 
 
-def split_log(path: Path, share: float = 0.2) -> LogSplit:
-    """A real search log's clicks split by product (``held_out`` of the product id)."""
-    clicks, rejected = read_search_log(path)
+def split_log(path: Path, share: float = 0.2, min_relevance: float | None = None) -> LogSplit:
+    """A real search log's clicks split by product (``held_out`` of the product id); a row rated
+    ``min_relevance`` or more is a click (``read_search_log``)."""
+    clicks, rejected = read_search_log(path, min_relevance)
     if not clicks:
-        raise ValueError(f"{path}: no clicks (rows rated 2 or more) in the search log" + (f"; {_rejected(rejected)}" if rejected else ""))
+        raise ValueError(f"{path}: no clicks in the search log (rows rated min_relevance, else IntentSettings.click_relevance, or more)" + (f"; {_rejected(rejected)}" if rejected else ""))
     train = [c for c in clicks if not held_out(c.doc_id, share)]
     test = [c for c in clicks if held_out(c.doc_id, share)]
     titles = {c.doc_id: c.title for c in clicks}
@@ -126,7 +127,7 @@ def throughput(model: IntentRefiner, requests: Sequence[Request], batch_size: in
 def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: Path, holdout: float = 0.2, samples: int = 500) -> list[str]:
     precision = settings.intent.serving_precision  # scored as served
     models = {Path(d).name: IntentRefiner.from_pretrained(d, serving_precision=precision) for d in model_dirs}
-    split = split_log(search_log, holdout)
+    split = split_log(search_log, holdout, settings.intent.click_relevance)
     lines = [f"held-out gold ({len(gold_split(share=holdout)[1])} examples; BERTScore: all-MiniLM-L6-v2 layer 6; models served in {precision}):"]
     scores: dict[str, np.ndarray] = {}
     lines += ["  " + format_row(r) for r in gold_rows(models, holdout, split.bias, scores)]

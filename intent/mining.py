@@ -12,7 +12,8 @@ are not (typos, chatter); ties go to the more clicked, then the shorter, then th
 
 Inputs: ``clicks_from_lake`` (search clicks of the lake, with their query) or
 ``read_search_log`` (a search log such as Home Depot's, TSV or CSV: product_uid, product_title,
-search_term, relevance; relevance >= 2 counts as a click; unreadable rows reported, not fatal). ``entity_searches`` makes searches of another kind from
+search_term, relevance, or other logs' names for them; relevance >= 2 counts as a click; unreadable
+rows reported, not fatal). ``entity_searches`` makes searches of another kind from
 a news catalog in MIND's ``news.tsv`` format, for the teacher to label (not for mining): each named
 entity of a title (``title_entities``' surface forms, as users type names) is a query that clicks the
 articles whose titles name it, in the article's category.
@@ -35,7 +36,7 @@ from typing import Any
 from intent.text import normalize, stem, stems
 from topicfeed.adapters.mind import NEWS_COLUMNS
 from topicfeed.lake import Lake
-from topicfeed.settings import Settings
+from topicfeed.settings import IntentSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,16 @@ class MiningReport:
 
 
 SEARCH_LOG_COLUMNS = ("product_uid", "product_title", "search_term", "relevance")
-CLICK_LOG_COLUMNS = SEARCH_LOG_COLUMNS[:3]  # a log without ratings: every row is a click
+CLICK_LOG_COLUMNS = SEARCH_LOG_COLUMNS[1:3]  # what a log needs at least: a query and the clicked title
+# Other logs' names for the same fields, matched case-blind (the first found wins): Kaggle's CrowdFlower
+# search relevance ("query", "median_relevance"), click logs ("clicked"), item or document ids.
+COLUMN_NAMES: dict[str, tuple[str, ...]] = {
+    "search_term": ("search_term", "query", "search_query", "keyword", "keywords"),
+    "product_title": ("product_title", "title", "item_title", "doc_title", "product_name"),
+    "product_uid": ("product_uid", "product_id", "item_id", "doc_id", "document_id", "asin", "sku"),
+    "relevance": ("relevance", "median_relevance", "rating", "grade", "click", "clicked", "is_click"),
+}
+CLICK_FLAGS = ("click", "clicked", "is_click")  # a rating column that is 0/1 (or true/false): 1 is a click
 log = logging.getLogger(__name__)
 
 
@@ -103,24 +113,51 @@ def _decode(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def read_search_log(path: Path, min_relevance: float = 2.0) -> tuple[list[Click], list[tuple[int, str, str]]]:
+def _columns(header: Iterable[str]) -> dict[str, str]:
+    """Our field -> the log's column (``COLUMN_NAMES``, case-blind) for the fields the log has."""
+    by_lower = {h.strip().lower(): h for h in header if h}
+    found = {}
+    for field_name, names in COLUMN_NAMES.items():
+        hit = next((by_lower[n] for n in names if n in by_lower), None)
+        if hit is not None:
+            found[field_name] = hit
+    return found
+
+
+def _rating(raw: str, flag: bool) -> float:
+    """A rating as a number; a click flag's true/false/yes/no too. ValueError if it is neither."""
+    text = raw.strip().lower()
+    if flag and text in ("true", "yes", "false", "no"):
+        return 1.0 if text in ("true", "yes") else 0.0
+    return float(text)
+
+
+def read_search_log(path: Path, min_relevance: float | None = None) -> tuple[list[Click], list[tuple[int, str, str]]]:
     """Rated (query, product) pairs of a search log with the columns ``SEARCH_LOG_COLUMNS`` (Home
-    Depot's; other columns ignored, any order): a rating of ``min_relevance`` or more is a click. A log
-    without the ``relevance`` column is a click log: every row is a click (and a warning says so).
-    Tab-separated, or comma-separated (quoted) as Kaggle ships it; UTF-8, else Windows-1252. A header
-    without the other columns is an error that names them; a row that cannot be read comes back as
-    (line, field, message) and the others go through."""
+    Depot's; other columns ignored, any order; other logs' names for them, ``COLUMN_NAMES``, taken too):
+    a rating of ``min_relevance`` (default ``IntentSettings.click_relevance``) or more is a click, and a 0/1 click flag (``clicked``) of 1. A log
+    without a rating is a click log: every row is a click. A log without product ids takes the title as
+    the product (a warning says each of these). Tab-separated, or comma-separated (quoted) as Kaggle
+    ships it; UTF-8, else Windows-1252. A header without a query or a title is an error that names
+    them; a row that cannot be read comes back as (line, field, message), the field named as the log
+    names it, and the others go through."""
     text = _decode(Path(path).read_bytes())
     delimiter = "\t" if "\t" in text.split("\n", 1)[0] else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = reader.fieldnames or ()
-    missing = [c for c in CLICK_LOG_COLUMNS if c not in header]
+    cols = _columns(header)
+    missing = [c for c in CLICK_LOG_COLUMNS if c not in cols]
     if missing:
-        raise ValueError(f"{path}: not a search log: column(s) {', '.join(missing)} missing (it needs {', '.join(CLICK_LOG_COLUMNS)}, and relevance unless every row is a click; header: {reader.fieldnames})")
-    rated = "relevance" in header
+        wanted = "; ".join(f"{c} (or {', '.join(COLUMN_NAMES[c][1:])})" for c in missing)
+        raise ValueError(f"{path}: not a search log: column(s) {', '.join(missing)} missing: {wanted}; header: {list(header)}")
+    rated = "relevance" in cols
+    flag = rated and cols["relevance"].strip().lower() in CLICK_FLAGS
+    threshold = 1.0 if flag else (IntentSettings().click_relevance if min_relevance is None else min_relevance)
     if not rated:
-        log.warning("%s: no 'relevance' column: every row is read as a click", path)
-    needed = SEARCH_LOG_COLUMNS if rated else CLICK_LOG_COLUMNS
+        log.warning("%s: no 'relevance' column (nor %s): every row is read as a click", path, ", ".join(COLUMN_NAMES["relevance"][1:]))
+    if "product_uid" not in cols:
+        log.warning("%s: no product id column (%s): each distinct title is a product", path, ", ".join(COLUMN_NAMES["product_uid"]))
+    needed = [cols[c] for c in SEARCH_LOG_COLUMNS if c in cols]
     clicks: list[Click] = []
     bad: list[tuple[int, str, str]] = []
     for row in reader:
@@ -128,17 +165,21 @@ def read_search_log(path: Path, min_relevance: float = 2.0) -> tuple[list[Click]
         if empty:
             bad.append((reader.line_num, empty, "missing" if row.get(empty) is None else "empty"))
             continue
-        relevance = min_relevance
+        relevance = threshold
         if rated:
+            raw = row[cols["relevance"]]
             try:
-                relevance = float(row["relevance"])
+                relevance = _rating(raw, flag)
             except ValueError:
-                bad.append((reader.line_num, "relevance", f"not a number: {row['relevance'][:40]!r}"))
+                bad.append((reader.line_num, cols["relevance"], f"not a number: {raw[:40]!r}"))
                 continue
-        if not math.isfinite(relevance):
-            bad.append((reader.line_num, "relevance", f"not a finite number: {row['relevance']!r}"))
-        elif relevance >= min_relevance:
-            clicks.append(Click(row["search_term"].strip(), row["product_uid"].strip(), row["product_title"].strip()))
+            if not math.isfinite(relevance):
+                bad.append((reader.line_num, cols["relevance"], f"not a finite number: {raw!r}"))
+                continue
+        if relevance >= threshold:
+            title = row[cols["product_title"]].strip()
+            doc = row[cols["product_uid"]].strip() if "product_uid" in cols else title
+            clicks.append(Click(row[cols["search_term"]].strip(), doc, title))
     return clicks, bad
 
 

@@ -103,7 +103,7 @@ def test_a_search_log_without_ratings_is_a_click_log(tmp_path: Path, caplog: pyt
     clicks, bad = read_search_log(path)
     assert clicks == [Click("pole saw", "10", "Ryobi Pole Saw"), Click("fan", "11", "A fan")]
     assert bad == [(3, "search_term", "empty")]
-    assert "no 'relevance' column: every row is read as a click" in caplog.text
+    assert "no 'relevance' column" in caplog.text and "every row is read as a click" in caplog.text
 
 
 def test_mine_cli_reports_rejected_rows_and_mines_the_rest(tmp_path: Path) -> None:
@@ -220,3 +220,26 @@ def test_searches_made_from_gold_examples_are_its_titles_alone_then_their_names(
         Request("london", one.titles), Request("eras tour", one.titles),  # not Q's own name; the repeated example adds nothing
     ]
     assert len(title_searches([two], 2)) == 2 and title_searches([two], 0) == []
+
+
+def test_search_logs_of_other_shapes_are_read_by_their_own_column_names(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    crowdflower = tmp_path / "train.csv"  # Kaggle's CrowdFlower search relevance: no product id, ratings 1-4
+    crowdflower.write_text(
+        'id,query,product_title,product_description,median_relevance,relevance_variance\n'
+        '1,bridal shower decorations,"Accent Pillow with Heart Design - Red/Black",Red satin,1,0\n'
+        '2,led christmas lights,"Set of 10 Battery Operated LED Lights",x,4,0\n'
+        '3,led christmas lights,"Set of 10 Battery Operated LED Lights",x,4,0.5\n'
+        '4,,"Blank",x,3,0\n'
+    )
+    clicks, bad = read_search_log(crowdflower, min_relevance=3)
+    assert clicks == [Click("led christmas lights", "Set of 10 Battery Operated LED Lights", "Set of 10 Battery Operated LED Lights")] * 2
+    assert bad == [(5, "query", "empty")]  # the field named as the log names it
+    assert "each distinct title is a product" in caplog.text
+    flags = tmp_path / "clicks.tsv"  # a click log with a 0/1 flag, its own names and case
+    flags.write_text("Keyword\tItem_ID\tTitle\tClicked\npole saw\t7\tRyobi Pole Saw\t1\npole saw\t8\tA fan\t0\nfan\t8\tA fan\ttrue\nfan\t8\tA fan\tmaybe\n")
+    clicks, bad = read_search_log(flags)
+    assert clicks == [Click("pole saw", "7", "Ryobi Pole Saw"), Click("fan", "8", "A fan")]
+    assert bad == [(5, "Clicked", "not a number: 'maybe'")]
+    (tmp_path / "bad.tsv").write_text("id\tq\tdocument\n1\tsaw\tA saw\n")
+    with pytest.raises(ValueError, match="product_title, search_term missing.*search_term \\(or query"):
+        read_search_log(tmp_path / "bad.tsv")

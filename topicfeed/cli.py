@@ -424,7 +424,7 @@ def _echo_rejected(rejected: list[tuple[int, str, str]], limit: int | None = Non
 
 @intent_app.command("mine")
 def intent_mine(
-    search_log: Annotated[Path | None, typer.Option(help="a search log, TSV or CSV (product_uid, product_title, search_term, relevance: rated 2+ is a click; without relevance every row is one) instead of the lake")] = None,
+    search_log: Annotated[Path | None, typer.Option(help="a search log, TSV or CSV (product_uid, product_title, search_term, relevance, or other logs' names for them such as query, title, median_relevance, clicked: rated click_relevance (2) or more is a click; without a rating every row is one) instead of the lake")] = None,
     out: Annotated[Path | None, typer.Option(help="write the pairs and bias patterns as JSON here")] = None,
     show: Annotated[int, typer.Option(help="pairs to print")] = 10,
 ) -> None:
@@ -435,7 +435,7 @@ def intent_mine(
 
     try:
         if search_log:
-            clicks, rejected = read_search_log(search_log)
+            clicks, rejected = read_search_log(search_log, get_settings().intent.click_relevance)
             _echo_rejected(rejected, limit=10)
             if rejected:
                 typer.echo(f"{len(rejected)} unreadable rows of {search_log} left out; {len(clicks):,} clicks read", err=True)
@@ -529,7 +529,7 @@ def intent_refine(
 @intent_app.command("eval")
 def intent_eval(
     models: Annotated[list[Path] | None, typer.Option("--model", help="refiner directories to compare (repeatable); default: the configured one")] = None,
-    search_log: Annotated[Path | None, typer.Option(help="real search log for the held-out-products check; default: the shared Home Depot log")] = None,
+    search_log: Annotated[Path | None, typer.Option(help="real search log for the held-out-products check (the columns of intent mine --search-log); default: the shared Home Depot log")] = None,
     holdout: Annotated[float, typer.Option(help="share of the gold set / of the log's products held out")] = 0.2,
     samples: Annotated[int, typer.Option(help="held-out log searches refined for the retrieval check")] = 500,
 ) -> None:
