@@ -629,15 +629,19 @@ def held_out(key: str, share: float) -> bool:
 
 
 GOLD_TEST = Path(__file__).parent / "data" / "gold_test.tsv"
+GOLD_TRAIN = Path(__file__).parent / "data" / "gold_train.tsv"
 
 
-def gold_split(examples: Sequence[Example] | None = None, share: float = 0.2, test_file: bool = True) -> tuple[list[Example], list[Example]]:
-    """(train, held-out) of the gold set: ``gold.tsv`` split by the query's hash and, with
-    ``test_file`` (and no ``examples`` given), every example of ``gold_test.tsv`` added to the
-    held-out part. That file (132 examples, 6 in each of the 22 categories) was written after the
-    models of docs/intent.md were trained, to read the student-teacher gap more finely than the 43
-    held-out examples of ``gold.tsv`` can; nothing trains on it."""
+def gold_split(examples: Sequence[Example] | None = None, share: float = 0.2, test_file: bool = True, train_file: bool = True) -> tuple[list[Example], list[Example]]:
+    """(train, held-out) of the gold set: ``gold.tsv`` split by the query's hash and, with no
+    ``examples`` given, every example of ``gold_train.tsv`` added to the training part (with
+    ``train_file``) and every example of ``gold_test.tsv`` to the held-out part (with ``test_file``).
+    ``gold_test.tsv`` (132 examples, 6 in each of the 22 categories) was written after the models of
+    docs/intent.md were trained, to read the student-teacher gap more finely than the 43 held-out
+    examples of ``gold.tsv`` can; nothing trains on it. ``gold_train.tsv`` (264 more, 12 a category,
+    no query of the other two files, written in the seventh session) only trains."""
     given = examples is not None
     examples = list(examples if given else load_gold())
     train, test = [e for e in examples if not held_out(e.query, share)], [e for e in examples if held_out(e.query, share)]
-    return train, test + (load_gold(GOLD_TEST) if test_file and not given else [])
+    extra_train = load_gold(GOLD_TRAIN) if train_file and not given else []
+    return train + extra_train, test + (load_gold(GOLD_TEST) if test_file and not given else [])

@@ -13,7 +13,7 @@ import pytest
 
 from classifier.lm import resolve_base
 from intent.jobs import read_requests
-from intent.model import GOLD_TEST, PROMPT_CACHE_MIN_BATCH, IntentRefiner, Request, gold_split, load_gold
+from intent.model import GOLD_TEST, GOLD_TRAIN, PROMPT_CACHE_MIN_BATCH, IntentRefiner, Request, gold_split, load_gold
 from intent.text import key_tokens, normalize, tokens
 
 from tiny_lm import tiny_gguf, tiny_llama_dir
@@ -39,6 +39,11 @@ def test_the_gold_set_is_big_varied_and_split_stably() -> None:
     assert len(extra) >= 100 and {e.category for e in extra} == {e.category for e in gold}
     assert test[-len(extra) :] == extra and not {e.query for e in extra} & {e.query for e in gold}
     assert gold_split(test_file=False)[1] == test[: -len(extra)] and gold_split(gold)[1] == test[: -len(extra)]
+    more = load_gold(GOLD_TRAIN)  # the training-only file: all of it trains, every category, no query of the others
+    assert len(more) >= 100 and {e.category for e in more} == {e.category for e in gold}
+    assert train[-len(more) :] == more and gold_split(train_file=False)[0] == train[: -len(more)] == gold_split(gold)[0]
+    assert not {e.query for e in more} & ({e.query for e in gold} | {e.query for e in extra})
+    assert all(set(key_tokens(e.query)) <= set(tokens(e.refined)) for e in more)  # Q's key tokens kept, as the decoder keeps them
 
 
 @pytest.mark.parametrize("kind", ["gguf", "hf"])
