@@ -22,8 +22,9 @@ def words(text: str) -> list[str]:
 def capitalized_runs(title: str, longest: int = 4) -> list[str]:
     """The names of a sentence-case title, lowercased as users type them: runs of capitalized words
     (a function word between two of them kept: "Echoes of Wisdom"), up to ``longest`` words, with a
-    content word; a lone capitalized first word is the sentence's, not a name. "aespa announce Japanese
-    debut album Hot Mess" -> ["japanese", "hot mess"]."""
+    content word of two or more characters (not the "F" of "F-1"); a lone capitalized first word is
+    the sentence's, not a name. "aespa announce Japanese debut album Hot Mess" -> ["japanese", "hot
+    mess"]."""
     found = words(title)
     caps = [w[0].isupper() for w in found]
     runs: list[tuple[int, list[str]]] = []
@@ -34,7 +35,7 @@ def capitalized_runs(title: str, longest: int = 4) -> list[str]:
                 runs[-1][1].append(w.lower())
             else:  # not inside a run: a capitalized word starts one
                 runs.append((i, [w.lower()]))
-    return [" ".join(r) for start, r in runs if (start > 0 or len(r) > 1) and len(r) <= longest and any(x not in STOPWORDS for x in r)]
+    return [" ".join(r) for start, r in runs if (start > 0 or len(r) > 1) and len(r) <= longest and any(x not in STOPWORDS and len(x) > 1 for x in r)]
 
 
 def tokens(text: str) -> list[str]:

@@ -212,6 +212,7 @@ def test_searches_made_from_gold_examples_are_its_titles_alone_then_their_names(
     assert capitalized_runs("Inside the making of Cowboy Carter") == ["cowboy carter"]  # a lone first word is the sentence's
     assert capitalized_runs("Zelda Echoes of Wisdom review") == ["zelda echoes of wisdom"]  # a function word between names kept
     assert capitalized_runs("The Of") == [] and capitalized_runs("all lower case") == []
+    assert capitalized_runs("Post Malone goes country on new album F-1 Trillion") == ["post malone", "trillion"]  # no name "f"
     two = Example("aespa", ("aespa announce Japanese debut album Hot Mess", "aespa Hot Mess tops Oricon daily chart"), "aespa japan album hot mess")
     one = Example("Taylor Swift", ("Taylor Swift adds London dates to the Eras Tour",), "taylor swift eras tour london")
     got = title_searches([two, one, one], 4)

@@ -189,7 +189,7 @@ class IntentSettings(BaseModel):
     title_searches: int = Field(
         4,
         ge=0,
-        description="with a teacher, it also labels up to this many searches made from each gold training example (Q with each clicked title alone, each name of its titles: intent.jobs.title_searches; 954 for the 441 examples, 161 for the first 177): +0.005 BERTScore on the dev slice, +0.005 and +0.013 on the held-out test over two training draws (docs/intent.md); 0: none",
+        description="with a teacher, it also labels up to this many searches made from each gold training example (Q with each clicked title alone, each name of its titles: intent.jobs.title_searches; 952 for the 441 examples, 161 for the first 177): +0.005 BERTScore on the dev slice, +0.005 and +0.013 on the held-out test over two training draws (docs/intent.md); 0: none",
     )
     copy_only: bool = Field(
         True, description="decode only whole words of Q and the clicked titles (an extractive refiner; intent.model.CopyWords)"
