@@ -12,8 +12,8 @@ are not (typos, chatter); ties go to the more clicked, then the shorter, then th
 
 Inputs: ``clicks_from_lake`` (search clicks of the lake, with their query) or
 ``read_search_log`` (a search log such as Home Depot's, TSV or CSV: product_uid, product_title,
-search_term, relevance, or other logs' names for them; relevance >= 2 counts as a click; unreadable
-rows reported, not fatal). ``entity_searches`` makes searches of another kind from
+search_term, relevance, or other logs' names for them; a rating of ``IntentSettings.click_relevance``
+(2) or more counts as a click; unreadable rows reported, not fatal). ``entity_searches`` makes searches of another kind from
 a news catalog in MIND's ``news.tsv`` format, for the teacher to label (not for mining): each named
 entity of a title (``title_entities``' surface forms, as users type names) is a query that clicks the
 articles whose titles name it, in the article's category.
@@ -93,15 +93,15 @@ class MiningReport:
 
 SEARCH_LOG_COLUMNS = ("product_uid", "product_title", "search_term", "relevance")
 CLICK_LOG_COLUMNS = SEARCH_LOG_COLUMNS[1:3]  # what a log needs at least: a query and the clicked title
+CLICK_FLAGS = ("click", "clicked", "is_click")  # a rating column that is 0/1 (or true/false): 1 is a click
 # Other logs' names for the same fields, matched case-blind (the first found wins): Kaggle's CrowdFlower
 # search relevance ("query", "median_relevance"), click logs ("clicked"), item or document ids.
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "search_term": ("search_term", "query", "search_query", "keyword", "keywords"),
     "product_title": ("product_title", "title", "item_title", "doc_title", "product_name"),
     "product_uid": ("product_uid", "product_id", "item_id", "doc_id", "document_id", "asin", "sku"),
-    "relevance": ("relevance", "median_relevance", "rating", "grade", "click", "clicked", "is_click"),
+    "relevance": ("relevance", "median_relevance", "rating", "grade", *CLICK_FLAGS),
 }
-CLICK_FLAGS = ("click", "clicked", "is_click")  # a rating column that is 0/1 (or true/false): 1 is a click
 log = logging.getLogger(__name__)
 
 
@@ -135,8 +135,8 @@ def _rating(raw: str, flag: bool) -> float:
 def read_search_log(path: Path, min_relevance: float | None = None) -> tuple[list[Click], list[tuple[int, str, str]]]:
     """Rated (query, product) pairs of a search log with the columns ``SEARCH_LOG_COLUMNS`` (Home
     Depot's; other columns ignored, any order; other logs' names for them, ``COLUMN_NAMES``, taken too):
-    a rating of ``min_relevance`` (default ``IntentSettings.click_relevance``) or more is a click, and a 0/1 click flag (``clicked``) of 1. A log
-    without a rating is a click log: every row is a click. A log without product ids takes the title as
+    a rating of ``min_relevance`` (default ``IntentSettings.click_relevance``) or more is a click, and
+    a 0/1 click flag (``CLICK_FLAGS``) of 1. A log without a rating is a click log: every row is a click. A log without product ids takes the title as
     the product (a warning says each of these). Tab-separated, or comma-separated (quoted) as Kaggle
     ships it; UTF-8, else Windows-1252. A header without a query or a title is an error that names
     them; a row that cannot be read comes back as (line, field, message), the field named as the log
