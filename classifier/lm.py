@@ -67,7 +67,8 @@ def grow_layers(model: torch.nn.Module, layers: int) -> torch.nn.Module:
     """``model`` grown to ``layers`` transformer blocks by block expansion: block ``j`` of the new
     model starts as block ``j * n // layers`` of the old (``n`` blocks), and each copy after the
     first has its output projections (``OUTPUT_PROJECTIONS``) set to zero, so that it starts by
-    adding nothing to the residual stream (a post-LN block like BERT's still renormalizes). More
+    adding nothing to the residual stream (a post-LN block like BERT's still renormalizes); an
+    architecture whose projections are named otherwise (GPT-2's ``c_proj``) gets plain copies. More
     depth to fine-tune, from pretrained weights; a new model of the same class is returned."""
     config = copy.deepcopy(model.config)
     n = config.num_hidden_layers
