@@ -1,0 +1,105 @@
+"""What users add to their queries in a real search log, and what that leaves for a refiner.
+
+The Home Depot bar "ROUGE-L above the raw query's" is read against mined references: for a held-out
+product, another user's longer query that contains Q (``intent.mining.mine``). The raw query's
+precision against such a reference is 1, so a Q* gains only by adding the words users add. This
+script counts them (how many, how many are words of the clicked title, how many stand next to one of
+Q's words there) and scores simple Q* against the references, on the held-out products and on the
+training products: the raw query; Q with the single title word that scores best (an oracle: the
+ceiling of a one-word refinement); Q with the title word just before or just after Q's words; and,
+with ``--model DIR``, saved refiners decoding by default, with plain beam search, with at most one
+inserted word, and both. ROUGE-L F1 (``rouge-score``, stemmed), as ``topicfeed intent eval``.
+
+    .venv/bin/python benchmarks/intent_log_words.py [--log PATH] [--model DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from intent.benchmark import split_log
+from intent.evaluate import mean_tokens, rouge
+from intent.mining import MinedPair, mine
+from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request
+from intent.text import stem, tokens
+from topicfeed.settings import Settings
+
+
+def added_words(pairs: Sequence[MinedPair]) -> tuple[int, int, int]:
+    """(words the references add to Q, of them words of the clicked title, of them next to one of Q's
+    words in the title), compared by ``intent.text.stem``."""
+    added = in_title = beside = 0
+    for p in pairs:
+        query = {stem(t) for t in tokens(p.query)}
+        title = [stem(t) for t in tokens(p.title)]
+        at_query = [i for i, t in enumerate(title) if t in query]
+        for word in (stem(t) for t in tokens(p.refined_query)):
+            if word in query:
+                continue
+            added += 1
+            if word in title:
+                in_title += 1
+                beside += any(abs(i - j) == 1 for i, t in enumerate(title) if t == word for j in at_query)
+    return added, in_title, beside
+
+
+def neighbour(side: int) -> Callable[[MinedPair], str]:
+    """Q with the title word just before (side -1) or after (+1) Q's words in the title, where there
+    is one that is not Q's and not a number."""
+
+    def refine(p: MinedPair) -> str:
+        query, title = tokens(p.query), tokens(p.title)
+        keys = {stem(t) for t in query}
+        at = [i for i, t in enumerate(title) if stem(t) in keys]
+        if not at:
+            return " ".join(query)
+        i = min(at) - 1 if side < 0 else max(at) + 1
+        if 0 <= i < len(title) and stem(title[i]) not in keys and not title[i].replace(".", "").isdigit():
+            return " ".join([title[i], *query] if side < 0 else [*query, title[i]])
+        return " ".join(query)
+
+    return refine
+
+
+def best_one_word(p: MinedPair) -> str:
+    """The oracle: Q, or Q with the one title word (before or after it) that scores best."""
+    query = " ".join(tokens(p.query))
+    candidates = [query] + [c for w in dict.fromkeys(tokens(p.title)) for c in (f"{w} {query}", f"{query} {w}")]
+    return max(candidates, key=lambda c: rouge([c], [p.refined_query])["rougeL"])
+
+
+def main() -> None:
+    s = Settings()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--log", type=Path, default=s.shared_data_dir / "homedepot" / "search_log.tsv", help="a search log (read_search_log's columns)")
+    ap.add_argument("--model", type=Path, action="append", default=[], help="a saved refiner to score as well (repeatable)")
+    args = ap.parse_args()
+    split = split_log(args.log)
+    sides = {"held-out products": split.mined_test.pairs, "training products": mine(split.train).pairs}
+    for name, pairs in sides.items():
+        added, in_title, beside = added_words(pairs)
+        print(f"{name}: {len(pairs)} mined pairs; the references add {added} words, {in_title} of them title words, {beside} next to one of Q's words in the title")
+    rules: dict[str, Callable[[MinedPair], str]] = {
+        "raw query": lambda p: p.query,
+        "Q + the best single title word (oracle)": best_one_word,
+        "Q + the title word before Q": neighbour(-1),
+        "Q + the title word after Q": neighbour(+1),
+    }
+    print("ROUGE-L against the mined references: " + " | ".join(sides))
+    for label, rule in rules.items():
+        print(f"  {label:58s} " + " | ".join(f"{rouge([rule(p) for p in pairs], [p.refined_query for p in pairs])['rougeL']:.3f}" for pairs in sides.values()))
+    decodings = {"default": {}, "plain beam search": NO_LENGTH_PREFERENCE, "at most 1 inserted word": {"max_inserted_words": 1}, "both": {**NO_LENGTH_PREFERENCE, "max_inserted_words": 1}}
+    for directory in args.model:
+        refiner = IntentRefiner.from_pretrained(directory)
+        for how, overrides in decodings.items():
+            cells = []
+            for pairs in sides.values():
+                out = refiner.decoding(**overrides).predict([Request(p.query, (p.title,)) for p in pairs])
+                cells.append(f"{rouge(out, [p.refined_query for p in pairs])['rougeL']:.3f} ({mean_tokens(out):.1f} words)")
+            print(f"  {directory.name}, {how:40s} " + " | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
