@@ -10,15 +10,16 @@ ceiling of a one-word refinement); Q with the title word just before or just aft
 the title word that users of the training products type most often (whose rates count the training
 products' own references, so only its held-out column is fair); and,
 with ``--model DIR``, saved refiners decoding by default, with plain beam search, with at most one
-inserted word, and both. ROUGE-L F1 (``rouge-score``, stemmed), as ``topicfeed intent eval``.
+inserted word, and both. ``--folds`` scores the rules that learn from the log once more with every
+product held out once (folds by product: many more pairs than one split has). ROUGE-L F1
+(``rouge-score``, stemmed), as ``topicfeed intent eval``.
 
-    .venv/bin/python benchmarks/intent_log_words.py [--log PATH] [--model DIR ...]
+    .venv/bin/python benchmarks/intent_log_words.py [--log PATH] [--model DIR ...] [--folds 5]
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,7 +28,8 @@ import numpy as np
 from intent.benchmark import split_log
 from intent.evaluate import mean_tokens, paired_bootstrap, rouge
 from intent.mining import Click, MinedPair, mine
-from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request
+from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request, held_out
+from intent.suggest import QuerySuggester
 from intent.text import stem, tokens
 from topicfeed.settings import Settings
 
@@ -68,30 +70,10 @@ def neighbour(side: int) -> Callable[[MinedPair], str]:
     return refine
 
 
-def typed_word(clicks: Sequence[Click], prior: float = 5.0) -> Callable[[MinedPair], str]:
-    """Q with the title word that users type most often, put where the title has it among Q's words.
-    A word's rate: of the clicks on titles with the word, the share whose query has it too
-    (``prior`` clicks that do not, added to every word, keep rare words low)."""
-    seen: Counter[str] = Counter()
-    typed: Counter[str] = Counter()
-    for c in clicks:
-        query = {stem(t) for t in tokens(c.query)}
-        for word in {stem(t) for t in tokens(c.title)}:
-            seen[word] += 1
-            typed[word] += word in query
-
-    def refine(p: MinedPair) -> str:
-        query, title = tokens(p.query), tokens(p.title)
-        keys = {stem(t) for t in query}
-        options = [(typed[stem(t)] / (seen[stem(t)] + prior), i, t) for i, t in enumerate(title) if stem(t) not in keys and not t.replace(".", "").isdigit()]
-        if not options:
-            return " ".join(query)
-        _, i, word = max(options)
-        at = [next((j for j, t in enumerate(title) if stem(t) == stem(q)), -1) for q in query]
-        k = next((n for n, j in enumerate(at) if j > i), len(query))
-        return " ".join([*query[:k], word, *query[k:]])
-
-    return refine
+def typed_word(clicks: Sequence[Click]) -> Callable[[MinedPair], str]:
+    """Q with the title word that users type most often (``intent.suggest.QuerySuggester``)."""
+    suggester = QuerySuggester(Settings().intent.suggest_prior).fit(clicks)
+    return lambda p: suggester.suggest(p.query, (p.title,))
 
 
 def best_one_word(p: MinedPair) -> str:
@@ -106,11 +88,33 @@ def rouge_each(preds: Sequence[str], pairs: Sequence[MinedPair]) -> np.ndarray:
     return np.array([rouge([q], [p.refined_query])["rougeL"] for q, p in zip(preds, pairs, strict=True)])
 
 
+def cross_validate(clicks: Sequence[Click], folds: int) -> None:
+    """The rules that learn from the log (and the raw query) over ``folds`` folds by product: each
+    fold's mined pairs scored by rates of the other folds' clicks, all folds' pairs pooled."""
+    pairs: list[MinedPair] = []
+    rows: dict[str, list[str]] = {"raw query": [], "Q + the title word before Q": [], "Q + the title word users type most": []}
+    for k in range(folds):
+        test = [c for c in clicks if held_out(c.doc_id, (k + 1) / folds) and not held_out(c.doc_id, k / folds)]
+        train = [c for c in clicks if not (held_out(c.doc_id, (k + 1) / folds) and not held_out(c.doc_id, k / folds))]
+        fold = mine(test).pairs
+        pairs += fold
+        rules = {"raw query": lambda p: p.query, "Q + the title word before Q": neighbour(-1), "Q + the title word users type most": typed_word(train)}
+        for label, rule in rules.items():
+            rows[label] += [rule(p) for p in fold]
+    raw = rouge_each(rows["raw query"], pairs)
+    print(f"{folds} folds by product: {len(pairs)} held-out mined pairs in all")
+    for label, preds in rows.items():
+        each = rouge_each(preds, pairs)
+        gap, low, high = paired_bootstrap(each, raw)
+        print(f"  {label:58s} {each.mean():.3f} ({gap:+.3f} [{low:+.3f}, {high:+.3f}] vs raw; {int((each > raw).sum())} better, {int((each < raw).sum())} worse)")
+
+
 def main() -> None:
     s = Settings()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--log", type=Path, default=s.shared_data_dir / "homedepot" / "search_log.tsv", help="a search log (read_search_log's columns)")
     ap.add_argument("--model", type=Path, action="append", default=[], help="a saved refiner to score as well (repeatable)")
+    ap.add_argument("--folds", type=int, default=5, help="the rules are also scored with every product held out once: the log split into this many folds by product (the first is the held-out split)")
     args = ap.parse_args()
     split = split_log(args.log)
     sides = {"held-out products": split.mined_test.pairs, "training products": mine(split.train).pairs}
@@ -133,6 +137,8 @@ def main() -> None:
             gap, low, high = paired_bootstrap(each, raw[name])
             cells.append(f"{each.mean():.3f} ({gap:+.3f} [{low:+.3f}, {high:+.3f}] vs raw; {int((each > raw[name]).sum())} better, {int((each < raw[name]).sum())} worse)")
         print(f"  {label:58s} " + " | ".join(cells))
+    if args.folds > 1:
+        cross_validate(split.train + split.test, args.folds)
     decodings = {"default": {}, "plain beam search": NO_LENGTH_PREFERENCE, "at most 1 inserted word": {"max_inserted_words": 1}, "both": {**NO_LENGTH_PREFERENCE, "max_inserted_words": 1}}
     for directory in args.model:
         refiner = IntentRefiner.from_pretrained(directory)

@@ -5,7 +5,8 @@ The real log is split by product (``held_out(product_uid)``): a model never saw 
 products' queries or titles. On them: (1) the mined (Q, Q*) pairs of those products are references,
 ROUGE-L of each model's Q* (refined from Q and the product's title) against them, beside the raw Q's;
 (2) for sampled held-out clicks, the clicked product's BM25 MRR over every product title of the log,
-searching with Q* against searching with Q.
+searching with Q* against searching with Q; (3) beside the models, ``QuerySuggester``'s one-word
+suggestions, learned from the training products' clicks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from intent.evaluate import TitleIndex, bert_f1_each, format_row, mean_tokens, paired_bootstrap, report, rouge
 from intent.mining import Click, MiningReport, mine, read_search_log
 from intent.model import Example, IntentRefiner, Request, gold_split, held_out
+from intent.suggest import QuerySuggester
 from topicfeed.settings import IntentSettings, Settings
 
 
@@ -92,13 +94,19 @@ def gold_rows(models: dict[str, IntentRefiner], share: float = 0.2, bias: set[st
     return rows
 
 
-def log_rows(models: dict[str, IntentRefiner], split: LogSplit, samples: int = 500, seed: int = 0) -> list[dict]:
-    """One row per model (and the raw query) on the held-out products of the real log."""
+def log_rows(models: dict[str, IntentRefiner], split: LogSplit, samples: int = 500, seed: int = 0, suggester: QuerySuggester | None = None) -> list[dict]:
+    """One row per model (and the raw query) on the held-out products of the real log; with
+    ``suggester`` (fitted on ``split.train``), a row for its one-word suggestions."""
     pairs = split.mined_test.pairs
     sample = random.Random(seed).sample(split.test, min(samples, len(split.test)))
     rows = []
     raw_mrr = split.index.mrr([c.query for c in sample], [c.doc_id for c in sample])
     rows.append({"model": "raw query", "rougeL_vs_mined": rouge([p.query for p in pairs], [p.refined_query for p in pairs])["rougeL"], "mrr": raw_mrr, "mrr_ratio": 1.0, "mean_tokens": mean_tokens([c.query for c in sample])})
+    if suggester is not None:
+        mined_out = suggester.predict([Request(p.query, (p.title,)) for p in pairs])
+        out = suggester.predict([Request(c.query, (c.title,)) for c in sample])
+        mrr = split.index.mrr(out, [c.doc_id for c in sample])
+        rows.append({"model": "log word suggestion", "rougeL_vs_mined": rouge(mined_out, [p.refined_query for p in pairs])["rougeL"], "mrr": mrr, "mrr_ratio": mrr / max(raw_mrr, 1e-9), "mean_tokens": mean_tokens(out)})
     for name, m in models.items():
         mined_out = m.predict([Request(p.query, (p.title,)) for p in pairs])
         out = m.predict([Request(c.query, (c.title,)) for c in sample])
@@ -137,5 +145,6 @@ def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: 
         lines.append(f"  BERTScore F1 {name} - {names[0]}: {gap:+.3f} (paired bootstrap 95% interval {low:+.3f} .. {high:+.3f})")
     rejected = f", {_rejected(split.rejected)}" if split.rejected else ""
     lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR{rejected}):")
-    lines += ["  " + format_row(r) for r in log_rows(models, split, samples)]
+    suggester = QuerySuggester(settings.intent.suggest_prior).fit(split.train) if split.train else None
+    lines += ["  " + format_row(r) for r in log_rows(models, split, samples, suggester=suggester)]
     return lines

@@ -66,7 +66,9 @@ def test_intent_eval_compares_models_with_the_interval_of_their_gap(tmp_path: Pa
     log.write_text("\n".join(rows) + "\n")
     lines = evaluate_models(Settings(data_dir=tmp_path / "data"), [a, b], log, samples=10)
     assert lines[0].startswith(f"held-out gold ({len(gold_split()[1])} examples") and "served in bfloat16" in lines[0]
-    assert sum(line.startswith("  model=") for line in lines) == 3 + 3  # raw query + two models, twice
+    assert sum(line.startswith("  model=") for line in lines) == 3 + 4  # raw query + two models, twice; the log's word suggestion
+    suggestion = next(line for line in lines if line.startswith("  model=log word suggestion"))
+    assert "mean_tokens=2.000" in suggestion  # users of this log type "blue": it is put in every query
     gap = next(line for line in lines if "BERTScore F1 b - a" in line)
     low, high = (float(x) for x in gap.split("interval ")[1].rstrip(")").split(" .. "))
     assert low <= float(gap.split(": ")[1].split(" ")[0]) <= high

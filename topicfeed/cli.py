@@ -534,7 +534,8 @@ def intent_eval(
     samples: Annotated[int, typer.Option(help="held-out log searches refined for the retrieval check")] = 500,
 ) -> None:
     """ROUGE, BERTScore, key-token retention, bias share on held-out gold; on held-out products of a
-    real search log, ROUGE-L against mined Q* and the clicked product's BM25 MRR with Q* vs Q."""
+    real search log, ROUGE-L against mined Q* and the clicked product's BM25 MRR with Q* vs Q, beside
+    the log's one-word suggestion (Q + the title word the training products' users type most)."""
     from intent.benchmark import evaluate_models
 
     settings = get_settings()

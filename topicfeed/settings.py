@@ -188,6 +188,11 @@ class IntentSettings(BaseModel):
         ge=0,
         description="of teacher_samples, entity searches of a news catalog (intent train --news): names users type, in the gold set's categories that a shop's log lacks; 1,000 of them + 1,000 Home Depot searches against 2,000 Home Depot searches: +0.009 BERTScore on the dev slice, -0.006 on the held-out test, within noise (docs/intent.md)",
     )
+    suggest_prior: float = Field(
+        5.0,
+        ge=0,
+        description="intent.suggest.QuerySuggester: clicks that do not type a word, added to every word's count (a word seen on few titles does not win by chance)",
+    )
     click_relevance: float = Field(2.0, description="a search log's row rated this or more is a click (Home Depot's 1-3 ratings: 2); a 0/1 click column counts 1")
     title_searches: int = Field(
         4,

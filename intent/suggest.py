@@ -1,0 +1,106 @@
+"""A short search suggestion learned from a search log: Q with the one word of the clicked titles that
+the log's users type most often, put where the titles have it among Q's words ("makita saw" + "Makita
+6.5-Amp Top Handle Jig Saw" -> "makita jig saw").
+
+The refiner's Q* names the product as the gold set does (brand, type, specs: up to 10 words); users
+who search again add one or two words, most of them words of the clicked title (61 of 68 in Home
+Depot's held-out references). Which word is a property of the log, not of one title: for each word,
+of the clicks on titles that have it, the share whose query has it too. Measured on Home Depot's
+held-out products (``benchmarks/intent_log_words.py``, docs/intent.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from intent.mining import Click
+from intent.model import Request
+from intent.text import stem, tokens
+
+SUGGESTER_NAME = "query_suggester.json"
+
+
+class QuerySuggester:
+    """``fit`` on a log's clicks, ``predict`` a suggestion per request; ``save_pretrained`` /
+    ``from_pretrained`` as the refiner's. ``prior``: clicks that do not type a word, added to every
+    word's count, so a word seen on few titles does not win by chance."""
+
+    def __init__(self, prior: float = 5.0) -> None:
+        if prior < 0:
+            raise ValueError(f"prior must be >= 0, not {prior}")
+        self.prior = prior
+        self.seen: Counter[str] = Counter()
+        self.typed: Counter[str] = Counter()
+        self.fitted_ = False
+
+    def fit(self, clicks: Iterable[Click]) -> QuerySuggester:
+        """Count, per stemmed word, the clicks whose title has it and those whose query has it too."""
+        seen: Counter[str] = Counter()
+        typed: Counter[str] = Counter()
+        for click in clicks:
+            query = {stem(t) for t in tokens(click.query)}
+            for word in {stem(t) for t in tokens(click.title)}:
+                seen[word] += 1
+                typed[word] += word in query
+        if not seen:
+            raise ValueError("no clicks with a title to learn from")
+        self.seen, self.typed = seen, +typed  # words nobody typed need no count: their rate is 0
+        self.fitted_ = True
+        return self
+
+    def rate(self, word: str) -> float:
+        """Of the clicks on titles with ``word``, the share whose query has it (shrunk by ``prior``)."""
+        w = stem(word.lower())
+        return self.typed[w] / (self.seen[w] + self.prior) if self.typed[w] else 0.0
+
+    def suggest(self, query: str, titles: Sequence[str]) -> str:
+        """Q (normalised) with the best title word put in; Q alone where no title word not in Q and
+        not a number was ever typed."""
+        words = tokens(query)
+        keys = {stem(t) for t in words}
+        best: tuple[float, int, int] | None = None  # (rate, -title, position)
+        for n, title in enumerate(titles):
+            for i, t in enumerate(tokens(title)):
+                if stem(t) in keys or t.replace(".", "").isdigit():
+                    continue
+                r = self.rate(t)
+                if r > 0 and (best is None or (r, -n, i) > best):
+                    best = (r, -n, i)
+        if best is None:
+            return " ".join(words)
+        title = tokens(titles[-best[1]])
+        i = best[2]
+        at = [next((j for j, t in enumerate(title) if stem(t) == stem(q)), -1) for q in words]
+        k = next((n for n, j in enumerate(at) if j > i), len(words))  # before the first of Q's words after it
+        return " ".join([*words[:k], title[i], *words[k:]])
+
+    def predict(self, requests: Sequence[Request]) -> list[str]:
+        if not self.fitted_:
+            raise ValueError("the suggester is not fitted: call fit(clicks) first")
+        out = []
+        for n, r in enumerate(requests):
+            if not tokens(r.query):
+                raise ValueError(f"request {n}: field query is empty")
+            out.append(self.suggest(r.query, r.titles))
+        return out
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        typed = dict(sorted(self.typed.items()))
+        (directory / SUGGESTER_NAME).write_text(json.dumps({"prior": self.prior, "typed": typed, "seen": {w: self.seen[w] for w in typed}}))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> QuerySuggester:
+        path = Path(directory) / SUGGESTER_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no query suggester saved there")
+        data = json.loads(path.read_text())
+        out = cls(prior=float(data["prior"]))
+        out.typed, out.seen = Counter(data["typed"]), Counter(data["seen"])
+        out.fitted_ = True
+        return out

@@ -1,0 +1,54 @@
+"""The one-word search suggestion learned from a log (intent.suggest) on hand-made clicks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from intent.mining import Click
+from intent.model import Request
+from intent.suggest import QuerySuggester
+
+SAW = "Makita 6.5-Amp Top Handle Jig Saw"
+
+
+def clicks() -> list[Click]:
+    log = [
+        ("jig saw", "1", SAW), ("makita jig saw", "1", SAW), ("saw", "1", SAW),
+        ("jig saw blades", "2", "Bosch Jig Saw Blade Set (10-Piece)"), ("jigsaw", "2", "Bosch Jig Saw Blade Set (10-Piece)"),
+        ("cordless drill", "3", "DEWALT 20-Volt Max Cordless Drill"), ("dewalt drill", "3", "DEWALT 20-Volt Max Cordless Drill"),
+        ("drill", "4", "Ryobi 18-Volt Cordless Drill Kit"), ("ryobi", "4", "Ryobi 18-Volt Cordless Drill Kit"),
+    ]
+    return [Click(q, doc, title) for q, doc, title in log]
+
+
+def test_it_puts_in_the_title_word_users_type_most_where_the_title_has_it() -> None:
+    s = QuerySuggester(prior=1.0).fit(clicks())
+    assert s.rate("jig") == pytest.approx(3 / (5 + 1))  # 3 of the 5 clicks on titles with "jig" typed it
+    assert s.rate("amp") == 0.0 and s.rate("never-seen") == 0.0
+    assert s.predict([Request("makita saw", (SAW,))]) == ["makita jig saw"]  # before "saw", as in the title
+    assert s.predict([Request("drill", ("Hitachi 12-Volt Cordless Drill",))]) == ["cordless drill"]
+    assert s.rate("saw") == pytest.approx(4 / (5 + 1)) and s.rate("saw") > s.rate("jig")
+    assert s.predict([Request("Handle", (SAW,))]) == ["handle saw"]  # after Q's words when the title has it after them
+    # no title word anyone typed, numbers never: Q alone, normalised
+    assert s.predict([Request("Top  Handle", ("Top Handle 6.5",)), Request("saw", ())]) == ["top handle", "saw"]
+    two = s.predict([Request("makita", ("Makita Top Handle", SAW))])  # the best word of any clicked title
+    assert two == ["makita saw"]
+
+
+def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:
+    s = QuerySuggester().fit(clicks())
+    requests = [Request("makita saw", (SAW,)), Request("cordless", ("DEWALT 20-Volt Max Cordless Drill",))]
+    again = QuerySuggester.from_pretrained(s.save_pretrained(tmp_path / "sug"))
+    assert again.predict(requests) == s.predict(requests) and again.prior == s.prior
+    with pytest.raises(ValueError, match="request 1: field query is empty"):
+        s.predict([requests[0], Request(" - ", (SAW,))])
+    with pytest.raises(ValueError, match="not fitted"):
+        QuerySuggester().predict(requests)
+    with pytest.raises(ValueError, match="no clicks"):
+        QuerySuggester().fit([])
+    with pytest.raises(FileNotFoundError, match="no query suggester"):
+        QuerySuggester.from_pretrained(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="prior"):
+        QuerySuggester(prior=-1)
