@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine
+from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine, read_search_log
 from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
+from intent.suggest import QuerySuggester
 from intent.text import capitalized_runs, normalize, stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
 from topicfeed.settings import Settings
@@ -197,6 +198,22 @@ def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[
         for (i, r), q in zip(good, outs):
             f.write(json.dumps({"id": i, "query": r.query, "refined_query": q}, ensure_ascii=False) + "\n")
     return FileReport(len(good), bad)
+
+
+def suggest_file(settings: Settings, input_path: Path, output: Path, search_log: Path | None = None) -> tuple[FileReport, list[tuple[int, str, str]]]:
+    """A one-word search suggestion (``intent.suggest.QuerySuggester``) for every valid request of
+    ``input_path`` into ``output`` (``{"id", "query", "suggested_query"}``), learned from the clicks of
+    ``search_log`` (``read_search_log``), else of the lake's search sessions: (the requests' report,
+    the log's unreadable rows)."""
+    clicks, unreadable = read_search_log(search_log, settings.intent.click_relevance) if search_log else (lake_clicks(settings), [])
+    suggester = QuerySuggester(settings.intent.suggest_prior).fit(clicks)
+    good, bad = read_requests(input_path)
+    outs = suggester.predict([r for _, r in good])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        for (i, r), q in zip(good, outs, strict=True):
+            f.write(json.dumps({"id": i, "query": r.query, "suggested_query": q}, ensure_ascii=False) + "\n")
+    return FileReport(len(good), bad), unreadable
 
 
 def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, end: datetime, push: bool = True) -> list[dict[str, Any]]:

@@ -52,3 +52,31 @@ def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:
         QuerySuggester.from_pretrained(tmp_path / "nothing")
     with pytest.raises(ValueError, match="prior"):
         QuerySuggester(prior=-1)
+
+
+def test_the_suggest_cli_learns_from_a_search_log_and_reports_bad_lines(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.tsv"
+    rows = ["id\tproduct_uid\tproduct_title\tsearch_term\trelevance"]
+    rows += [f"{n}\t1\t{SAW}\t{q}\t3" for n, q in enumerate(["jig saw", "makita jig saw", "saw", "jig saw"])]
+    rows += ["9\t2\tDEWALT 20-Volt Max Cordless Drill\tcordless drill\t3", "10\t2\tDEWALT 20-Volt Max Cordless Drill\tdrill\tnot a number"]
+    log.write_text("\n".join(rows) + "\n")
+    requests = [
+        {"id": "a", "query": "makita saw", "documents": [{"doc_id": "1", "title": SAW}]},
+        {"id": "b", "query": "", "documents": []},
+        {"id": "c", "query": "drill", "documents": [{"doc_id": "9", "title": "Ryobi 18-Volt Cordless Drill"}]},
+    ]
+    src, out = tmp_path / "req.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in requests) + "\n")
+    cmd = [str(Path(sys.executable).parent / "topicfeed"), "intent", "suggest", "--search-log", str(log), "--input", str(src), "--output", str(out)]
+    got = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "TOPICFEED_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"})
+    assert got.returncode == 0, got.stderr
+    assert "rejected line 2: field 'query'" in got.stderr and "1 unreadable rows" in got.stderr and "suggested for 2 requests" in got.stdout
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [
+        {"id": "a", "query": "makita saw", "suggested_query": "makita jig saw"},
+        {"id": "c", "query": "drill", "suggested_query": "cordless drill"},
+    ]

@@ -526,6 +526,27 @@ def intent_refine(
     typer.echo(f"refined {report.refined} requests into {output}; rejected {len(report.rejected)}")
 
 
+@intent_app.command("suggest")
+def intent_suggest(
+    input: Annotated[Path, typer.Option("--input", help='JSONL requests, as intent refine reads them: {"id", "query", "documents": [{"doc_id", "title"}]}')],
+    output: Annotated[Path, typer.Option("--output", help='JSONL out: {"id", "query", "suggested_query"}')],
+    search_log: Annotated[Path | None, typer.Option(help="learn from this search log (the columns of intent mine --search-log) instead of the lake's search sessions")] = None,
+) -> None:
+    """A short search suggestion per request: Q + the clicked titles' word that the log's users type
+    most often, in title order ("makita saw" -> "makita jig saw"); invalid lines reported by line and field."""
+    from intent.jobs import suggest_file
+
+    try:
+        report, unreadable = suggest_file(get_settings(), input, output, search_log)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if unreadable:
+        typer.echo(f"{len(unreadable)} unreadable rows of {search_log} left out (the first: line {unreadable[0][0]}, field {unreadable[0][1]!r}: {unreadable[0][2]})", err=True)
+    _echo_rejected(report.rejected)
+    typer.echo(f"suggested for {report.refined} requests into {output}; rejected {len(report.rejected)}")
+
+
 @intent_app.command("eval")
 def intent_eval(
     models: Annotated[list[Path] | None, typer.Option("--model", help="refiner directories to compare (repeatable); default: the configured one")] = None,
