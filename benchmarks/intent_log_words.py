@@ -70,9 +70,9 @@ def neighbour(side: int) -> Callable[[MinedPair], str]:
     return refine
 
 
-def typed_word(clicks: Sequence[Click]) -> Callable[[MinedPair], str]:
+def typed_word(clicks: Sequence[Click], prior: float) -> Callable[[MinedPair], str]:
     """Q with the title word that users type most often (``intent.suggest.QuerySuggester``)."""
-    suggester = QuerySuggester(Settings().intent.suggest_prior).fit(clicks)
+    suggester = QuerySuggester(prior).fit(clicks)
     return lambda p: suggester.suggest(p.query, (p.title,))
 
 
@@ -88,25 +88,30 @@ def rouge_each(preds: Sequence[str], pairs: Sequence[MinedPair]) -> np.ndarray:
     return np.array([rouge([q], [p.refined_query])["rougeL"] for q, p in zip(preds, pairs, strict=True)])
 
 
-def cross_validate(clicks: Sequence[Click], folds: int) -> None:
+def against_raw(each: np.ndarray, raw: np.ndarray) -> str:
+    """Mean ROUGE-L with its paired gap to the raw query's and how many pairs it wins and loses."""
+    gap, low, high = paired_bootstrap(each, raw)
+    return f"{each.mean():.3f} ({gap:+.3f} [{low:+.3f}, {high:+.3f}] vs raw; {int((each > raw).sum())} better, {int((each < raw).sum())} worse)"
+
+
+def cross_validate(clicks: Sequence[Click], folds: int, prior: float) -> None:
     """The rules that learn from the log (and the raw query) over ``folds`` folds by product: each
     fold's mined pairs scored by rates of the other folds' clicks, all folds' pairs pooled."""
     pairs: list[MinedPair] = []
     rows: dict[str, list[str]] = {"raw query": [], "Q + the title word before Q": [], "Q + the title word users type most": []}
     for k in range(folds):
-        test = [c for c in clicks if held_out(c.doc_id, (k + 1) / folds) and not held_out(c.doc_id, k / folds)]
-        train = [c for c in clicks if not (held_out(c.doc_id, (k + 1) / folds) and not held_out(c.doc_id, k / folds))]
+        in_fold = [held_out(c.doc_id, (k + 1) / folds) and not held_out(c.doc_id, k / folds) for c in clicks]
+        test = [c for c, inside in zip(clicks, in_fold, strict=True) if inside]
+        train = [c for c, inside in zip(clicks, in_fold, strict=True) if not inside]
         fold = mine(test).pairs
         pairs += fold
-        rules = {"raw query": lambda p: p.query, "Q + the title word before Q": neighbour(-1), "Q + the title word users type most": typed_word(train)}
+        rules = {"raw query": lambda p: p.query, "Q + the title word before Q": neighbour(-1), "Q + the title word users type most": typed_word(train, prior)}
         for label, rule in rules.items():
             rows[label] += [rule(p) for p in fold]
     raw = rouge_each(rows["raw query"], pairs)
     print(f"{folds} folds by product: {len(pairs)} held-out mined pairs in all")
     for label, preds in rows.items():
-        each = rouge_each(preds, pairs)
-        gap, low, high = paired_bootstrap(each, raw)
-        print(f"  {label:58s} {each.mean():.3f} ({gap:+.3f} [{low:+.3f}, {high:+.3f}] vs raw; {int((each > raw).sum())} better, {int((each < raw).sum())} worse)")
+        print(f"  {label:58s} {against_raw(rouge_each(preds, pairs), raw)}")
 
 
 def main() -> None:
@@ -126,19 +131,15 @@ def main() -> None:
         "Q + the best single title word (oracle)": best_one_word,
         "Q + the title word before Q": neighbour(-1),
         "Q + the title word after Q": neighbour(+1),
-        "Q + the title word users type most (training clicks)": typed_word(split.train),
+        "Q + the title word users type most (training clicks)": typed_word(split.train, s.intent.suggest_prior),
     }
     print("ROUGE-L against the mined references: " + " | ".join(sides))
     raw = {name: rouge_each([p.query for p in pairs], pairs) for name, pairs in sides.items()}
     for label, rule in rules.items():
-        cells = []
-        for name, pairs in sides.items():
-            each = rouge_each([rule(p) for p in pairs], pairs)
-            gap, low, high = paired_bootstrap(each, raw[name])
-            cells.append(f"{each.mean():.3f} ({gap:+.3f} [{low:+.3f}, {high:+.3f}] vs raw; {int((each > raw[name]).sum())} better, {int((each < raw[name]).sum())} worse)")
+        cells = [against_raw(rouge_each([rule(p) for p in pairs], pairs), raw[name]) for name, pairs in sides.items()]
         print(f"  {label:58s} " + " | ".join(cells))
     if args.folds > 1:
-        cross_validate(split.train + split.test, args.folds)
+        cross_validate(split.train + split.test, args.folds, s.intent.suggest_prior)
     decodings = {"default": {}, "plain beam search": NO_LENGTH_PREFERENCE, "at most 1 inserted word": {"max_inserted_words": 1}, "both": {**NO_LENGTH_PREFERENCE, "max_inserted_words": 1}}
     for directory in args.model:
         refiner = IntentRefiner.from_pretrained(directory)

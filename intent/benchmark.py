@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,16 +102,17 @@ def log_rows(models: dict[str, IntentRefiner], split: LogSplit, samples: int = 5
     rows = []
     raw_mrr = split.index.mrr([c.query for c in sample], [c.doc_id for c in sample])
     rows.append({"model": "raw query", "rougeL_vs_mined": rouge([p.query for p in pairs], [p.refined_query for p in pairs])["rougeL"], "mrr": raw_mrr, "mrr_ratio": 1.0, "mean_tokens": mean_tokens([c.query for c in sample])})
+
+    def row(name: str, predict: Callable[[list[Request]], list[str]]) -> dict:
+        mined_out = predict([Request(p.query, (p.title,)) for p in pairs])
+        out = predict([Request(c.query, (c.title,)) for c in sample])
+        mrr = split.index.mrr(out, [c.doc_id for c in sample])
+        return {"model": name, "rougeL_vs_mined": rouge(mined_out, [p.refined_query for p in pairs])["rougeL"], "mrr": mrr, "mrr_ratio": mrr / max(raw_mrr, 1e-9), "mean_tokens": mean_tokens(out)}
+
     if suggester is not None:
-        mined_out = suggester.predict([Request(p.query, (p.title,)) for p in pairs])
-        out = suggester.predict([Request(c.query, (c.title,)) for c in sample])
-        mrr = split.index.mrr(out, [c.doc_id for c in sample])
-        rows.append({"model": "log word suggestion", "rougeL_vs_mined": rouge(mined_out, [p.refined_query for p in pairs])["rougeL"], "mrr": mrr, "mrr_ratio": mrr / max(raw_mrr, 1e-9), "mean_tokens": mean_tokens(out)})
+        rows.append(row("log word suggestion", suggester.predict))
     for name, m in models.items():
-        mined_out = m.predict([Request(p.query, (p.title,)) for p in pairs])
-        out = m.predict([Request(c.query, (c.title,)) for c in sample])
-        mrr = split.index.mrr(out, [c.doc_id for c in sample])
-        rows.append({"model": name, "rougeL_vs_mined": rouge(mined_out, [p.refined_query for p in pairs])["rougeL"], "mrr": mrr, "mrr_ratio": mrr / max(raw_mrr, 1e-9), "mean_tokens": mean_tokens(out), "key_repairs": m.last_repairs_})
+        rows.append({**row(name, m.predict), "key_repairs": m.last_repairs_})
     return rows
 
 

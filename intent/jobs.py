@@ -193,11 +193,16 @@ def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[
     good, bad = read_requests(input_path)
     refiner = IntentRefiner.from_pretrained(model, serving_precision=precision)
     outs = refiner.predict([r for _, r in good], progress=progress) if good else []
+    _write_answers(output, good, "refined_query", outs)
+    return FileReport(len(good), bad)
+
+
+def _write_answers(output: Path, requests: Sequence[tuple[str, Request]], field: str, answers: Sequence[str]) -> None:
+    """One JSONL line per request: ``{"id", "query", field}``."""
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
-        for (i, r), q in zip(good, outs):
-            f.write(json.dumps({"id": i, "query": r.query, "refined_query": q}, ensure_ascii=False) + "\n")
-    return FileReport(len(good), bad)
+        for (i, r), answer in zip(requests, answers, strict=True):
+            f.write(json.dumps({"id": i, "query": r.query, field: answer}, ensure_ascii=False) + "\n")
 
 
 def suggest_file(settings: Settings, input_path: Path, output: Path, search_log: Path | None = None) -> tuple[FileReport, list[tuple[int, str, str]]]:
@@ -208,11 +213,7 @@ def suggest_file(settings: Settings, input_path: Path, output: Path, search_log:
     clicks, unreadable = read_search_log(search_log, settings.intent.click_relevance) if search_log else (lake_clicks(settings), [])
     suggester = QuerySuggester(settings.intent.suggest_prior).fit(clicks)
     good, bad = read_requests(input_path)
-    outs = suggester.predict([r for _, r in good])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
-        for (i, r), q in zip(good, outs, strict=True):
-            f.write(json.dumps({"id": i, "query": r.query, "suggested_query": q}, ensure_ascii=False) + "\n")
+    _write_answers(output, good, "suggested_query", suggester.predict([r for _, r in good]))
     return FileReport(len(good), bad), unreadable
 
 
