@@ -7,11 +7,13 @@ script counts them (how many, how many are words of the clicked title, how many 
 Q's words there) and scores simple Q* against the references, on the held-out products and on the
 training products: the raw query; Q with the single title word that scores best (an oracle: the
 ceiling of a one-word refinement); Q with the title word just before or just after Q's words; Q with
-the title word that users of the training products type most often (whose rates count the training
+the title word that users of the training products type most often, over the whole log and (the
+default suggester) among the clicks whose query has one of Q's words (whose rates count the training
 products' own references, so only its held-out column is fair); and,
 with ``--model DIR``, saved refiners decoding by default, with plain beam search, with at most one
 inserted word, and both. ``--folds`` scores the rules that learn from the log once more with every
-product held out once (folds by product: many more pairs than one split has). ROUGE-L F1
+product held out once (folds by product: many more pairs than one split has), the suggester under
+several ``query_prior`` and paired against the whole-log rate. ROUGE-L F1
 (``rouge-score``, stemmed), as ``topicfeed intent eval``.
 
     .venv/bin/python benchmarks/intent_log_words.py [--log PATH] [--model DIR ...] [--folds 5]
@@ -70,9 +72,9 @@ def neighbour(side: int) -> Callable[[MinedPair], str]:
     return refine
 
 
-def typed_word(clicks: Sequence[Click], prior: float) -> Callable[[MinedPair], str]:
+def typed_word(clicks: Sequence[Click], prior: float, query_prior: float | None) -> Callable[[MinedPair], str]:
     """Q with the title word that users type most often (``intent.suggest.QuerySuggester``)."""
-    suggester = QuerySuggester(prior).fit(clicks)
+    suggester = QuerySuggester(prior, query_prior).fit(clicks)
     return lambda p: suggester.suggest(p.query, (p.title,))
 
 
@@ -94,24 +96,37 @@ def against_raw(each: np.ndarray, raw: np.ndarray) -> str:
     return f"{each.mean():.3f} ({gap:+.3f} [{low:+.3f}, {high:+.3f}] vs raw; {int((each > raw).sum())} better, {int((each < raw).sum())} worse)"
 
 
-def cross_validate(clicks: Sequence[Click], folds: int, prior: float) -> None:
+WHOLE_LOG = "Q + the title word users type most (whole-log rate)"
+
+
+def cross_validate(clicks: Sequence[Click], folds: int, prior: float, query_priors: Sequence[float]) -> None:
     """The rules that learn from the log (and the raw query) over ``folds`` folds by product: each
-    fold's mined pairs scored by rates of the other folds' clicks, all folds' pairs pooled."""
+    fold's mined pairs scored by rates of the other folds' clicks, all folds' pairs pooled; the
+    suggester under each of ``query_priors``, also paired against the whole-log rate."""
     pairs: list[MinedPair] = []
-    rows: dict[str, list[str]] = {"raw query": [], "Q + the title word before Q": [], "Q + the title word users type most": []}
+    rows: dict[str, list[str]] = {"raw query": [], "Q + the title word before Q": [], WHOLE_LOG: []}
+    given = {f"  ... among the clicks with Q's words, query_prior {a:g}": a for a in query_priors}
+    rows |= {label: [] for label in given}
     for k in range(folds):
         in_fold = [held_out(c.doc_id, (k + 1) / folds) and not held_out(c.doc_id, k / folds) for c in clicks]
         test = [c for c, inside in zip(clicks, in_fold, strict=True) if inside]
         train = [c for c, inside in zip(clicks, in_fold, strict=True) if not inside]
         fold = mine(test).pairs
         pairs += fold
-        rules = {"raw query": lambda p: p.query, "Q + the title word before Q": neighbour(-1), "Q + the title word users type most": typed_word(train, prior)}
+        rules = {"raw query": lambda p: p.query, "Q + the title word before Q": neighbour(-1), WHOLE_LOG: typed_word(train, prior, None)}
+        rules |= {label: typed_word(train, prior, a) for label, a in given.items()}
         for label, rule in rules.items():
             rows[label] += [rule(p) for p in fold]
     raw = rouge_each(rows["raw query"], pairs)
+    whole = rouge_each(rows[WHOLE_LOG], pairs)
     print(f"{folds} folds by product: {len(pairs)} held-out mined pairs in all")
     for label, preds in rows.items():
-        print(f"  {label:58s} {against_raw(rouge_each(preds, pairs), raw)}")
+        each = rouge_each(preds, pairs)
+        extra = ""
+        if label in given:
+            gap, low, high = paired_bootstrap(each, whole)
+            extra = f"; vs the whole-log rate {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
+        print(f"  {label:58s} {against_raw(each, raw)}{extra}")
 
 
 def main() -> None:
@@ -120,6 +135,7 @@ def main() -> None:
     ap.add_argument("--log", type=Path, default=s.shared_data_dir / "homedepot" / "search_log.tsv", help="a search log (read_search_log's columns)")
     ap.add_argument("--model", type=Path, action="append", default=[], help="a saved refiner to score as well (repeatable)")
     ap.add_argument("--folds", type=int, default=5, help="the rules are also scored with every product held out once: the log split into this many folds by product (the first is the held-out split)")
+    ap.add_argument("--query-prior", type=float, nargs="+", default=[1, 3, 10, 30], help="the suggester's query_prior values the folds score")
     args = ap.parse_args()
     split = split_log(args.log)
     sides = {"held-out products": split.mined_test.pairs, "training products": mine(split.train).pairs}
@@ -131,7 +147,8 @@ def main() -> None:
         "Q + the best single title word (oracle)": best_one_word,
         "Q + the title word before Q": neighbour(-1),
         "Q + the title word after Q": neighbour(+1),
-        "Q + the title word users type most (training clicks)": typed_word(split.train, s.intent.suggest_prior),
+        "Q + the title word users type most (whole-log rate)": typed_word(split.train, s.intent.suggest_prior, None),
+        f"  ... among the clicks with Q's words (query_prior {s.intent.suggest_query_prior:g})": typed_word(split.train, s.intent.suggest_prior, s.intent.suggest_query_prior),
     }
     print("ROUGE-L against the mined references: " + " | ".join(sides))
     raw = {name: rouge_each([p.query for p in pairs], pairs) for name, pairs in sides.items()}
@@ -139,7 +156,7 @@ def main() -> None:
         cells = [against_raw(rouge_each([rule(p) for p in pairs], pairs), raw[name]) for name, pairs in sides.items()]
         print(f"  {label:58s} " + " | ".join(cells))
     if args.folds > 1:
-        cross_validate(split.train + split.test, args.folds, s.intent.suggest_prior)
+        cross_validate(split.train + split.test, args.folds, s.intent.suggest_prior, args.query_prior)
     decodings = {"default": {}, "plain beam search": NO_LENGTH_PREFERENCE, "at most 1 inserted word": {"max_inserted_words": 1}, "both": {**NO_LENGTH_PREFERENCE, "max_inserted_words": 1}}
     for directory in args.model:
         refiner = IntentRefiner.from_pretrained(directory)

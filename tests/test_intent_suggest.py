@@ -37,6 +37,26 @@ def test_it_puts_in_the_title_word_users_type_most_where_the_title_has_it() -> N
     assert two == ["makita saw"]
 
 
+def test_the_word_is_the_one_users_type_with_q_s_words_not_the_whole_log_s(tmp_path: Path) -> None:
+    """Drill searchers type "cordless" (the whole log's favourite), saw searchers type "jig": for
+    "makita saw" the rate among clicks whose query has "saw" or "makita" decides."""
+    cordless_saw, drill = "Makita Cordless Jig Saw", "DEWALT Cordless Drill"
+    log = [Click("cordless drill", "d", drill)] * 6 + [Click(q, "s", cordless_saw) for q in ("jig saw", "makita jig saw", "saw")]
+    whole = QuerySuggester(prior=1.0, query_prior=None).fit(log)
+    given = QuerySuggester(prior=1.0, query_prior=3.0).fit(log)
+    assert whole.rate("cordless") == pytest.approx(6 / 10) and whole.rate("jig") == pytest.approx(2 / 4)
+    assert given.rate_given("jig", ["saw"]) == pytest.approx((2 + 3 * 0.5) / (3 + 3))  # 2 of the 3 saw clicks typed it
+    assert given.rate_given("cordless", ["saw"]) == pytest.approx((0 + 3 * 0.6) / (3 + 3))
+    assert given.rate_given("cordless", ["never-seen"]) == given.rate("cordless")  # no click with Q's words: the whole-log rate
+    request = [Request("makita saw", (cordless_saw,))]
+    assert whole.predict(request) == ["makita cordless saw"] and given.predict(request) == ["makita jig saw"]
+    assert given.predict([Request("drill", ("Ryobi Cordless Drill",))]) == ["cordless drill"]
+    again = QuerySuggester.from_pretrained(given.save_pretrained(tmp_path / "given"))
+    assert again.query_prior == 3.0 and again.predict(request) == ["makita jig saw"]
+    with pytest.raises(ValueError, match="query_prior"):
+        QuerySuggester(query_prior=0)
+
+
 def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:
     s = QuerySuggester().fit(clicks())
     requests = [Request("makita saw", (SAW,)), Request("cordless", ("DEWALT 20-Volt Max Cordless Drill",))]
@@ -48,6 +68,10 @@ def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:
         QuerySuggester().predict(requests)
     with pytest.raises(ValueError, match="no clicks"):
         QuerySuggester().fit([])
+    old = tmp_path / "old"  # a file saved before query_prior: the whole-log rate alone
+    old.mkdir()
+    (old / "query_suggester.json").write_text('{"prior": 1.0, "typed": {"jig": 3}, "seen": {"jig": 5}}')
+    assert QuerySuggester.from_pretrained(old).query_prior is None and QuerySuggester.from_pretrained(old).predict(requests[:1]) == ["makita jig saw"]
     with pytest.raises(FileNotFoundError, match="no query suggester"):
         QuerySuggester.from_pretrained(tmp_path / "nothing")
     with pytest.raises(ValueError, match="prior"):
