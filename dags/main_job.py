@@ -155,6 +155,9 @@ def serve_and_print_feeds(settings: Settings, users: list[tuple[str, str]], log:
             log(f"      GET /v1/feed/{user}: {label}" + (" (fallback: non-personalized)" if got["fallback"] else ""))
             for n, item in enumerate(got["items"], 1):
                 log(f"        {n}. {titles.get(item['item_id'], item['item_id'])[:64]:64s} [{item['reason']['kind']}] {item['reason']['text']}")
+            again = httpx.get(f"{base}/v1/suggestions/{user}", timeout=10).json()["suggestions"]
+            if again:
+                log("        search again (GET /v1/suggestions): " + ", ".join(f"'{x['query']}' [{x['kind']}]" for x in again))
     finally:
         proc.terminate()
         try:

@@ -18,6 +18,10 @@ index) are loaded once in ``lifespan`` and passed to the routes as dependencies.
   quarantined and reported by index and field; a retried batch adds nothing. Clicks are excluded from
   the user's next feeds at once, and a search followed by clicks counts as a fresh interest (the hook
   the intent refiner fills).
+* ``GET /v1/suggestions/{user_id}``: searches to suggest to the user (a search box's "search again"),
+  newest first: each fresh search through this worker as Q with the word of its clicked titles that
+  the log's users type most (``intent.suggest.QuerySuggester``, saved beside the refiner), else its
+  refined Q*, else Q; then the refined Q* of the stored profile's recent intents.
 * ``GET /v1/users/{user_id}/profile`` (API key), ``GET /healthz``, ``GET /metrics`` (Prometheus).
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import hmac
+import logging
 import os
 import threading
 import time
@@ -55,7 +60,11 @@ from feed.routing import ExperimentRouter
 from intent.model import CONFIG_NAME as INTENT_CONFIG
 from intent.model import IntentRefiner
 from intent.realtime import FreshSearch, IntentProcess, IntentQueue
+from intent.suggest import SUGGESTER_NAME, QuerySuggester
+from intent.text import normalize
 from topicfeed.settings import Settings
+
+log = logging.getLogger(__name__)
 
 RECENT_SEARCHES = 3  # fresh searches kept per user
 SEARCH_TTL = timedelta(hours=1)
@@ -85,6 +94,21 @@ class FeedResponse(BaseModel):
     items: list[FeedItemModel]
     fallback: bool = Field(description="true: the non-personalized feed (unknown user, or the online store did not answer)")
     experiment: ServedModel | None = Field(None, description="the experiment and arm that served the page; null when none is live on the surface")
+
+
+class SuggestionModel(BaseModel):
+    query: str = Field(examples=["makita jig saw"], description="the search to suggest")
+    kind: Literal["log_word", "refined", "recent"] = Field(
+        description="log_word: the user's query with the word of the clicked titles that the log's users type most; refined: the intent refiner's Q*; recent: the query as typed"
+    )
+    searched: str | None = Field(None, examples=["makita saw"], description="the query the user typed, where known")
+    ts: datetime = Field(description="when the user searched (the last click)")
+
+
+class SuggestionsResponse(BaseModel):
+    user_id: str
+    suggestions: list[SuggestionModel]
+    fallback: bool = Field(description="true: the online store did not answer, so only the searches this worker saw are listed")
 
 
 class EventsRequest(BaseModel):
@@ -143,6 +167,7 @@ class Metrics:
         )
         self.intent_failures = Counter("topicfeed_intent_failures", "fresh searches the refiner failed to refine (they keep their raw query as the reason)", registry=r)
         self.intent_batch = Histogram("topicfeed_intent_batch_size", "fresh searches refined together (micro-batches)", registry=r, buckets=(1, 2, 4, 8, 16, 32))
+        self.suggestions = Counter("topicfeed_search_suggestions", "search suggestions served, by kind", ["kind"], registry=r)
         self.memo = Counter("topicfeed_feed_memo", "feed requests answered from the memo (hit) or ranked and kept (miss)", ["outcome"], registry=r)
         self.arms = Counter("topicfeed_experiment_pages", "feed pages served under an experiment, by arm", ["experiment", "arm"], registry=r)
         self.experiment_fallbacks = Counter(
@@ -206,6 +231,12 @@ class FeedState:
             else:
                 refiner = IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision)
                 self.intents = IntentQueue(settings, refiner, **report)
+        self.suggester: QuerySuggester | None = None
+        if settings.feed.search_suggestions and (settings.intent_dir / SUGGESTER_NAME).is_file():
+            try:
+                self.suggester = QuerySuggester.from_pretrained(settings.intent_dir)
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # the feed serves without it
+                log.warning("the query suggester in %s cannot be read (%s): fresh searches are suggested as refined or typed", settings.intent_dir, exc)
         self._breaker_until = 0.0
         self._lock = threading.Lock()
 
@@ -223,6 +254,38 @@ class FeedState:
     def recent_searches(self, user_id: str, now: datetime) -> list[RecentSearch]:
         got = self.searches.get(user_id)
         return [s for s in got if s.ts > now - SEARCH_TTL] if got else []
+
+    def suggestions(self, user_id: str, profile: UserProfile | None, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Searches to suggest, newest first, one per search and no text twice: the fresh searches
+        of this worker (Q with the log's most-typed word of the clicked titles where the suggester
+        has one, else the refined Q*, else Q), then the stored profile's refined Q* (those not already
+        a fresh search's)."""
+        found: list[tuple[datetime, str, str, str | None]] = []
+        fresh: set[str] = set()
+        for s in self.recent_searches(user_id, now):
+            with self._lock:
+                titles = list(self.search_clicks.get((user_id, s.query), ()))
+            text, kind = s.query, "recent"
+            if self.suggester is not None and titles and (suggested := self.suggester.suggest(s.query, titles)) != normalize(s.query):
+                text, kind = suggested, "log_word"
+            elif s.refined and normalize(s.refined) != normalize(s.query):
+                text, kind = s.refined, "refined"
+            if s.refined:
+                fresh.add(normalize(s.refined))
+            found.append((s.ts, text, kind, s.query))
+        if profile is not None:
+            for refined, epoch in zip(profile.recent_refined_queries, profile.recent_intent_ts):
+                if normalize(refined) not in fresh:
+                    searched = profile.last_query if refined == profile.last_refined_query else None
+                    found.append((datetime.fromtimestamp(epoch, UTC), refined, "refined", searched))
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for ts, text, kind, searched in sorted(found, key=lambda f: f[0], reverse=True):
+            key = normalize(text)
+            if key and key not in seen and len(out) < limit:
+                seen.add(key)
+                out.append({"query": text, "kind": kind, "searched": searched, "ts": ts})
+        return out
 
     def on_events(self, rows: list[dict[str, Any]]) -> None:
         """Clicks leave the user's next feeds at once; a search with clicks is a fresh interest."""
@@ -307,6 +370,7 @@ async def require_key(state: StateDep, x_api_key: ApiKey) -> None:
 # routers ----------------------------------------------------------------------------------------------
 feed_router = APIRouter(prefix="/v1/feed", tags=["feed"])
 events_router = APIRouter(prefix="/v1/events", tags=["events"])
+suggestions_router = APIRouter(prefix="/v1/suggestions", tags=["suggestions"])
 users_router = APIRouter(prefix="/v1/users", tags=["users (admin)"])
 ops_router = APIRouter(tags=["operations"])
 experiments_router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
@@ -370,6 +434,22 @@ async def get_feed(request: Request, user_id: UserId, query: Annotated[FeedQuery
     for source, n in sources.items():
         state.metrics.items.labels(source).inc(n)
     return Response(body, media_type="application/json")
+
+
+@suggestions_router.get("/{user_id}", response_model=SuggestionsResponse, openapi_extra={"security": [{}, {"APIKeyHeader": []}]})
+async def get_suggestions(request: Request, user_id: UserId, limit: Annotated[int | None, Query(ge=1, le=50, description="suggestions to return; default feed.suggestion_limit")] = None) -> SuggestionsResponse:
+    """Searches to suggest to ``user_id`` ("search again"), newest first: a fresh search as Q with the
+    word of its clicked titles that the log's users type most ("makita saw" -> "makita jig saw"),
+    else as the refiner's Q*; then the refined Q* of the user's stored recent intents. An unknown
+    user gets an empty list; an online store that does not answer, the fresh searches alone."""
+    state: FeedState = request.app.state.feed
+    if state.settings.feed.keyed_reads:
+        _check_key(state, request.headers.get("x-api-key"))
+    profile = state.profile(user_id)
+    items = state.suggestions(user_id, profile, state.holder.catalog.asof, limit or state.settings.feed.suggestion_limit)
+    for item in items:
+        state.metrics.suggestions.labels(item["kind"]).inc()
+    return SuggestionsResponse(user_id=user_id, suggestions=[SuggestionModel(**i) for i in items], fallback=profile is None)
 
 
 @events_router.post("", response_model=EventsResponse, dependencies=[Depends(require_key)])
@@ -558,7 +638,7 @@ def create_app(settings: Settings, catalog_loader: Callable[[], Catalog] | None 
         lifespan=lifespan,
     )
 
-    for router in (feed_router, events_router, users_router, experiments_router, dashboard_router, ops_router):
+    for router in (feed_router, suggestions_router, events_router, users_router, experiments_router, dashboard_router, ops_router):
         app.include_router(router)
     app.add_middleware(Observe)
     app.add_middleware(BodyLimit, limit=settings.feed.max_body_bytes)

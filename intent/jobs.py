@@ -15,7 +15,7 @@ from typing import Any
 
 from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine, read_search_log
 from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
-from intent.suggest import QuerySuggester
+from intent.suggest import SUGGESTER_NAME, QuerySuggester
 from intent.text import capitalized_runs, normalize, stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
 from topicfeed.settings import Settings
@@ -149,7 +149,20 @@ def train_default(settings: Settings, out: Path, teacher: Path | None = None, ne
             examples += label_with(IntentRefiner.from_pretrained(teacher), requests)
     refiner = IntentRefiner.from_base(params=settings.intent).fit(examples, progress=progress)
     refiner.save_pretrained(out)
+    save_suggester(settings, clicks, out)
     return refiner
+
+
+def save_suggester(settings: Settings, clicks: Sequence[Click], out: Path) -> QuerySuggester | None:
+    """The log's one-word suggester (``QuerySuggester``) fitted on ``clicks`` and saved in ``out``
+    beside the refiner, where the feed service finds it; without clicks, none (and an older one in
+    ``out`` is removed, so that it never outlives the lake it was counted on)."""
+    if not clicks:
+        (Path(out) / SUGGESTER_NAME).unlink(missing_ok=True)
+        return None
+    suggester = QuerySuggester(settings.intent.suggest_prior, settings.intent.suggest_query_prior).fit(clicks)
+    suggester.save_pretrained(out)
+    return suggester
 
 
 @dataclass

@@ -158,6 +158,11 @@ def test_a_search_with_clicks_is_a_fresh_interest(served: tuple[Server, Settings
     assert feed["fallback"] is False
     assert any(i["reason"] == {"kind": "intent", "text": "because you recently searched 'pole saw'"} for i in feed["items"])
     assert item not in {i["item_id"] for i in feed["items"]}
+    # without a refiner or a suggester, the search is suggested again as typed
+    got = server.client.get(f"/v1/suggestions/{user}").json()
+    assert [(x["query"], x["kind"], x["searched"]) for x in got["suggestions"]] == [("pole saw", "recent", "pole saw")] and got["fallback"] is False
+    assert server.client.get(f"/v1/suggestions/nobody-{user}").json()["suggestions"] == []
+    assert server.client.get(f"/v1/suggestions/{user}", params={"limit": 0}).status_code == 422
 
 
 def test_partner_rule_profile_health_metrics_and_limits(served: tuple[Server, Settings]) -> None:
@@ -275,19 +280,26 @@ def test_metrics_sum_every_worker(world: Path, tmp_path: Path) -> None:
 def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Path, tmp_path: Path) -> None:
     """With a trained refiner in place, a search with clicks posted to the service is refined in the
     background (the refiner's own process, by default), pushed to the online store (the profile shows it) and becomes the feed's reason."""
+    from intent.mining import Click
     from intent.model import IntentRefiner
+    from intent.suggest import QuerySuggester
+    from intent.text import tokens
 
     from tiny_lm import tiny_llama_dir
 
     model = IntentRefiner.from_base(tiny_llama_dir(tmp_path / "lm"), num_beams=2, max_new_tokens=6).save_pretrained(tmp_path / "refiner")
     data = tmp_path / "data"
     shutil.copytree(world, data)
+    catalog = Catalog.load(Settings(data_dir=data))
+    item = catalog.ids[int(catalog.by_popularity[2])]
+    # the log's users type the clicked title's last word (and no other) after their query
+    title = [t for t in tokens(catalog.titles[catalog.index[item]]) if not t.isdigit() and t not in ("pole", "saw")]
+    word = title[-1]
+    QuerySuggester(prior=1).fit([Click(f"q{n} {word}", f"d{n}", catalog.titles[catalog.index[item]]) for n in range(3)]).save_pretrained(model)
     project = f"svc{uuid.uuid4().hex[:8]}"
     refresh_online(Settings(data_dir=data, feast=FeastSettings(project=project)), default_asof(Settings(data_dir=data)))
     server = Server(data, {"TOPICFEED_FEAST__PROJECT": project, "TOPICFEED_INTENT__MODEL_DIR": str(model)})
     try:
-        catalog = Catalog.load(Settings(data_dir=data))
-        item = catalog.ids[int(catalog.by_popularity[2])]
         user = a_user(Settings(data_dir=data))
         now = datetime.now(UTC).isoformat()
         events = [
@@ -310,6 +322,14 @@ def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Pa
         assert refiner["pid"] != server.proc.pid
         assert "topicfeed_intent_seconds_count 1.0" in metrics and "topicfeed_intent_batch_size_count 1.0" in metrics  # its wait and its batch
         assert 'topicfeed_intent_batch_size_bucket{le="1.0"} 1.0' in metrics and 'topicfeed_intent_seconds_bucket{le="10.0"} 1.0' in metrics
+        # re-search suggestions: the fresh search as Q with the word the log's users type, and its
+        # refined Q* (pushed online) not listed a second time
+        want = [(f"pole saw {word}", "log_word", "pole saw")]
+        deadline = time.monotonic() + 10  # the refined answer reaches this worker just after the store
+        while (got := [(x["query"], x["kind"], x["searched"]) for x in server.client.get(f"/v1/suggestions/{user}").json()["suggestions"]]) != want:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.1)
+        assert 'topicfeed_search_suggestions_total{kind="log_word"}' in server.client.get("/metrics").text
     finally:
         server.stop()
 

@@ -78,9 +78,12 @@ def test_the_default_recipe_repeats_the_gold_examples_and_never_trains_on_the_he
 
     train, test = gold_split()
     settings = Settings(data_dir=tmp_path / "no-lake", intent={"base_model": str(tiny["hf"]), "gold_repeats": 2, **FAST, "epochs": 1})
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "query_suggester.json").write_text("{}")  # counted on a lake that is gone
     refiner = train_default(settings, tmp_path / "student")
     assert refiner.fit_report_["examples"] == 2 * len(train)  # no lake here: the gold-train part, twice
     assert (tmp_path / "student" / "intent_refiner.json").is_file() and len(test) >= 175
+    assert not (tmp_path / "student" / "query_suggester.json").exists()  # no clicks, no suggester
 
 
 @pytest.mark.parametrize("precision", ["int8", "bfloat16"])

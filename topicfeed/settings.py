@@ -356,6 +356,12 @@ class FeedSettings(BaseModel):
         True,
         description="refine fresh searches in a process of their own (intent.realtime.IntentProcess) rather than a thread of the HTTP worker, whose interpreter lock beam search would hold against the requests",
     )
+    search_suggestions: bool = Field(
+        True,
+        description="GET /v1/suggestions/{user}: a fresh search's suggestion is Q with the log's most-typed word of its clicked titles "
+        "(intent.suggest.QuerySuggester, saved beside the refiner by intent train) where one is saved, else its refined Q*",
+    )
+    suggestion_limit: int = Field(5, ge=1, le=50, description="search suggestions returned when the request names no limit")
     memo_size: int = Field(
         50_000,
         ge=0,
