@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -67,6 +67,7 @@ from topicfeed.settings import Settings
 log = logging.getLogger(__name__)
 
 RECENT_SEARCHES = 3  # fresh searches kept per user
+SEARCH_TITLES = 3  # clicked titles kept per fresh search (the refiner's prompt takes 3)
 SEARCH_TTL = timedelta(hours=1)
 BREAKER_S = 1.0
 
@@ -208,6 +209,66 @@ class FeedMemo:
         return len(self._entries)
 
 
+class FreshSearches:
+    """Searches with clicks that arrived through this worker: per user the last ``per_user`` searches
+    (query, the clicked items' topics, time, refined Q* once back) and each search's last
+    ``SEARCH_TITLES`` clicked titles, for the ``users`` users who searched last (the one who searched
+    longest ago leaves first), so a long-running worker's memory stays bounded."""
+
+    def __init__(self, users: int, per_user: int = RECENT_SEARCHES) -> None:
+        self.users = users
+        self.per_user = per_user
+        self._searches: OrderedDict[str, list[RecentSearch]] = OrderedDict()
+        self._titles: dict[tuple[str, str], list[str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, user: str, query: str, topics: dict[str, float], title: str, ts: datetime) -> tuple[str, ...]:
+        """A click under ``query``: the same search as the user's last one (topics merged) or a new
+        one; returns the search's clicked titles kept, oldest first."""
+        with self._lock:
+            searches = self._searches.setdefault(user, [])
+            self._searches.move_to_end(user)
+            if searches and searches[-1].query == query:
+                last = searches[-1]
+                searches[-1] = RecentSearch(query, {**last.topics, **topics}, max(ts, last.ts), last.refined)
+            else:
+                searches.append(RecentSearch(query, dict(topics), ts))
+                if len(searches) > self.per_user:
+                    gone = searches.pop(0)
+                    if all(s.query != gone.query for s in searches):
+                        self._titles.pop((user, gone.query), None)
+            clicked = self._titles.setdefault((user, query), [])
+            if title in clicked:
+                clicked.remove(title)
+            clicked.append(title)
+            del clicked[:-SEARCH_TITLES]
+            while len(self._searches) > self.users:
+                old, dropped = self._searches.popitem(last=False)
+                for s in dropped:
+                    self._titles.pop((old, s.query), None)
+            return tuple(clicked)
+
+    def refined(self, user: str, query: str, refined: str) -> None:
+        """The refiner's Q* for the user's searches of ``query`` (kept only while they are)."""
+        with self._lock:
+            searches = self._searches.get(user, [])
+            for k, s in enumerate(searches):
+                if s.query == query:
+                    searches[k] = RecentSearch(s.query, s.topics, s.ts, refined)
+
+    def recent(self, user: str, since: datetime) -> list[RecentSearch]:
+        """The user's searches after ``since``, oldest first."""
+        with self._lock:
+            return [s for s in self._searches.get(user, ()) if s.ts > since]
+
+    def titles(self, user: str, query: str) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._titles.get((user, query), ()))
+
+    def __len__(self) -> int:
+        return len(self._searches)
+
+
 class FeedState:
     """Everything the routes share, made once in ``lifespan``."""
 
@@ -219,10 +280,9 @@ class FeedState:
         self.experiments = ExperimentRouter(settings)
         self.sink = EventSink(settings)
         self.metrics = Metrics()
-        self.searches: dict[str, deque[RecentSearch]] = {}
+        self.searches = FreshSearches(settings.feed.fresh_search_users)
         self.memo = FeedMemo(settings.feed.memo_size)
         self.user_version: dict[str, int] = {}  # +1 after each event of the user that changes their feed
-        self.search_clicks: dict[tuple[str, str], list[str]] = {}  # (user, query) -> clicked titles
         self.intents: IntentQueue | IntentProcess | None = None
         if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
             report = {"on_refined": self.on_refined, "on_batch": self.on_intent_batch, "on_failed": self.metrics.intent_failures.inc}
@@ -252,8 +312,7 @@ class FeedState:
             return None
 
     def recent_searches(self, user_id: str, now: datetime) -> list[RecentSearch]:
-        got = self.searches.get(user_id)
-        return [s for s in got if s.ts > now - SEARCH_TTL] if got else []
+        return self.searches.recent(user_id, now - SEARCH_TTL)
 
     def suggestions(self, user_id: str, profile: UserProfile | None, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Searches to suggest, newest first, one per search and no text twice: the fresh searches
@@ -263,8 +322,7 @@ class FeedState:
         found: list[tuple[datetime, str, str, str | None]] = []
         fresh: set[str] = set()
         for s in self.recent_searches(user_id, now):
-            with self._lock:
-                titles = list(self.search_clicks.get((user_id, s.query), ()))
+            titles = self.searches.titles(user_id, s.query)
             text, kind = s.query, "recent"
             if self.suggester is not None and titles and (suggested := self.suggester.suggest(s.query, titles)) != normalize(s.query):
                 text, kind = suggested, "log_word"
@@ -312,18 +370,7 @@ class FeedState:
         under the query; with a trained refiner, the search (its clicked titles so far) is also queued
         to be refined and pushed online, and the reason then says the refined query."""
         catalog = self.holder.catalog
-        topics = catalog.item_topics[item]
-        with self._lock:
-            queue = self.searches.setdefault(user, deque(maxlen=RECENT_SEARCHES))
-            if queue and queue[-1].query == query:
-                merged = {**queue[-1].topics, **topics}
-                queue[-1] = RecentSearch(query, merged, max(ts, queue[-1].ts), queue[-1].refined)
-            else:
-                queue.append(RecentSearch(query, dict(topics), ts))
-            clicked = self.search_clicks.setdefault((user, query), [])
-            if catalog.titles[item] not in clicked:
-                clicked.append(catalog.titles[item])
-            titles = tuple(clicked[-3:])
+        titles = self.searches.add(user, query, catalog.item_topics[item], catalog.titles[item], ts)
         if self.intents is not None:
             self.intents.submit(FreshSearch(user, query, titles, ts))
 
@@ -335,11 +382,8 @@ class FeedState:
 
     def on_refined(self, search: FreshSearch, refined: str) -> None:
         """The refiner's answer for a fresh search: it becomes the search's reason text."""
+        self.searches.refined(search.user_id, search.query, refined)
         with self._lock:
-            queue = self.searches.get(search.user_id, ())
-            for k, s in enumerate(queue):
-                if s.query == search.query:
-                    queue[k] = RecentSearch(s.query, s.topics, s.ts, refined)
             self.user_version[search.user_id] = self.user_version.get(search.user_id, 0) + 1
         self.metrics.intents.inc()
 

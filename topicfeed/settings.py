@@ -362,6 +362,11 @@ class FeedSettings(BaseModel):
         "(intent.suggest.QuerySuggester, saved beside the refiner by intent train) where one is saved, else its refined Q*",
     )
     suggestion_limit: int = Field(5, ge=1, le=50, description="search suggestions returned when the request names no limit")
+    fresh_search_users: int = Field(
+        100_000,
+        ge=1,
+        description="users whose fresh searches (with clicks, through POST /v1/events) a worker keeps for reasons and suggestions, those who searched last; 3 searches and 3 clicked titles each",
+    )
     memo_size: int = Field(
         50_000,
         ge=0,
