@@ -1,5 +1,6 @@
 """search_intents (every 10 minutes): refine the window's searches with clicks (grouped by user and
-query) with the trained refiner -> the window's file of refined searches offline + a push online."""
+query) with the trained refiner, and suggest each again with the suggester saved beside it -> the
+window's file of refined searches offline + a push online."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ def search_intents() -> None:
     def refine_window() -> dict:
         from intent.jobs import refine_window as refine
         from intent.model import IntentRefiner
+        from intent.suggest import suggester_for
 
         s = settings()
         start, end = window(get_current_context())
-        records = refine(s, IntentRefiner.from_pretrained(s.intent_dir, serving_precision=s.intent.serving_precision), start, end)
+        refiner = IntentRefiner.from_pretrained(s.intent_dir, serving_precision=s.intent.serving_precision)
+        records = refine(s, refiner, start, end, suggester=suggester_for(s, s.intent_dir))
         return {"start": start.isoformat(), "end": end.isoformat(), "refined": len(records)}
 
     refine_window()

@@ -55,6 +55,7 @@ INTENT_SCHEMA = pa.schema(
         ("last_refined_query", pa.string()),
         ("recent_refined_queries", pa.list_(pa.string())),
         ("recent_intent_ts", pa.list_(pa.int64())),
+        ("recent_suggested_queries", pa.list_(pa.string())),
         ("event_timestamp", pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -107,6 +108,11 @@ def feature_definitions(settings: Settings) -> FeatureDefinitions:
             Field(name="last_refined_query", dtype=String, description="its refined intent Q*"),
             Field(name="recent_refined_queries", dtype=Array(String), description="recent refined intents, newest first"),
             Field(name="recent_intent_ts", dtype=Array(Int64), description="their times, epoch seconds"),
+            Field(
+                name="recent_suggested_queries",
+                dtype=Array(String),
+                description="for each of them, the search's re-search suggestion (Q + the log's most-typed word of the clicked titles; '' where none)",
+            ),
         ],
         source=intents_push,
         online=True,

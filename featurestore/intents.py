@@ -20,29 +20,27 @@ from topicfeed.lake import write_parquet_atomic
 from topicfeed.settings import Settings
 
 
-def intents_frame(records: Iterable[dict[str, Any]], current: dict[str, list[tuple[str, int]]], keep: int) -> pd.DataFrame:
+def intents_frame(records: Iterable[dict[str, Any]], current: dict[str, list[tuple[str, int, str]]], keep: int) -> pd.DataFrame:
     """One row per user: the newest intent first, merged with what the user already had.
 
-    ``records``: ``user_id, query, refined_query, ts``; ``current``: user -> [(refined, epoch_s), ...].
+    ``records``: ``user_id, query, refined_query, ts`` and optionally ``suggested_query`` (the
+    search's re-search suggestion); ``current``: user -> [(refined, epoch_s, suggested), ...].
     """
-    by_user: dict[str, list[tuple[int, str, str]]] = {}
+    by_user: dict[str, list[tuple[int, str, str, str]]] = {}
     for r in records:
         ts = pd.Timestamp(r["ts"])
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        by_user.setdefault(str(r["user_id"]), []).append((int(ts.timestamp()), str(r["query"]), str(r["refined_query"])))
+        by_user.setdefault(str(r["user_id"]), []).append((int(ts.timestamp()), str(r["query"]), str(r["refined_query"]), str(r.get("suggested_query") or "")))
     rows = []
     for user, items in by_user.items():
         items.sort(reverse=True)
-        merged: list[tuple[str, int]] = []
-        for epoch, _, refined in items:
-            merged.append((refined, epoch))
-        merged.extend(current.get(user, []))
+        merged = [(refined, epoch, suggested) for epoch, _, refined, suggested in items] + current.get(user, [])
         seen: set[str] = set()
         recent = []
-        for refined, epoch in sorted(merged, key=lambda x: -x[1]):
+        for refined, epoch, suggested in sorted(merged, key=lambda x: -x[1]):
             if refined not in seen:
                 seen.add(refined)
-                recent.append((refined, epoch))
+                recent.append((refined, epoch, suggested))
         recent = recent[:keep]
         newest = items[0]
         rows.append(
@@ -50,8 +48,9 @@ def intents_frame(records: Iterable[dict[str, Any]], current: dict[str, list[tup
                 "user_id": user,
                 "last_query": newest[1],
                 "last_refined_query": newest[2],
-                "recent_refined_queries": [r for r, _ in recent],
-                "recent_intent_ts": [e for _, e in recent],
+                "recent_refined_queries": [r for r, _, _ in recent],
+                "recent_intent_ts": [e for _, e, _ in recent],
+                "recent_suggested_queries": [x for _, _, x in recent],
                 "event_timestamp": pd.Timestamp(newest[0], unit="s", tz="UTC"),
             }
         )
@@ -59,14 +58,15 @@ def intents_frame(records: Iterable[dict[str, Any]], current: dict[str, list[tup
 
 
 def push_intents(settings: Settings, records: Iterable[dict[str, Any]], store: FeatureStore | None = None, history_name: str | None = None) -> int:
-    """Push refined intents online now (Feast push source) and append them to the offline history."""
+    """Push refined intents (with their suggestions, where the records have them) online now (Feast
+    push source) and append them to the offline history."""
     records = list(records)
     if not records:
         return 0
     store = store or get_store(settings)
     reader = ProfileReader(settings)
     users = sorted({str(r["user_id"]) for r in records})
-    current = {u: list(zip(p.recent_refined_queries, p.recent_intent_ts)) for u, p in zip(users, reader.get_many(users))}
+    current = {u: list(zip(p.recent_refined_queries, p.recent_intent_ts, p.recent_suggested_queries)) for u, p in zip(users, reader.get_many(users))}
     frame = intents_frame(records, current, settings.feast.recent_intents)
     store.push("user_intents_push", frame, to=PushMode.ONLINE)
     # Feast's file offline store cannot append list columns read back from Parquet, so the

@@ -35,7 +35,7 @@ from topicfeed.settings import Settings
 
 PREFS_VIEW = "user_topic_preferences"
 INTENTS_VIEW = "user_recent_intents"
-INTENT_FIELDS = ("last_query", "last_refined_query", "recent_refined_queries", "recent_intent_ts")
+INTENT_FIELDS = ("last_query", "last_refined_query", "recent_refined_queries", "recent_intent_ts", "recent_suggested_queries")
 
 
 class TopicScore(NamedTuple):
@@ -58,6 +58,7 @@ class UserProfile:
     last_refined_query: str | None = None
     recent_refined_queries: list[str] = field(default_factory=list)
     recent_intent_ts: list[int] = field(default_factory=list)
+    recent_suggested_queries: list[str] = field(default_factory=list)  # aligned with recent_refined_queries; '' where none
     intents_at: datetime | None = None
 
     def top(self, level: int = 1, domain: str = "merged", k: int | None = None) -> list[TopicScore]:
@@ -67,7 +68,7 @@ class UserProfile:
 
 # how each stored feature is decoded (featurestore.wire: by hand, protobuf for anything unexpected)
 _LIST_DECODER = {"topics": decode_string_list, "scores": decode_float_list}
-_INTENT_DECODERS = (decode_string, decode_string, decode_string_list, decode_int64_list)  # INTENT_FIELDS order
+_INTENT_DECODERS = (decode_string, decode_string, decode_string_list, decode_int64_list, decode_string_list)  # INTENT_FIELDS order
 
 
 class ProfileReader:
@@ -244,12 +245,14 @@ class ProfileReader:
             profile.preferences = out
             profile.found = True
         if intents.count(None) != len(intents) and not (intents_ts is not None and intents_ts + self.intents_ttl < now):
-            last_query, last_refined, recent, recent_ts = intents
+            last_query, last_refined, recent, recent_ts, suggested = intents
             profile.intents_at = intents_ts
             profile.last_query = last_query
             profile.last_refined_query = last_refined
             profile.recent_refined_queries = list(recent or ())
             profile.recent_intent_ts = [int(x) for x in recent_ts or ()]
+            suggested = list(suggested or ())  # rows pushed before the field: none
+            profile.recent_suggested_queries = (suggested + [""] * len(profile.recent_refined_queries))[: len(profile.recent_refined_queries)]
             profile.found = True
         return profile
 

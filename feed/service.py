@@ -21,7 +21,8 @@ index) are loaded once in ``lifespan`` and passed to the routes as dependencies.
 * ``GET /v1/suggestions/{user_id}``: searches to suggest to the user (a search box's "search again"),
   newest first: each fresh search through this worker as Q with the word of its clicked titles that
   the log's users type most (``intent.suggest.QuerySuggester``, saved beside the refiner), else its
-  refined Q*, else Q; then the refined Q* of the stored profile's recent intents.
+  refined Q*, else Q; then the stored profile's recent intents, each as the suggestion pushed with
+  it (by the batch DAG or the online refiner), else as its Q*.
 * ``GET /v1/users/{user_id}/profile`` (API key), ``GET /healthz``, ``GET /metrics`` (Prometheus).
 """
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import gc
 import hmac
-import logging
 import os
 import threading
 import time
@@ -60,11 +60,9 @@ from feed.routing import ExperimentRouter
 from intent.model import CONFIG_NAME as INTENT_CONFIG
 from intent.model import IntentRefiner
 from intent.realtime import FreshSearch, IntentProcess, IntentQueue
-from intent.suggest import SUGGESTER_NAME, QuerySuggester
+from intent.suggest import suggester_for
 from intent.text import normalize
 from topicfeed.settings import Settings
-
-log = logging.getLogger(__name__)
 
 RECENT_SEARCHES = 3  # fresh searches kept per user
 SEARCH_TITLES = 3  # clicked titles kept per fresh search (the refiner's prompt takes 3)
@@ -283,6 +281,7 @@ class FeedState:
         self.searches = FreshSearches(settings.feed.fresh_search_users)
         self.memo = FeedMemo(settings.feed.memo_size)
         self.user_version: dict[str, int] = {}  # +1 after each event of the user that changes their feed
+        self.suggester = suggester_for(settings, settings.intent_dir)
         self.intents: IntentQueue | IntentProcess | None = None
         if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
             report = {"on_refined": self.on_refined, "on_batch": self.on_intent_batch, "on_failed": self.metrics.intent_failures.inc}
@@ -290,13 +289,7 @@ class FeedState:
                 self.intents = IntentProcess(settings, settings.intent_dir, **report)
             else:
                 refiner = IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision)
-                self.intents = IntentQueue(settings, refiner, **report)
-        self.suggester: QuerySuggester | None = None
-        if settings.feed.search_suggestions and (settings.intent_dir / SUGGESTER_NAME).is_file():
-            try:
-                self.suggester = QuerySuggester.from_pretrained(settings.intent_dir)
-            except (OSError, ValueError, KeyError, TypeError) as exc:  # the feed serves without it
-                log.warning("the query suggester in %s cannot be read (%s): fresh searches are suggested as refined or typed", settings.intent_dir, exc)
+                self.intents = IntentQueue(settings, refiner, suggester=self.suggester, **report)
         self._breaker_until = 0.0
         self._lock = threading.Lock()
 
@@ -317,8 +310,8 @@ class FeedState:
     def suggestions(self, user_id: str, profile: UserProfile | None, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Searches to suggest, newest first, one per search and no text twice: the fresh searches
         of this worker (Q with the log's most-typed word of the clicked titles where the suggester
-        has one, else the refined Q*, else Q), then the stored profile's refined Q* (those not already
-        a fresh search's)."""
+        has one, else the refined Q*, else Q), then the stored profile's recent intents (those not
+        already a fresh search's): the suggestion stored with each, else its refined Q*."""
         found: list[tuple[datetime, str, str, str | None]] = []
         fresh: set[str] = set()
         for s in self.recent_searches(user_id, now):
@@ -332,10 +325,11 @@ class FeedState:
                 fresh.add(normalize(s.refined))
             found.append((s.ts, text, kind, s.query))
         if profile is not None:
-            for refined, epoch in zip(profile.recent_refined_queries, profile.recent_intent_ts):
+            for refined, epoch, suggested in zip(profile.recent_refined_queries, profile.recent_intent_ts, profile.recent_suggested_queries):
                 if normalize(refined) not in fresh:
                     searched = profile.last_query if refined == profile.last_refined_query else None
-                    found.append((datetime.fromtimestamp(epoch, UTC), refined, "refined", searched))
+                    text, kind = (suggested, "log_word") if suggested and self.settings.feed.search_suggestions else (refined, "refined")
+                    found.append((datetime.fromtimestamp(epoch, UTC), text, kind, searched))
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for ts, text, kind, searched in sorted(found, key=lambda f: f[0], reverse=True):
@@ -484,7 +478,8 @@ async def get_feed(request: Request, user_id: UserId, query: Annotated[FeedQuery
 async def get_suggestions(request: Request, user_id: UserId, limit: Annotated[int | None, Query(ge=1, le=50, description="suggestions to return; default feed.suggestion_limit")] = None) -> SuggestionsResponse:
     """Searches to suggest to ``user_id`` ("search again"), newest first: a fresh search as Q with the
     word of its clicked titles that the log's users type most ("makita saw" -> "makita jig saw"),
-    else as the refiner's Q*; then the refined Q* of the user's stored recent intents. An unknown
+    else as the refiner's Q*; then the user's stored recent intents (batch or online), each as the
+    suggestion pushed with it, else as its Q*. An unknown
     user gets an empty list; an online store that does not answer, the fresh searches alone."""
     state: FeedState = request.app.state.feed
     if state.settings.feed.keyed_reads:

@@ -230,10 +230,13 @@ def suggest_file(settings: Settings, input_path: Path, output: Path, search_log:
     return FileReport(len(good), bad), unreadable
 
 
-def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, end: datetime, push: bool = True) -> list[dict[str, Any]]:
+def refine_window(
+    settings: Settings, refiner: IntentRefiner, start: datetime, end: datetime, push: bool = True, suggester: QuerySuggester | None = None
+) -> list[dict[str, Any]]:
     """The window's searches with clicks, grouped by (user, query), refined; each record is written
     to the offline intents history and (``push``) to the online store (``featurestore.intents.push_intents``).
-    Records: user_id, query, refined_query, ts (the last click), topics (of the clicked documents)."""
+    Records: user_id, query, refined_query, suggested_query (with ``suggester``, the re-search
+    suggestion; else ''), ts (the last click), topics (of the clicked documents)."""
     clicks = [c for c in lake_clicks(settings, start, end)]
     groups: dict[tuple[str, str], list[Click]] = defaultdict(list)
     for c in clicks:
@@ -243,12 +246,13 @@ def refine_window(settings: Settings, refiner: IntentRefiner, start: datetime, e
     keys = sorted(groups)
     requests = [Request(q, tuple(dict.fromkeys(c.title for c in groups[(u, q)]))) for u, q in keys]
     refined = refiner.predict(requests)
+    suggested = suggester.predict(requests) if suggester is not None else [""] * len(requests)
     topics = _doc_topics(settings, {c.doc_id for c in clicks})
     records = []
-    for (u, q), r in zip(keys, refined):
+    for (u, q), r, x in zip(keys, refined, suggested, strict=True):
         last = max(c.ts for c in groups[(u, q)])
         docs = dict.fromkeys(c.doc_id for c in groups[(u, q)])
-        records.append({"user_id": u, "query": q, "refined_query": r, "ts": _iso(last), "topics": sorted({t for d in docs for t in topics.get(d, [])})})
+        records.append({"user_id": u, "query": q, "refined_query": r, "suggested_query": x, "ts": _iso(last), "topics": sorted({t for d in docs for t in topics.get(d, [])})})
     path = _write_window(settings, start, end, records)
     if push:
         from featurestore.intents import push_intents
@@ -264,7 +268,8 @@ def _write_window(settings: Settings, start: datetime, end: datetime, records: l
     out = settings.features_dir / "refined_searches"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}.parquet"
-    table = pa.Table.from_pylist(records, schema=pa.schema([("user_id", pa.string()), ("query", pa.string()), ("refined_query", pa.string()), ("ts", pa.string()), ("topics", pa.list_(pa.string()))]))
+    fields = [("user_id", pa.string()), ("query", pa.string()), ("refined_query", pa.string()), ("suggested_query", pa.string()), ("ts", pa.string()), ("topics", pa.list_(pa.string()))]
+    table = pa.Table.from_pylist(records, schema=pa.schema(fields))
     write_parquet_atomic(table, path)
     return path
 

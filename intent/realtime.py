@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from intent.model import IntentRefiner, Request
+from intent.suggest import QuerySuggester, suggester_for
 from topicfeed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,12 @@ def take(inbox: _Gets, max_batch: int, max_wait_s: float) -> list | None:
     return batch
 
 
-def refine_and_push(refiner: IntentRefiner, push: Push, batch: list[FreshSearch]) -> list[str]:
-    refined = refiner.predict([Request(s.query, s.titles) for s in batch])
-    push([{"user_id": s.user_id, "query": s.query, "refined_query": r, "ts": s.ts.isoformat()} for s, r in zip(batch, refined)])
+def refine_and_push(refiner: IntentRefiner, push: Push, batch: list[FreshSearch], suggester: QuerySuggester | None = None) -> list[str]:
+    """Refine the batch and push each search's Q* (and, with ``suggester``, its re-search suggestion)."""
+    requests = [Request(s.query, s.titles) for s in batch]
+    refined = refiner.predict(requests)
+    suggested = suggester.predict(requests) if suggester is not None else [""] * len(batch)
+    push([{"user_id": s.user_id, "query": s.query, "refined_query": r, "suggested_query": x, "ts": s.ts.isoformat()} for s, r, x in zip(batch, refined, suggested)])
     return refined
 
 
@@ -135,9 +139,11 @@ class IntentQueue(_Callbacks):
         max_batch: int = 32,
         max_wait_s: float = 0.05,
         on_failed: Callable[[int], None] | None = None,
+        suggester: QuerySuggester | None = None,
     ) -> None:
         super().__init__(on_refined, on_batch, on_failed)
         self.refiner = refiner
+        self.suggester = suggester
         self.push = push or store_push(settings)
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self._queue: queue.Queue[tuple[FreshSearch, float] | None] = queue.Queue()
@@ -158,7 +164,7 @@ class IntentQueue(_Callbacks):
         while (batch := take(self._queue, self.max_batch, self.max_wait_s)) is not None:
             searches = [s for s, _ in batch]
             try:
-                refined = refine_and_push(self.refiner, self.push, searches)
+                refined = refine_and_push(self.refiner, self.push, searches, self.suggester)
             except Exception:  # noqa: BLE001 - the service keeps serving; the raw query stays the reason
                 self._failed(len(batch))
                 log.exception("refining %d fresh searches failed", len(batch))
@@ -196,6 +202,7 @@ def _serve(settings: Settings, model_dir: str, push: Push | None, max_batch: int
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s intent-refiner %(message)s")
     try:
         refiner = IntentRefiner.from_pretrained(model_dir, serving_precision=settings.intent.serving_precision)
+        suggester = suggester_for(settings, model_dir)
         push = push or store_push(settings)
     except Exception as e:  # noqa: BLE001 - told to the parent, which raises it
         outbox.send(("error", f"{type(e).__name__}: {e}"))
@@ -205,7 +212,7 @@ def _serve(settings: Settings, model_dir: str, push: Push | None, max_batch: int
     while (batch := take(searches, max_batch, max_wait_s)) is not None:
         keys = [k for k, _ in batch]
         try:
-            answer = ("done", keys, refine_and_push(refiner, push, [s for _, s in batch]))
+            answer = ("done", keys, refine_and_push(refiner, push, [s for _, s in batch], suggester))
         except Exception as e:  # noqa: BLE001 - the service keeps serving
             log.exception("refining %d fresh searches failed", len(batch))
             answer = ("failed", keys, f"{type(e).__name__}: {e}")

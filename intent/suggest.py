@@ -15,6 +15,7 @@ users' longer queries 0.636 for Q, 0.672 with the first share alone, 0.695 with 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,6 +23,9 @@ from pathlib import Path
 from intent.mining import Click
 from intent.model import Request
 from intent.text import stem, tokens
+from topicfeed.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SUGGESTER_NAME = "query_suggester.json"
 
@@ -141,3 +145,17 @@ class QuerySuggester:
         out.typed, out.seen, out.pairs = Counter(data["typed"]), Counter(data["seen"]), data.get("pairs", {})
         out.fitted_ = True
         return out
+
+
+def suggester_for(settings: Settings, directory: str | Path) -> QuerySuggester | None:
+    """The suggester saved in ``directory`` (``intent train`` saves it beside the refiner) where the
+    settings want suggestions (``feed.search_suggestions``); ``None`` where there is none, and for one
+    that cannot be read (logged: the searches are still refined, without suggestions)."""
+    path = Path(directory) / SUGGESTER_NAME
+    if not settings.feed.search_suggestions or not path.is_file():
+        return None
+    try:
+        return QuerySuggester.from_pretrained(directory)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("the query suggester %s cannot be read (%s): searches go on without suggestions", path, exc)
+        return None

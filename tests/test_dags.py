@@ -24,7 +24,10 @@ from dags.run import airflow_env
 from featurestore.jobs import simulated_world
 from featurestore.profile import ProfileReader
 from feed.notify import import_time_zones
+from intent.jobs import save_suggester
+from intent.mining import lake_clicks
 from intent.model import IntentRefiner
+from intent.suggest import QuerySuggester
 from topicfeed.lake import Lake
 from topicfeed.schemas import EVENT_SCHEMA
 from topicfeed.settings import Settings, SimulatorSettings
@@ -39,6 +42,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, datetime,
     asof = simulated_world(s, base / "sim")
     import_time_zones(s, base / "sim" / "time_zones.parquet")
     IntentRefiner.from_base(tiny_llama_dir(base / "lm"), num_beams=2, max_new_tokens=6).save_pretrained(s.intent_dir)
+    save_suggester(s, lake_clicks(s), s.intent_dir)  # as intent train does
     return s, asof, airflow_env(s.data_dir)
 
 
@@ -106,11 +110,16 @@ def test_search_intents_refines_the_window_once_however_often_it_runs(world: tup
     refined = got["tasks"]["refine_window"]["return"]["refined"]
     assert refined >= 1
     window_file = s.features_dir / "refined_searches" / f"{start:%Y%m%dT%H%M%S}-{start + timedelta(minutes=10):%Y%m%dT%H%M%S}.parquet"
-    rows = duckdb.connect().execute(f"select user_id, query, refined_query from '{window_file}'").fetchall()
-    assert len(rows) == refined and all(set(q.split()) <= set(r.split()) or r for _, q, r in rows)
-    user, query, answer = rows[0]
+    rows = duckdb.connect().execute(f"select user_id, query, refined_query, suggested_query from '{window_file}'").fetchall()
+    assert len(rows) == refined and all(set(q.split()) <= set(r.split()) or r for _, q, r, _ in rows)
+    suggester = QuerySuggester.from_pretrained(s.intent_dir)  # each search suggested again by the suggester beside the refiner
+    assert any(x != q for _, q, _, x in rows) and all(set(q.split()) <= set(x.split()) and len(x.split()) <= len(q.split()) + 1 for _, q, _, x in rows)
+    user, query, answer, suggested = rows[0]
     profile = ProfileReader(s).get(user)
     assert answer in profile.recent_refined_queries
+    assert profile.recent_suggested_queries[profile.recent_refined_queries.index(answer)] == suggested  # pushed online beside its Q*
+    titles = tuple(dict.fromkeys(c.title for c in lake_clicks(s, start, start + timedelta(minutes=10)) if (c.user_id, c.query) == (user, query)))
+    assert suggested == suggester.suggest(query, titles)
     history = digest(s.features_dir / "user_intents")
     run_dag(env, "search_intents", start + timedelta(minutes=10))
     assert digest(s.features_dir / "user_intents") == history  # the rerun replaced its own file, added none

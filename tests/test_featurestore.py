@@ -128,15 +128,19 @@ def test_push_intent_is_readable_at_once(kind: str, world, tmp_path: Path, redis
     intents.push_intents(s, [{"user_id": user, "query": "aespa", "refined_query": "aespa japan album hot mess", "ts": now.isoformat()}])
     profile = ProfileReader(s).get(user)
     assert profile.last_query == "aespa" and profile.last_refined_query == "aespa japan album hot mess"
-    intents.push_intents(s, [{"user_id": user, "query": "aespa tour", "refined_query": "aespa world tour seoul", "ts": (now + timedelta(seconds=5)).isoformat()}])
+    assert profile.recent_suggested_queries == [""]  # pushed without a suggestion
+    later = (now + timedelta(seconds=5)).isoformat()
+    intents.push_intents(s, [{"user_id": user, "query": "aespa tour", "refined_query": "aespa world tour seoul", "suggested_query": "aespa tour seoul", "ts": later}])
     profile = ProfileReader(s).get(user)
     assert profile.recent_refined_queries == ["aespa world tour seoul", "aespa japan album hot mess"]
+    assert profile.recent_suggested_queries == ["aespa tour seoul", ""]  # each beside its Q*, through the merge
     assert profile.recent_intent_ts == sorted(profile.recent_intent_ts, reverse=True)
     assert profile.preferences  # preferences untouched by the push
     history = sorted((r for r in pq.read_table(s.features_dir / "user_intents").to_pylist() if r["user_id"] == user), key=lambda r: r["event_timestamp"])
     # every push is kept offline too, in order, with the user's recent list as it stood then
     assert [r["last_query"] for r in history] == ["aespa", "aespa tour"]
     assert history[-1]["recent_refined_queries"] == ["aespa world tour seoul", "aespa japan album hot mess"]
+    assert history[-1]["recent_suggested_queries"] == ["aespa tour seoul", ""]
 
 
 @pytest.mark.parametrize("kind", STORES)

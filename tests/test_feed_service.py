@@ -17,6 +17,7 @@ import httpx
 import pyarrow.compute as pc
 import pytest
 
+from featurestore.intents import push_intents
 from featurestore.jobs import default_asof, refresh_online, simulated_world
 from feed.catalog import Catalog
 from topicfeed.lake import Lake
@@ -162,6 +163,16 @@ def test_a_search_with_clicks_is_a_fresh_interest(served: tuple[Server, Settings
     got = server.client.get(f"/v1/suggestions/{user}").json()
     assert [(x["query"], x["kind"], x["searched"]) for x in got["suggestions"]] == [("pole saw", "recent", "pole saw")] and got["fallback"] is False
     assert server.client.get(f"/v1/suggestions/nobody-{user}").json()["suggestions"] == []
+    # searches refined elsewhere (the batch DAG, another worker) come from the store: the suggestion pushed with one, else its Q*
+    stored = f"stored-{user}"
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    push_intents(s, [
+        {"user_id": stored, "query": "aespa", "refined_query": "aespa japan album hot mess", "ts": t0.isoformat()},
+        {"user_id": stored, "query": "aespa tour", "refined_query": "aespa world tour seoul", "suggested_query": "aespa tour seoul", "ts": (t0 + timedelta(seconds=5)).isoformat()},
+    ])
+    got = server.client.get(f"/v1/suggestions/{stored}").json()["suggestions"]
+    assert [(x["query"], x["kind"], x["searched"]) for x in got] == [("aespa tour seoul", "log_word", "aespa tour"), ("aespa japan album hot mess", "refined", None)]
+    assert [x["query"] for x in server.client.get(f"/v1/suggestions/{stored}", params={"limit": 1}).json()["suggestions"]] == ["aespa tour seoul"]
     assert server.client.get(f"/v1/suggestions/{user}", params={"limit": 0}).status_code == 422
 
 
@@ -330,6 +341,9 @@ def test_a_fresh_search_is_refined_and_pushed_online_for_the_next_feed(world: Pa
             assert time.monotonic() < deadline, got
             time.sleep(0.1)
         assert 'topicfeed_search_suggestions_total{kind="log_word"}' in server.client.get("/metrics").text
+        # the refiner process pushed the suggestion online beside Q*, for any worker to read
+        profile = server.client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": KEY}).json()
+        assert profile["recent_suggested_queries"] == [f"pole saw {word}"] and profile["recent_refined_queries"] == [refined]
     finally:
         server.stop()
 

@@ -571,16 +571,20 @@ def intent_refine_logs(
     model: Annotated[Path | None, typer.Option(help="refiner directory; default: the configured intent dir")] = None,
     push: Annotated[bool, typer.Option(help="also push the refined intents to the online store")] = True,
 ) -> None:
-    """Refine a window's searches with clicks, grouped by (user, query): offline history + online push."""
+    """Refine a window's searches with clicks, grouped by (user, query), and suggest each again with
+    the suggester saved beside the refiner: offline history + online push."""
     from intent.jobs import refine_window
     from intent.model import IntentRefiner
+    from intent.suggest import suggester_for
 
     settings = get_settings()
     t0 = time.perf_counter()
-    records = refine_window(settings, IntentRefiner.from_pretrained(model or settings.intent_dir, serving_precision=settings.intent.serving_precision), _when(start), _when(end), push=push)
+    directory = model or settings.intent_dir
+    refiner = IntentRefiner.from_pretrained(directory, serving_precision=settings.intent.serving_precision)
+    records = refine_window(settings, refiner, _when(start), _when(end), push=push, suggester=suggester_for(settings, directory))
     typer.echo(f"refined {len(records)} searches in {time.perf_counter() - t0:.1f}s" + (" and pushed them online" if push else ""))
     for r in records[:5]:
-        typer.echo(f"  {r['user_id']}: {r['query']!r} -> {r['refined_query']!r}")
+        typer.echo(f"  {r['user_id']}: {r['query']!r} -> {r['refined_query']!r}" + (f" (suggested: {r['suggested_query']!r})" if r["suggested_query"] else ""))
 
 
 @notify_app.command("targets")
