@@ -533,7 +533,8 @@ def intent_suggest(
     search_log: Annotated[Path | None, typer.Option(help="learn from this search log (the columns of intent mine --search-log) instead of the lake's search sessions")] = None,
 ) -> None:
     """A short search suggestion per request: Q + the clicked titles' word that the log's users type
-    most often, in title order ("makita saw" -> "makita jig saw"); invalid lines reported by line and field."""
+    most often with Q's words, in title order ("makita saw" -> "makita jig saw"); invalid lines
+    reported by line and field."""
     from intent.jobs import suggest_file
 
     try:
@@ -556,7 +557,7 @@ def intent_eval(
 ) -> None:
     """ROUGE, BERTScore, key-token retention, bias share on held-out gold; on held-out products of a
     real search log, ROUGE-L against mined Q* and the clicked product's BM25 MRR with Q* vs Q, beside
-    the log's one-word suggestion (Q + the title word the training products' users type most)."""
+    the log's one-word suggestion (Q + the title word the training products' users type most with Q's words)."""
     from intent.benchmark import evaluate_models
 
     settings = get_settings()
