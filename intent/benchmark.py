@@ -146,6 +146,6 @@ def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: 
         lines.append(f"  BERTScore F1 {name} - {names[0]}: {gap:+.3f} (paired bootstrap 95% interval {low:+.3f} .. {high:+.3f})")
     rejected = f", {_rejected(split.rejected)}" if split.rejected else ""
     lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR{rejected}):")
-    suggester = QuerySuggester(settings.intent.suggest_prior, settings.intent.suggest_query_prior).fit(split.train) if split.train else None
+    suggester = QuerySuggester.from_params(settings.intent).fit(split.train) if split.train else None
     lines += ["  " + format_row(r) for r in log_rows(models, split, samples, suggester=suggester)]
     return lines

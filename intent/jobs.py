@@ -160,7 +160,7 @@ def save_suggester(settings: Settings, clicks: Sequence[Click], out: Path) -> Qu
     if not clicks:
         (Path(out) / SUGGESTER_NAME).unlink(missing_ok=True)
         return None
-    suggester = QuerySuggester(settings.intent.suggest_prior, settings.intent.suggest_query_prior).fit(clicks)
+    suggester = QuerySuggester.from_params(settings.intent).fit(clicks)
     suggester.save_pretrained(out)
     return suggester
 
@@ -224,7 +224,7 @@ def suggest_file(settings: Settings, input_path: Path, output: Path, search_log:
     ``search_log`` (``read_search_log``), else of the lake's search sessions: (the requests' report,
     the log's unreadable rows)."""
     clicks, unreadable = read_search_log(search_log, settings.intent.click_relevance) if search_log else (lake_clicks(settings), [])
-    suggester = QuerySuggester(settings.intent.suggest_prior, settings.intent.suggest_query_prior).fit(clicks)
+    suggester = QuerySuggester.from_params(settings.intent).fit(clicks)
     good, bad = read_requests(input_path)
     _write_answers(output, good, "suggested_query", suggester.predict([r for _, r in good]))
     return FileReport(len(good), bad), unreadable

@@ -23,7 +23,7 @@ from pathlib import Path
 from intent.mining import Click
 from intent.model import Request
 from intent.text import stem, tokens
-from topicfeed.settings import Settings
+from topicfeed.settings import IntentSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,11 @@ class QuerySuggester:
         self.typed: Counter[str] = Counter()
         self.pairs: dict[str, dict[str, list[int]]] = {}  # query word -> title word -> [typed, seen]
         self.fitted_ = False
+
+    @classmethod
+    def from_params(cls, params: IntentSettings) -> QuerySuggester:
+        """An unfitted suggester with the settings' priors (``suggest_prior``, ``suggest_query_prior``)."""
+        return cls(params.suggest_prior, params.suggest_query_prior)
 
     def fit(self, clicks: Iterable[Click]) -> QuerySuggester:
         """Count, per stemmed word, the clicks whose title has it and those whose query has it too;
