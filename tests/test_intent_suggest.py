@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,19 @@ def test_the_word_is_the_one_users_type_with_q_s_words_not_the_whole_log_s(tmp_p
     assert again.query_prior == 3.0 and again.predict(request) == ["makita jig saw"]
     with pytest.raises(ValueError, match="query_prior"):
         QuerySuggester(query_prior=0)
+    # a file from before the arrays kept the pairs as {query word: {title word: [typed, clicks]}}
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    data = json.loads((tmp_path / "given" / "query_suggester.json").read_text())
+    assert given.pairs is not None and len(data["pair_counts"]["title"]) == len(given.pairs) == 11  # typed title words with each other query word
+    found, typed, seen = given.pairs.lookup("saw", given.pairs.word_ids(["jig", "cordless", "drill", "amp"]))
+    assert found.tolist() == [True, True, False, False] and typed[:2].tolist() == [2, 0] and seen[:2].tolist() == [3, 3]
+    del data["pair_counts"]
+    data["pairs"] = {"saw": {"jig": [2, 3], "cordless": [0, 3]}}
+    (nested / "query_suggester.json").write_text(json.dumps(data))
+    old = QuerySuggester.from_pretrained(nested)
+    assert old.rate_given("jig", ["saw"]) == given.rate_given("jig", ["saw"]) and old.predict(request) == ["makita jig saw"]
+    assert old.rate_given("jig", ["makita"]) == old.rate("jig")  # a pair the old file lacks: the whole-log rate
 
 
 def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:
@@ -79,7 +93,6 @@ def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:
 
 
 def test_the_suggest_cli_learns_from_a_search_log_and_reports_bad_lines(tmp_path: Path) -> None:
-    import json
     import os
     import subprocess
     import sys

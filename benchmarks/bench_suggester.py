@@ -1,0 +1,136 @@
+"""The query suggester's memory and speed on a real search log: its pair counts as sorted arrays
+(``intent.suggest.PairCounts``) against the dict of dicts it kept before, built in this process from
+the same clicks (the baseline).
+
+Fits ``QuerySuggester`` on every click of the log and prints: fit time, the memory the fitted
+suggester holds (``tracemalloc``) and its peak while fitting, the saved file's size and load time,
+the time of one suggestion (over the first ``--suggestions`` clicks); then the same counts as
+``{query word: {title word: [typed, clicks]}}`` (what ``fit`` built before): their memory, checked
+equal to the arrays, and the share of suggestions that both give alike.
+
+    .venv/bin/python benchmarks/bench_suggester.py [--log PATH] [--suggestions 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from intent.mining import Click, read_search_log
+from intent.suggest import SUGGESTER_NAME, PairCounts, QuerySuggester
+from intent.text import stem, tokens
+from topicfeed.settings import Settings
+
+T = TypeVar("T")
+
+
+def measured(make: Callable[[], T]) -> tuple[T, float, float, float]:
+    """(what ``make`` returns, seconds, MB held after, MB at the peak)."""
+    gc.collect()
+    tracemalloc.start()
+    t = time.perf_counter()
+    out = make()
+    seconds = time.perf_counter() - t
+    gc.collect()
+    held, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return out, seconds, held / 1e6, peak / 1e6
+
+
+def nested_pairs(clicks: list[Click], typed: Counter[str]) -> dict[str, dict[str, list[int]]]:
+    """The baseline: the pair counts as ``QuerySuggester.fit`` kept them before the arrays."""
+    pairs: dict[str, dict[str, list[int]]] = {}
+    for c in clicks:
+        query, title = {stem(t) for t in tokens(c.query)}, {stem(t) for t in tokens(c.title)}
+        for word in title:
+            if word in typed:
+                for q in query - {word}:
+                    counts = pairs.setdefault(q, {}).setdefault(word, [0, 0])
+                    counts[0] += word in query
+                    counts[1] += 1
+    return pairs
+
+
+class NestedSuggester(QuerySuggester):
+    """The baseline's lookups: ``rates_given`` over the dict of dicts, one word at a time, as before."""
+
+    nested: dict[str, dict[str, list[int]]]
+
+    def rates_given(self, words: Sequence[str], query: Sequence[str]) -> np.ndarray:
+        out = []
+        for word in words:
+            base = self.rate(word)
+            w, best = stem(word.lower()), None
+            if self.query_prior is not None and base > 0:
+                for q in {stem(t.lower()) for t in query}:
+                    counts = self.nested.get(q, {}).get(w)
+                    if counts is not None:
+                        r = (counts[0] + self.query_prior * base) / (counts[1] + self.query_prior)
+                        best = r if best is None else max(best, r)
+            out.append(base if best is None else best)
+        return np.array(out, dtype=np.float64)
+
+
+def timed_suggestions(suggester: QuerySuggester, sample: Sequence[Click]) -> tuple[list[str], float]:
+    t = time.perf_counter()
+    got = [suggester.suggest(c.query, (c.title,)) for c in sample]
+    return got, (time.perf_counter() - t) / max(len(sample), 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--log", type=Path, help="a search log (Home Depot's columns); default: the shared Home Depot log")
+    ap.add_argument("--suggestions", type=int, default=5000, help="clicks suggested for, timing one suggestion")
+    args = ap.parse_args()
+    s = Settings()
+    clicks, rejected = read_search_log(args.log or s.shared_data_dir / "homedepot" / "search_log.tsv")
+    print(f"{len(clicks):,} clicks ({len(rejected)} unreadable rows)")
+
+    suggester, fit_s, held, peak = measured(lambda: QuerySuggester.from_params(s.intent).fit(clicks))
+    pairs = suggester.pairs
+    assert pairs is not None
+    print(f"suggester (arrays): fit {fit_s:.2f} s, holds {held:.1f} MB (peak {peak:.1f} MB while fitting), {len(pairs):,} pairs in {pairs.nbytes() / 1e6:.1f} MB of arrays")
+    with tempfile.TemporaryDirectory() as tmp:
+        suggester.save_pretrained(tmp)
+        size = (Path(tmp) / SUGGESTER_NAME).stat().st_size
+        loaded, load_s, load_held, _ = measured(lambda: QuerySuggester.from_pretrained(tmp))
+    print(f"  file {size / 1e6:.1f} MB, loads in {load_s:.2f} s and holds {load_held:.1f} MB")
+
+    nested, nested_s, nested_held, _ = measured(lambda: nested_pairs(clicks, suggester.typed))
+    print(f"baseline (dict of dicts, as fit kept it before): counted in {nested_s:.2f} s, holds {nested_held:.1f} MB")
+    same = table(PairCounts.from_nested(nested)) == table(pairs)
+    old = NestedSuggester.from_params(s.intent)
+    old.typed, old.seen, old.nested, old.fitted_ = suggester.typed, suggester.seen, nested, True
+
+    sample = clicks[: args.suggestions]
+    rounds = [(timed_suggestions(loaded, sample), timed_suggestions(old, sample)) for _ in range(3)]  # alternated: a slow spell hits both
+    got, baseline = rounds[0][0][0], rounds[0][1][0]
+    per, per_old = statistics.median(r[0][1] for r in rounds), statistics.median(r[1][1] for r in rounds)
+    alike = sum(a == b for a, b in zip(got, baseline))
+    print(f"  the same counts: {'yes' if same else 'NO'}; the same suggestions: {alike:,} of {len(sample):,}")
+    print(f"memory held: arrays {held:.1f} MB, {held / nested_held:.2f}x the dict of dicts' {nested_held:.1f} MB")
+    print(f"one suggestion (median of 3 rounds over {len(sample):,}): arrays {per * 1e3:.3f} ms, {per / per_old:.2f}x the dict of dicts' {per_old * 1e3:.3f} ms")
+
+
+def table(p: PairCounts) -> set[tuple[str, str, int, int]]:
+    """Every pair by its words (ids differ between two ``PairCounts`` of the same counts)."""
+    words = list(p.ids)
+    out = set()
+    for q, qi in p.ids.items():
+        lo, hi = int(p.start[qi]), int(p.start[qi + 1])
+        out |= {(q, words[w], int(ty), int(se)) for w, ty, se in zip(p.title[lo:hi], p.typed[lo:hi], p.seen[lo:hi])}
+    return out
+
+
+if __name__ == "__main__":
+    main()
