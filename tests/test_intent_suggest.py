@@ -36,6 +36,8 @@ def test_it_puts_in_the_title_word_users_type_most_where_the_title_has_it() -> N
     assert s.predict([Request("Top  Handle", ("Top Handle 6.5",)), Request("saw", ())]) == ["top handle", "saw"]
     two = s.predict([Request("makita", ("Makita Top Handle", SAW))])  # the best word of any clicked title
     assert two == ["makita saw"]
+    assert s.suggest("makita", (SAW,), among=["Jigs", "handle"]) == "makita jig"  # only among these words (by stem)
+    assert s.suggest("makita", (SAW,), among=["amp"]) == "makita"  # none of them typed: Q alone
 
 
 def test_the_word_is_the_one_users_type_with_q_s_words_not_the_whole_log_s(tmp_path: Path) -> None:
