@@ -18,7 +18,7 @@ import json
 import logging
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,9 @@ SUGGESTER_NAME = "query_suggester.json"
 class PairCounts:
     """Per (query word, title word): the clicks with the query word in the query and the title word
     in the clicked title, and how many of them typed the title word too. Stored as rows of sorted
-    arrays (one row of title word ids per query word), not as a dict of dicts: 292,877 Home Depot
-    pairs hold 3.7 MB in place of 35 MB (``benchmarks/bench_suggester.py``)."""
+    arrays (one row of title word ids per query word), not as a dict of dicts: Home Depot's 292,877
+    pairs are 3.6 MB of arrays, and the fitted suggester holds 4.6 MB in place of 37.4 MB
+    (``benchmarks/bench_suggester.py``)."""
 
     ids: dict[str, int]  # stemmed word -> id, for query words and typed title words
     start: np.ndarray  # int64, len(ids) + 1: query word i's pairs are [start[i], start[i + 1])
@@ -48,10 +49,14 @@ class PairCounts:
     seen: np.ndarray  # int32
 
     @classmethod
-    def count(cls, rows: Sequence[tuple[set[str], set[str]]], typed: Counter[str]) -> PairCounts:
-        """From (query words, title words) per click, for the title words in ``typed``."""
+    def count(cls, rows: Iterable[tuple[set[str], set[str]]], typed: Counter[str], chunk: int = 500_000) -> PairCounts:
+        """From (query words, title words) per click, for the title words in ``typed``; counted in
+        parts of ``chunk`` (query word, title word) occurrences, each part reduced to its distinct
+        pairs before the next, so memory grows with the distinct pairs, not with the log."""
         ids: dict[str, int] = {}
+        total = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))  # (keys, typed, seen) of the parts so far
         pair_keys, typed_flags = array("q"), array("b")  # query word id << 32 | title word id
+
         for query, title in rows:
             words = [w for w in title if w in typed]
             if not words:
@@ -63,12 +68,12 @@ class PairCounts:
                     if q != word:
                         pair_keys.append(qi | w)
                         typed_flags.append(hit)
-        keys, inverse = np.unique(np.frombuffer(pair_keys, dtype=np.int64), return_inverse=True)
-        del pair_keys
-        seen = np.bincount(inverse, minlength=len(keys)).astype(np.int32)
-        hits = np.bincount(inverse, weights=np.frombuffer(typed_flags, dtype=np.int8), minlength=len(keys)).astype(np.int32)
+            if len(pair_keys) >= chunk:
+                total = _merged(total, pair_keys, typed_flags)
+                pair_keys, typed_flags = array("q"), array("b")
+        keys, hits, seen = _merged(total, pair_keys, typed_flags)
         start = np.searchsorted(keys >> 32, np.arange(len(ids) + 1)).astype(np.int64)
-        return cls(ids, start, (keys & 0xFFFFFFFF).astype(np.int32), hits, seen)
+        return cls(ids, start, (keys & 0xFFFFFFFF).astype(np.int32), hits.astype(np.int32), seen.astype(np.int32))
 
     @classmethod
     def from_nested(cls, pairs: dict[str, dict[str, list[int]]]) -> PairCounts:
@@ -122,6 +127,14 @@ class PairCounts:
         return found, np.where(found, self.typed[lo + at], 0), np.where(found, self.seen[lo + at], 0)
 
 
+def _merged(total: tuple[np.ndarray, np.ndarray, np.ndarray], keys: array, flags: array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct pair keys, typed, seen) of ``total`` and a part's pair occurrences together."""
+    merged, inverse = np.unique(np.concatenate([total[0], np.frombuffer(keys, dtype=np.int64)]), return_inverse=True)
+    typed = np.concatenate([total[1], np.frombuffer(flags, dtype=np.int8)])
+    seen = np.concatenate([total[2], np.ones(len(keys))])
+    return merged, np.bincount(inverse, weights=typed, minlength=len(merged)), np.bincount(inverse, weights=seen, minlength=len(merged))
+
+
 class QuerySuggester:
     """``fit`` on a log's clicks, ``predict`` a suggestion per request; ``save_pretrained`` /
     ``from_pretrained`` as the refiner's. ``prior``: clicks that do not type a word, added to every
@@ -149,10 +162,16 @@ class QuerySuggester:
     def fit(self, clicks: Iterable[Click]) -> QuerySuggester:
         """Count, per stemmed word, the clicks whose title has it and those whose query has it too;
         and (``query_prior``) the same per query word, for the title words someone typed."""
-        rows = [({stem(t) for t in tokens(c.query)}, {stem(t) for t in tokens(c.title)}) for c in clicks]
+        clicks = clicks if isinstance(clicks, Sequence) else list(clicks)
+        stems_of: dict[str, str] = {}  # each word stemmed once: the clicks are read twice
+
+        def rows() -> Iterator[tuple[set[str], set[str]]]:
+            for c in clicks:
+                yield ({stems_of.get(t) or stems_of.setdefault(t, stem(t)) for t in tokens(c.query)}, {stems_of.get(t) or stems_of.setdefault(t, stem(t)) for t in tokens(c.title)})
+
         seen: Counter[str] = Counter()
         typed: Counter[str] = Counter()
-        for query, title in rows:
+        for query, title in rows():
             for word in title:
                 seen[word] += 1
                 typed[word] += word in query
@@ -160,7 +179,7 @@ class QuerySuggester:
             raise ValueError("no clicks with a title to learn from")
         self.typed = +typed  # words nobody typed need no count: their rate is 0
         self.seen = Counter({w: seen[w] for w in self.typed})
-        self.pairs = PairCounts.count(rows, self.typed) if self.query_prior is not None else None
+        self.pairs = PairCounts.count(rows(), self.typed) if self.query_prior is not None else None
         self.fitted_ = True
         return self
 

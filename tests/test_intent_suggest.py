@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from intent.mining import Click
 from intent.model import Request
-from intent.suggest import QuerySuggester
+from intent.suggest import PairCounts, QuerySuggester
 
 SAW = "Makita 6.5-Amp Top Handle Jig Saw"
 
@@ -65,6 +67,11 @@ def test_the_word_is_the_one_users_type_with_q_s_words_not_the_whole_log_s(tmp_p
     assert given.pairs is not None and len(data["pair_counts"]["title"]) == len(given.pairs) == 11  # typed title words with each other query word
     found, typed, seen = given.pairs.lookup("saw", given.pairs.word_ids(["jig", "cordless", "drill", "amp"]))
     assert found.tolist() == [True, True, False, False] and typed[:2].tolist() == [2, 0] and seen[:2].tolist() == [3, 3]
+    rows = [({"saw"}, {"jig", "saw", "cordless"}), ({"jig", "saw"}, {"jig", "saw"})] * 3
+    whole, parts = PairCounts.count(rows, Counter(jig=1, saw=1)), PairCounts.count(rows, Counter(jig=1, saw=1), chunk=2)  # counted in parts, then merged
+    assert parts.ids == whole.ids and all(np.array_equal(getattr(parts, f), getattr(whole, f)) for f in ("start", "title", "typed", "seen"))
+    found, typed, seen = whole.lookup("saw", whole.word_ids(["jig"]))  # in 3 of the 6 clicks with "saw" and a "jig" title, typed
+    assert (found.tolist(), typed.tolist(), seen.tolist()) == ([True], [3], [6])
     del data["pair_counts"]
     data["pairs"] = {"saw": {"jig": [2, 3], "cordless": [0, 3]}}
     (nested / "query_suggester.json").write_text(json.dumps(data))
