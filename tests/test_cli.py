@@ -95,7 +95,7 @@ def test_main_job_runs_end_to_end_through_airflow(tmp_path: Path, store: str, re
     assert "online store" in out and (store != "sqlite" or (tmp_path / "data" / "online_store.db").is_file())
     assert (tmp_path / "data" / "airflow" / "airflow.db").is_file()
     suggester = json.loads((tmp_path / "data" / "models" / "intent" / "query_suggester.json").read_text())  # counted on the lake's searches
-    assert suggester["typed"] and suggester["pairs"] and suggester["query_prior"] == 3.0
+    assert suggester["typed"] and suggester["pair_counts"]["title"] and suggester["query_prior"] == 3.0
 
 
 def test_store_check_sqlite_and_redis(tmp_path: Path, redis_url: str, free_port: int) -> None:
