@@ -68,17 +68,16 @@ def nested_pairs(clicks: list[Click], typed: Counter[str]) -> dict[str, dict[str
 
 
 class NestedSuggester(QuerySuggester):
-    """The baseline's lookups: ``rates_given`` over the dict of dicts, one word at a time, as before."""
+    """The baseline's lookups: the rates over the dict of dicts, one word at a time, as before."""
 
     nested: dict[str, dict[str, list[int]]]
 
-    def rates_given(self, words: Sequence[str], query: Sequence[str]) -> np.ndarray:
+    def _rates_given(self, stems_: Sequence[str], query: set[str]) -> np.ndarray:
         out = []
-        for word in words:
-            base = self.rate(word)
-            w, best = stem(word.lower()), None
+        for w in stems_:
+            base, best = self._rate(w), None
             if self.query_prior is not None and base > 0:
-                for q in {stem(t.lower()) for t in query}:
+                for q in query:
                     counts = self.nested.get(q, {}).get(w)
                     if counts is not None:
                         r = (counts[0] + self.query_prior * base) / (counts[1] + self.query_prior)

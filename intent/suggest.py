@@ -39,7 +39,7 @@ class PairCounts:
     """Per (query word, title word): the clicks with the query word in the query and the title word
     in the clicked title, and how many of them typed the title word too. Stored as rows of sorted
     arrays (one row of title word ids per query word), not as a dict of dicts: Home Depot's 292,877
-    pairs are 3.6 MB of arrays, and the fitted suggester holds 4.6 MB in place of 37.4 MB
+    pairs are 3.6 MB of arrays, and the fitted suggester holds 4.5 MB in place of 37.4 MB
     (``benchmarks/bench_suggester.py``)."""
 
     ids: dict[str, int]  # stemmed word -> id, for query words and typed title words
@@ -165,9 +165,12 @@ class QuerySuggester:
         clicks = clicks if isinstance(clicks, Sequence) else list(clicks)
         stems_of: dict[str, str] = {}  # each word stemmed once: the clicks are read twice
 
+        def stemmed(text: str) -> set[str]:
+            return {stems_of[t] if t in stems_of else stems_of.setdefault(t, stem(t)) for t in tokens(text)}
+
         def rows() -> Iterator[tuple[set[str], set[str]]]:
             for c in clicks:
-                yield ({stems_of.get(t) or stems_of.setdefault(t, stem(t)) for t in tokens(c.query)}, {stems_of.get(t) or stems_of.setdefault(t, stem(t)) for t in tokens(c.title)})
+                yield stemmed(c.query), stemmed(c.title)
 
         seen: Counter[str] = Counter()
         typed: Counter[str] = Counter()
@@ -185,7 +188,9 @@ class QuerySuggester:
 
     def rate(self, word: str) -> float:
         """Of the clicks on titles with ``word``, the share whose query has it (shrunk by ``prior``)."""
-        w = stem(word.lower())
+        return self._rate(stem(word.lower()))
+
+    def _rate(self, w: str) -> float:
         return self.typed[w] / (self.seen[w] + self.prior) if self.typed[w] else 0.0
 
     def rates_given(self, words: Sequence[str], query: Sequence[str]) -> np.ndarray:
@@ -193,13 +198,16 @@ class QuerySuggester:
         for each of them, of the clicks with it in the query and the word in the title, (typed +
         query_prior x rate) / (clicks + query_prior); the highest. ``rate`` where no such click was
         seen (or without ``query_prior``)."""
-        stems_ = [stem(w.lower()) for w in words]
-        base = np.array([self.typed[w] / (self.seen[w] + self.prior) if self.typed[w] else 0.0 for w in stems_], dtype=np.float64)
+        return self._rates_given([stem(w.lower()) for w in words], {stem(t.lower()) for t in query})
+
+    def _rates_given(self, stems_: Sequence[str], query: set[str]) -> np.ndarray:
+        """``rates_given`` of stemmed words given Q's stemmed words."""
+        base = np.array([self._rate(w) for w in stems_], dtype=np.float64)
         if self.query_prior is None or self.pairs is None or not base.any():
             return base
         best = np.full(len(stems_), -np.inf)
         wanted = self.pairs.word_ids(stems_)
-        for q in {stem(t.lower()) for t in query}:
+        for q in query:
             if (got := self.pairs.lookup(q, wanted)) is not None:
                 found, typed, seen = got
                 best = np.where(found, np.maximum(best, (typed + self.query_prior * base) / (seen + self.query_prior)), best)
@@ -215,13 +223,14 @@ class QuerySuggester:
         words = tokens(query)
         keys = {stem(t) for t in words}
         allowed = None if among is None else {stem(t.lower()) for t in among}
-        places: list[tuple[int, int, str]] = []  # (-title, position, word)
+        places: list[tuple[int, int, str]] = []  # (-title, position, stemmed word)
         for n, title in enumerate(titles):
             for i, t in enumerate(tokens(title)):
-                if stem(t) in keys or t.replace(".", "").isdigit() or (allowed is not None and stem(t) not in allowed):
+                st = stem(t)
+                if st in keys or t.replace(".", "").isdigit() or (allowed is not None and st not in allowed):
                     continue
-                places.append((-n, i, t))
-        rates = self.rates_given([t for _, _, t in places], words) if places else np.zeros(0)
+                places.append((-n, i, st))
+        rates = self._rates_given([st for _, _, st in places], keys) if places else np.zeros(0)
         scored = [(r, n, i) for r, (n, i, _) in zip(rates.tolist(), places) if r > 0]
         if not scored:
             return " ".join(words)
