@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +76,15 @@ def as_student_serves(params: IntentSettings) -> dict[str, object]:
     return {"copy_only": True, "keep_query_order": params.keep_query_order, "length_penalty": params.length_penalty, "end_penalty": params.end_penalty, "fill_title_gaps": params.fill_title_gaps}
 
 
-def gold_rows(models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None, scores: dict[str, np.ndarray] | None = None) -> list[dict]:
-    """One row per model (and the raw query) on the held-out gold set; ``scores``, when given, is
-    filled with each row's per-example BERTScore F1, for ``paired_bootstrap`` of two rows' gap (on the
-    175 held-out examples its 95% interval is about ±0.02 wide, on the 43 of ``gold.tsv`` alone ±0.03:
-    how far a bar such as "student >= teacher - 0.02" can be read)."""
-    _, test = gold_split(share=share)
+def gold_rows(
+    models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None, scores: dict[str, np.ndarray] | None = None, examples: Sequence[Example] | None = None
+) -> list[dict]:
+    """One row per model (and the raw query) on the held-out gold set, or on ``examples`` (all of
+    them) where given; ``scores``, when given, is filled with each row's per-example BERTScore F1, for
+    ``paired_bootstrap`` of two rows' gap (on the 175 held-out examples its 95% interval is about
+    ±0.02 wide, on the 43 of ``gold.tsv`` alone ±0.03: how far a bar such as "student >= teacher -
+    0.02" can be read)."""
+    test = list(examples) if examples is not None else gold_split(share=share)[1]
     queries, refs = [e.query for e in test], [e.refined for e in test]
     outputs = {"raw query": [e.query.lower() for e in test]}
     outputs.update({name: m.predict([Request(e.query, e.titles) for e in test]) for name, m in models.items()})
@@ -133,19 +136,63 @@ def throughput(model: IntentRefiner, requests: Sequence[Request], batch_size: in
     return rate, one[int(0.95 * (len(one) - 1))]
 
 
-def evaluate_models(settings: Settings, model_dirs: Sequence[Path], search_log: Path, holdout: float = 0.2, samples: int = 500) -> list[str]:
+@dataclass
+class Evaluation:
+    """What ``intent eval`` measured: rows as ``gold_rows`` and ``log_rows`` write them, and each
+    model's BERTScore gap to the first model with its paired bootstrap interval."""
+
+    gold_name: str  # which labelled searches: the held-out gold set, or the file given
+    examples: int
+    precision: str
+    gold: list[dict]
+    gaps: list[dict]  # {"model", "baseline", "gap", "low", "high"}
+    log_name: str | None = None  # the real search log, None where it was not read
+    log_clicks: int = 0  # its held-out clicks
+    log_pairs: int = 0  # its held-out products' mined pairs (ROUGE-L references)
+    log_samples: int = 0  # held-out clicks sampled for MRR
+    log: list[dict] = field(default_factory=list)
+    by_category: dict[str, dict[str, float]] = field(default_factory=dict)  # category -> row's model -> mean BERTScore F1 (examples with a category)
+    rejected: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)  # unreadable lines per input file
+
+    def lines(self) -> list[str]:
+        out = [f"{self.gold_name} ({self.examples} examples; BERTScore: all-MiniLM-L6-v2 layer 6; models served in {self.precision}):"]
+        out += ["  " + format_row(r) for r in self.gold]
+        out += [f"  BERTScore F1 {g['model']} - {g['baseline']}: {g['gap']:+.3f} (paired bootstrap 95% interval {g['low']:+.3f} .. {g['high']:+.3f})" for g in self.gaps]
+        if self.log_name is not None:
+            rejected = f", {_rejected(self.rejected[self.log_name])}" if self.rejected.get(self.log_name) else ""
+            out.append(f"real search log {self.log_name}, held-out products ({self.log_clicks:,} clicks, {self.log_pairs} mined pairs, {self.log_samples} sampled for MRR{rejected}):")
+            out += ["  " + format_row(r) for r in self.log]
+        return out
+
+
+def evaluate_models(
+    settings: Settings, model_dirs: Sequence[Path], search_log: Path | None, holdout: float = 0.2, samples: int = 500, gold: Sequence[Example] | None = None, gold_name: str | None = None
+) -> Evaluation:
+    """Saved refiners side by side, served as configured: on the held-out gold set (or on ``gold``,
+    labelled searches of the user's, all of them evaluated), and on ``search_log``'s held-out
+    products unless it is ``None``."""
     precision = settings.intent.serving_precision  # scored as served
     models = {Path(d).name: IntentRefiner.from_pretrained(d, serving_precision=precision) for d in model_dirs}
-    split = split_log(search_log, holdout, settings.intent.click_relevance)
-    lines = [f"held-out gold ({len(gold_split(share=holdout)[1])} examples; BERTScore: all-MiniLM-L6-v2 layer 6; models served in {precision}):"]
+    split = split_log(search_log, holdout, settings.intent.click_relevance) if search_log is not None else None
+    examples = list(gold) if gold is not None else gold_split(share=holdout)[1]
+    if not examples:
+        raise ValueError("no labelled searches to evaluate on")
     scores: dict[str, np.ndarray] = {}
-    lines += ["  " + format_row(r) for r in gold_rows(models, holdout, split.bias, scores)]
+    rows = gold_rows(models, holdout, split.bias if split else None, scores, examples)
     names = list(models)
+    gaps = []
     for name in names[1:]:
         gap, low, high = paired_bootstrap(scores[name], scores[names[0]])
-        lines.append(f"  BERTScore F1 {name} - {names[0]}: {gap:+.3f} (paired bootstrap 95% interval {low:+.3f} .. {high:+.3f})")
-    rejected = f", {_rejected(split.rejected)}" if split.rejected else ""
-    lines.append(f"real search log {search_log.name}, held-out products ({len(split.test):,} clicks, {len(split.mined_test.pairs)} mined pairs, {samples} sampled for MRR{rejected}):")
-    suggester = QuerySuggester.from_params(settings.intent).fit(split.train) if split.train else None
-    lines += ["  " + format_row(r) for r in log_rows(models, split, samples, suggester=suggester)]
-    return lines
+        gaps.append({"model": name, "baseline": names[0], "gap": gap, "low": low, "high": high})
+    result = Evaluation(gold_name or "held-out gold", len(examples), precision, rows, gaps)
+    categories = np.array([e.category for e in examples])
+    for category in sorted(set(categories) - {""}):
+        result.by_category[category] = {name: float(each[categories == category].mean()) for name, each in scores.items()}
+    if split is not None and search_log is not None:
+        suggester = QuerySuggester.from_params(settings.intent).fit(split.train) if split.train else None
+        result.log_name, result.log_clicks, result.log_pairs = search_log.name, len(split.test), len(split.mined_test.pairs)
+        result.log_samples = min(samples, len(split.test))
+        result.log = log_rows(models, split, samples, suggester=suggester)
+        if split.rejected:
+            result.rejected[search_log.name] = split.rejected
+    return result

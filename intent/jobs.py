@@ -7,14 +7,14 @@ import itertools
 import json
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine, read_search_log
-from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split
+from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split, read_gold
 from intent.suggest import SUGGESTER_NAME, QuerySuggester
 from intent.text import capitalized_runs, normalize, stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
@@ -171,32 +171,67 @@ class FileReport:
     rejected: list[tuple[int, str, str]]  # (line, field, message)
 
 
+def _request(row: object) -> Request | tuple[str, str]:
+    """A JSONL line's request (``{"query", "documents": [{"title", ...}]}``), or (field, message)."""
+    if not isinstance(row, dict):
+        return "<record>", "not an object"
+    query = row.get("query")
+    docs = row.get("documents", [])
+    if not isinstance(query, str) or not query.strip() or not any(ch.isalnum() for ch in query):
+        return "query", "missing, empty or without words"
+    if len(query) > MAX_QUERY_CHARS:
+        return "query", f"longer than {MAX_QUERY_CHARS} characters"
+    if not isinstance(docs, list) or not all(isinstance(d, dict) and isinstance(d.get("title"), str) for d in docs):
+        return "documents", "must be a list of objects with a string 'title'"
+    return Request(query, tuple(d["title"] for d in docs[:MAX_DOCUMENTS]))
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, object | None, str]]:
+    """(line number, the line's JSON value, "") per non-blank line; (line number, None, message) where
+    it is not JSON."""
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                yield n, json.loads(line), ""
+            except json.JSONDecodeError as exc:
+                yield n, None, f"not JSON: {exc.msg}"
+
+
 def read_requests(path: Path) -> tuple[list[tuple[str, Request]], list[tuple[int, str, str]]]:
     """Requests of a JSONL file (``{"id", "query", "documents": [{"doc_id", "title", "body"?}]}``);
     invalid lines come back as (line, field, message) and are not refined."""
     good: list[tuple[str, Request]] = []
     bad: list[tuple[int, str, str]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append((n, "<record>", f"not JSON: {exc.msg}"))
-            continue
-        if not isinstance(row, dict):
-            bad.append((n, "<record>", "not an object"))
-            continue
-        query = row.get("query")
-        docs = row.get("documents", [])
-        if not isinstance(query, str) or not query.strip() or not any(ch.isalnum() for ch in query):
-            bad.append((n, "query", "missing, empty or without words"))
-        elif len(query) > MAX_QUERY_CHARS:
-            bad.append((n, "query", f"longer than {MAX_QUERY_CHARS} characters"))
-        elif not isinstance(docs, list) or not all(isinstance(d, dict) and isinstance(d.get("title"), str) for d in docs):
-            bad.append((n, "documents", "must be a list of objects with a string 'title'"))
+    for n, row, error in _json_lines(path):
+        got = _request(row) if not error else ("<record>", error)
+        if isinstance(got, Request):
+            good.append((str(row.get("id", n)) if isinstance(row, dict) else str(n), got))
         else:
-            good.append((str(row.get("id", n)), Request(query, tuple(d["title"] for d in docs[:MAX_DOCUMENTS]))))
+            bad.append((n, *got))
+    return good, bad
+
+
+def read_labelled(path: Path) -> tuple[list[Example], list[tuple[int, str, str]]]:
+    """Searches with a good Q* to evaluate on (``intent eval --gold``): JSON lines as ``intent
+    refine`` reads them plus ``"refined_query"`` (and ``"category"``, optional), or a TSV in the gold
+    set's format (``intent.model.read_gold``). Lines that cannot be read come back as (line, field,
+    message); the others go through."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if not text.lstrip().startswith("{"):
+        return read_gold(path)
+    good: list[Example] = []
+    bad: list[tuple[int, str, str]] = []
+    for n, row, error in _json_lines(path):
+        got = _request(row) if not error else ("<record>", error)
+        refined = row.get("refined_query") if isinstance(row, dict) else None
+        if isinstance(got, Request) and not (isinstance(refined, str) and refined.strip()):
+            got = ("refined_query", "missing, empty or not a string")
+        if isinstance(got, Request):
+            category = row.get("category") if isinstance(row, dict) else ""
+            good.append(Example(got.query, got.titles, str(refined).strip(), str(category or "")))
+        else:
+            bad.append((n, *got))
     return good, bad
 
 

@@ -602,18 +602,36 @@ def _skipped(a: str, b: str, rows: Sequence[Sequence[str]], seen: set[str], max_
     return None
 
 
-def load_gold(path: Path | None = None) -> list[Example]:
-    """The hand-written gold set (``intent/data/gold.tsv``: category, query, titles split by ``||``, Q*)."""
-    path = path or Path(__file__).parent / "data" / "gold.tsv"
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], start=2):
+def read_gold(path: Path) -> tuple[list[Example], list[tuple[int, str, str]]]:
+    """Labelled searches in the gold set's format (a header line, then category, query, clicked titles
+    split by ``||``, Q*; tab-separated): (the examples, the lines that cannot be read as (line, field,
+    message)); the others go through."""
+    good: list[Example] = []
+    bad: list[tuple[int, str, str]] = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()[1:], start=2):
         if not line.strip():
             continue
         parts = line.split("\t")
         if len(parts) != 4:
-            raise ValueError(f"{path}:{n}: expected 4 tab-separated fields (category, query, titles, refined query), got {len(parts)}")
-        category, query, titles, refined = parts
-        out.append(Example(query, tuple(t.strip() for t in titles.split("||")), refined, category))
+            bad.append((n, "<record>", f"expected 4 tab-separated fields (category, query, titles, refined query), got {len(parts)}"))
+            continue
+        category, query, titles, refined = (x.strip() for x in parts)
+        empty = next((name for name, value in (("query", query), ("refined query", refined)) if not value), None)
+        if empty:
+            bad.append((n, empty, "empty"))
+            continue
+        good.append(Example(query, tuple(t.strip() for t in titles.split("||") if t.strip()), refined, category))
+    return good, bad
+
+
+def load_gold(path: Path | None = None) -> list[Example]:
+    """The hand-written gold set (``intent/data/gold.tsv``: category, query, titles split by ``||``, Q*);
+    a line that cannot be read is an error that names it."""
+    path = path or Path(__file__).parent / "data" / "gold.tsv"
+    out, bad = read_gold(path)
+    if bad:
+        n, field, message = bad[0]
+        raise ValueError(f"{path}:{n}: {field}: {message}")
     return out
 
 

@@ -550,19 +550,52 @@ def intent_suggest(
 
 @intent_app.command("eval")
 def intent_eval(
-    models: Annotated[list[Path] | None, typer.Option("--model", help="refiner directories to compare (repeatable); default: the configured one")] = None,
-    search_log: Annotated[Path | None, typer.Option(help="real search log for the held-out-products check (the columns of intent mine --search-log); default: the shared Home Depot log")] = None,
+    models: Annotated[list[Path] | None, typer.Option("--model", help="refiner directories to compare (repeatable; gaps are read against the first); default: the configured one")] = None,
+    gold: Annotated[Path | None, typer.Option(help='your own labelled searches, all evaluated: JSONL as intent refine reads it plus "refined_query" (and "category"), or a TSV in the format of intent/data/gold.tsv; default: the held-out gold set')] = None,
+    search_log: Annotated[Path | None, typer.Option(help="real search log for the held-out-products check (the columns of intent mine --search-log); default: the shared Home Depot log where it is present")] = None,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="the real-log check (--no-log: labelled searches only)")] = True,
     holdout: Annotated[float, typer.Option(help="share of the gold set / of the log's products held out")] = 0.2,
     samples: Annotated[int, typer.Option(help="held-out log searches refined for the retrieval check")] = 500,
+    as_json: Annotated[Path | None, typer.Option("--json", help="also write every row, the gaps and the counts here")] = None,
 ) -> None:
-    """ROUGE, BERTScore, key-token retention, bias share on held-out gold; on held-out products of a
-    real search log, ROUGE-L against mined Q* and the clicked product's BM25 MRR with Q* vs Q, beside
-    the log's one-word suggestion (Q + the title word the training products' users type most with Q's words)."""
+    """ROUGE, BERTScore, key-token retention, bias share on held-out gold (or your labelled searches,
+    --gold); on held-out products of a real search log, ROUGE-L against mined Q* and the clicked
+    product's BM25 MRR with Q* vs Q, beside the log's one-word suggestion (Q + the title word the
+    training products' users type most with Q's words)."""
+    from dataclasses import asdict
+
     from intent.benchmark import evaluate_models
+    from intent.jobs import read_labelled
 
     settings = get_settings()
-    for line in evaluate_models(settings, models or [settings.intent_dir], search_log or _shared("homedepot/search_log.tsv"), holdout=holdout, samples=samples):
+    examples, rejected = None, []
+    if gold is not None:
+        try:
+            examples, rejected = read_labelled(gold)
+        except (OSError, UnicodeDecodeError) as exc:
+            typer.echo(f"error: {gold}: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        _echo_rejected(rejected, limit=10)
+        if not examples:
+            typer.echo(f"error: {gold}: no labelled search could be read ({len(rejected)} lines rejected)", err=True)
+            raise typer.Exit(2)
+    log_path = None
+    if log:
+        log_path = search_log or _shared("homedepot/search_log.tsv")
+        if search_log is None and not log_path.is_file():
+            typer.echo(f"no search log at {log_path} (--search-log F, or --no-log): the real-log check is left out", err=True)
+            log_path = None
+    try:
+        result = evaluate_models(settings, models or [settings.intent_dir], log_path, holdout=holdout, samples=samples, gold=examples, gold_name=f"labelled searches {gold.name}" if gold else None)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if gold is not None:
+        result.rejected[gold.name] = rejected
+    for line in result.lines():
         typer.echo(line)
+    if as_json:
+        as_json.write_text(json.dumps(asdict(result), indent=1))
 
 
 @intent_app.command("refine-logs")
