@@ -20,7 +20,7 @@ def search_intents() -> None:
 
         s = settings()
         start, end = window(get_current_context())
-        refiner = IntentRefiner.from_pretrained(s.intent_dir, serving_precision=s.intent.serving_precision)
+        refiner = IntentRefiner.from_pretrained(s.intent_dir, **s.intent.serving())
         records = refine(s, refiner, start, end, suggester=suggester_for(s, s.intent_dir))
         return {"start": start.isoformat(), "end": end.isoformat(), "refined": len(records)}
 

@@ -288,7 +288,7 @@ class FeedState:
             if settings.feed.refiner_process:
                 self.intents = IntentProcess(settings, settings.intent_dir, **report)
             else:
-                refiner = IntentRefiner.from_pretrained(settings.intent_dir, serving_precision=settings.intent.serving_precision)
+                refiner = IntentRefiner.from_pretrained(settings.intent_dir, **settings.intent.serving())
                 self.intents = IntentQueue(settings, refiner, suggester=self.suggester, **report)
         self._breaker_until = 0.0
         self._lock = threading.Lock()

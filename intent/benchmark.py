@@ -172,7 +172,7 @@ def evaluate_models(
     labelled searches of the user's, all of them evaluated), and on ``search_log``'s held-out
     products unless it is ``None``."""
     precision = settings.intent.serving_precision  # scored as served
-    models = {Path(d).name: IntentRefiner.from_pretrained(d, serving_precision=precision) for d in model_dirs}
+    models = {Path(d).name: IntentRefiner.from_pretrained(d, **settings.intent.serving()) for d in model_dirs}
     split = split_log(search_log, holdout, settings.intent.click_relevance) if search_log is not None else None
     examples = list(gold) if gold is not None else gold_split(share=holdout)[1]
     if not examples:

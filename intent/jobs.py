@@ -146,7 +146,7 @@ def train_default(settings: Settings, out: Path, teacher: Path | None = None, ne
     if teacher is not None:
         requests = teacher_requests(settings, clicks, news)
         if requests:
-            examples += label_with(IntentRefiner.from_pretrained(teacher), requests)
+            examples += label_with(IntentRefiner.from_pretrained(teacher, device=settings.intent.device), requests)
     refiner = IntentRefiner.from_base(params=settings.intent).fit(examples, progress=progress)
     refiner.save_pretrained(out)
     save_suggester(settings, clicks, out)
@@ -235,11 +235,11 @@ def read_labelled(path: Path) -> tuple[list[Example], list[tuple[int, str, str]]
     return good, bad
 
 
-def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None, precision: str = "float32") -> FileReport:
+def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None, precision: str = "float32", device: str = "cpu") -> FileReport:
     """Refine every valid request of ``input_path`` into ``output`` (``{"id", "query", "refined_query"}``);
-    ``precision``: the model's serving precision (``IntentSettings.serving_precision``)."""
+    ``precision`` and ``device``: how the model is served (``IntentSettings.serving``)."""
     good, bad = read_requests(input_path)
-    refiner = IntentRefiner.from_pretrained(model, serving_precision=precision)
+    refiner = IntentRefiner.from_pretrained(model, serving_precision=precision, device=device)
     outs = refiner.predict([r for _, r in good], progress=progress) if good else []
     _write_answers(output, good, "refined_query", outs)
     return FileReport(len(good), bad)

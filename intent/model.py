@@ -184,7 +184,7 @@ class CopyWords(LogitsProcessor):
             ids = [t for t in self.allowed(r // self.repeat, tuple(row)) if t < vocab]
             rows += [r] * len(ids)
             cols += ids
-        at = (torch.tensor(rows), torch.tensor(cols))
+        at = (torch.tensor(rows, device=scores.device), torch.tensor(cols, device=scores.device))
         out = torch.full_like(scores, float("-inf"))
         out[at] = scores[at]  # one gather and one scatter a step, whatever the beams
         return out
@@ -245,6 +245,17 @@ def _params(base: IntentSettings, overrides: dict[str, object]) -> IntentSetting
     return IntentSettings.model_validate({**base.model_dump(), **overrides})
 
 
+def _device(name: str) -> torch.device:
+    """``IntentSettings.device`` as a torch device; an error that says so where torch cannot reach it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"intent refiner device {name!r} is not a torch device: {exc}") from exc
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"intent refiner device {name!r}: torch sees {torch.cuda.device_count()} CUDA devices here (TOPICFEED_INTENT__DEVICE=cpu runs on the CPU)")
+    return device
+
+
 class IntentRefiner:
     """Q + clicked titles -> Q* (see the module docstring)."""
 
@@ -269,7 +280,9 @@ class IntentRefiner:
     def from_base(cls, base: str | Path | None = None, params: IntentSettings | None = None, **overrides: object) -> IntentRefiner:
         params = _params(params or IntentSettings(), overrides)
         torch.manual_seed(params.seed)
+        device = _device(params.device)
         model, tokenizer, bidirectional = load_causal_lm(base if base is not None else params.base_model)
+        model.to(device)
         params = params.model_copy(update={"prefix_lm": bidirectional if params.prefix_lm is None else params.prefix_lm})  # saved resolved
         if params.lora:
             from peft import LoraConfig, get_peft_model
@@ -291,6 +304,10 @@ class IntentRefiner:
         model.eval()
         refiner = cls(model, AutoTokenizer.from_pretrained(directory), params)
         refiner.fit_report_ = meta.get("fit")
+        device = _device(params.device)
+        if device.type != "cpu" and params.serving_precision == "int8":
+            raise ValueError(f"int8 serving is CPU only: serving_precision int8 with device {params.device!r}")
+        model.to(device)
         return refiner.for_serving(params.serving_precision)
 
     def decoding(self, **overrides: object) -> IntentRefiner:
@@ -299,6 +316,11 @@ class IntentRefiner:
         other = IntentRefiner(self.model, self.tokenizer, _params(self.params, overrides))
         other.fit_report_, other.quantized_ = self.fit_report_, self.quantized_
         return other
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (``IntentSettings.device``)."""
+        return next(self.model.parameters()).device
 
     def for_serving(self, precision: str) -> IntentRefiner:
         """The refiner in the serving ``precision`` (``IntentSettings.serving_precision``): "float32"
@@ -334,7 +356,7 @@ class IntentRefiner:
         model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
         model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        (directory / CONFIG_NAME).write_text(json.dumps({"params": {**self.params.model_dump(), "serving_precision": "float32"}, "fit": self.fit_report_}, indent=2))
+        (directory / CONFIG_NAME).write_text(json.dumps({"params": {**self.params.model_dump(), "serving_precision": "float32", "device": "cpu"}, "fit": self.fit_report_}, indent=2))
         return directory
 
     # prompts --------------------------------------------------------------------------------------
@@ -372,8 +394,8 @@ class IntentRefiner:
             return mask
         valid = mask.bool()
         start = valid.shape[1] - valid.sum(1)
-        col = torch.arange(valid.shape[1])[None, :]
-        both = (col >= start[:, None]) & (col < start[:, None] + torch.tensor(list(prompt_lengths))[:, None] - 1)
+        col = torch.arange(valid.shape[1], device=valid.device)[None, :]
+        both = (col >= start[:, None]) & (col < start[:, None] + torch.tensor(list(prompt_lengths), device=valid.device)[:, None] - 1)
         return attention_mask_4d(prompt_mask(valid, prefix_lm=False) | (both[:, :, None] & both[:, None, :]), self.model)
 
     def _prompt_cache(self, ids: torch.Tensor, mask: torch.Tensor, beams: int) -> dict[str, object]:
@@ -413,6 +435,7 @@ class IntentRefiner:
         steps = p.epochs * math.ceil(len(rows) / p.batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
         rng = random.Random(p.seed)
+        device = self.device
         self.model.train()
         step, losses = 0, []
         for _ in range(p.epochs):
@@ -425,6 +448,7 @@ class IntentRefiner:
                 labels = torch.full((len(batch), keep), -100, dtype=torch.long)
                 for i, (_, t) in enumerate(batch):
                     labels[i, keep - len(t) :] = torch.tensor(t)
+                ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
                 positions = position_ids(mask)
                 attention = self._attention(mask, [len(pr) for pr, _ in batch])
                 # logits only where they are scored: position j predicts token j + 1. Autocast is entered
@@ -467,6 +491,7 @@ class IntentRefiner:
             to_local = (lambda t: local.index[t]) if local else (lambda t: t)  # noqa: E731
             eos, pad = to_local(self.eos), to_local(self.pad)
             ids, mask = self._left_pad([[to_local(t) for t in r] for r in prompts], pad)
+            ids, mask = ids.to(self.device), mask.to(self.device)
             if allowed:
                 q_words = [tokens(requests[i].query) for i in idx] if p.keep_query_order else None
                 seqs = [[[to_local(t) for t in w] for w in ws] for ws, _, _ in allowed]
@@ -492,7 +517,7 @@ class IntentRefiner:
                     early_stopping=True,
                 )
             if local:
-                gen = local.ids[gen]
+                gen = local.ids.to(gen.device)[gen]
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
             for k, i in enumerate(idx):
                 results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][2] if allowed else None, requests[i].titles[: p.max_titles])
@@ -518,9 +543,10 @@ class IntentRefiner:
         model = self.model
         emb_in, emb_out = model.get_input_embeddings(), model.get_output_embeddings()
         cut_in = copy.copy(emb_in)  # keeps the module's forward (Gemma scales its embeddings)
-        cut_in._parameters = {"weight": torch.nn.Parameter(emb_in.weight[local.ids], requires_grad=False)}
+        rows = local.ids.to(emb_in.weight.device)
+        cut_in._parameters = {"weight": torch.nn.Parameter(emb_in.weight[rows], requires_grad=False)}
         cut_in.num_embeddings, cut_in.padding_idx = len(local.ids), None
-        cut_out = linear_rows(emb_out.weight, emb_out.bias, local.ids)
+        cut_out = linear_rows(emb_out.weight, emb_out.bias, rows)
         model.set_input_embeddings(cut_in)
         model.set_output_embeddings(cut_out)
         try:

@@ -201,7 +201,7 @@ def _serve(settings: Settings, model_dir: str, push: Push | None, max_batch: int
     ``(key, search)`` and answer ``("done", keys, refined)`` or ``("failed", keys, why)``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s intent-refiner %(message)s")
     try:
-        refiner = IntentRefiner.from_pretrained(model_dir, serving_precision=settings.intent.serving_precision)
+        refiner = IntentRefiner.from_pretrained(model_dir, **settings.intent.serving())
         suggester = suggester_for(settings, model_dir)
         push = push or store_push(settings)
     except Exception as e:  # noqa: BLE001 - told to the parent, which raises it

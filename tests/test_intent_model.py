@@ -86,6 +86,23 @@ def test_the_default_recipe_repeats_the_gold_examples_and_never_trains_on_the_he
     assert not (tmp_path / "student" / "query_suggester.json").exists()  # no clicks, no suggester
 
 
+def test_the_device_is_the_loader_s_choice_and_one_torch_cannot_reach_is_a_clear_error(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from topicfeed.settings import IntentSettings
+
+    assert IntentSettings(device="cuda:1", serving_precision="int8").serving() == {"serving_precision": "int8", "device": "cuda:1"}
+    refiner = IntentRefiner.from_base(tiny["hf"], **FAST, device="cpu")
+    assert refiner.device.type == "cpu" and refiner.params.device == "cpu"
+    saved = refiner.fit(gold_split()[0][:8]).save_pretrained(tmp_path / "model")
+    assert json.loads((saved / "intent_refiner.json").read_text())["params"]["device"] == "cpu"  # a load option, as the precision
+    for device, message in (("cuda:99", "torch sees [0-9]+ CUDA devices here"), ("warp-drive", "is not a torch device")):
+        with pytest.raises(ValueError, match=message):
+            IntentRefiner.from_base(tiny["hf"], **FAST, device=device)
+        with pytest.raises(ValueError, match=message):
+            IntentRefiner.from_pretrained(saved, device=device)
+    with pytest.raises(ValueError, match="int8 serving is CPU only"):
+        IntentRefiner.from_pretrained(saved, device="meta", serving_precision="int8")
+
+
 @pytest.mark.parametrize("precision", ["int8", "bfloat16"])
 def test_reduced_precision_serving_is_for_inference_only(precision: str, tiny: dict[str, Path], tmp_path: Path) -> None:
     import torch

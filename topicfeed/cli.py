@@ -518,7 +518,7 @@ def intent_refine(
     from intent.jobs import refine_file
 
     try:
-        report = refine_file(model or get_settings().intent_dir, input, output, precision=get_settings().intent.serving_precision)
+        report = refine_file(model or get_settings().intent_dir, input, output, precision=get_settings().intent.serving_precision, device=get_settings().intent.device)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -614,7 +614,7 @@ def intent_refine_logs(
     settings = get_settings()
     t0 = time.perf_counter()
     directory = model or settings.intent_dir
-    refiner = IntentRefiner.from_pretrained(directory, serving_precision=settings.intent.serving_precision)
+    refiner = IntentRefiner.from_pretrained(directory, **settings.intent.serving())
     records = refine_window(settings, refiner, _when(start), _when(end), push=push, suggester=suggester_for(settings, directory))
     typer.echo(f"refined {len(records)} searches in {time.perf_counter() - t0:.1f}s" + (" and pushed them online" if push else ""))
     for r in records[:5]:

@@ -231,8 +231,14 @@ class IntentSettings(BaseModel):
         "bfloat16",
         description="the precision a trained refiner is served in (applied where it is loaded for serving, never in training): bfloat16 gave the float32 Q* on the dev slice at 1.6x its refinements/s (39.6/s on 2 cores with avx512_bf16; slow on CPUs without bf16 instructions); int8 dynamic quantization is faster still (46/s) but scored 0.004-0.014 lower on the held-out gold, and a request's Q* depends on the requests batched with it (docs/intent.md)",
     )
+    device: str = Field("cpu", description="torch device the refiner (student or teacher) trains and decodes on, e.g. cpu, cuda, cuda:1; int8 serving is CPU only")
     seed: int = 0
     model_dir: Path | None = Field(None, description="the serving refiner; default: <data_dir>/models/intent")
+
+    def serving(self) -> dict[str, object]:
+        """How a saved refiner is loaded to serve (``IntentRefiner.from_pretrained(d, **serving())``):
+        these settings' precision and device, not the ones it was trained with."""
+        return {"serving_precision": self.serving_precision, "device": self.device}
 
     def teacher_params(self) -> IntentSettings:
         """The teacher's recipe as refiner parameters: ``teacher_base`` fine-tuned on gold-train
