@@ -49,10 +49,13 @@ class PairCounts:
     seen: np.ndarray  # int32
 
     @classmethod
-    def count(cls, rows: Iterable[tuple[set[str], set[str]]], typed: Counter[str], chunk: int = 500_000) -> PairCounts:
+    def count(cls, rows: Iterable[tuple[set[str], set[str]]], typed: Counter[str], chunk: int = 500_000, max_pairs: int | None = None) -> PairCounts:
         """From (query words, title words) per click, for the title words in ``typed``; counted in
         parts of ``chunk`` (query word, title word) occurrences, each part reduced to its distinct
-        pairs before the next, so memory grows with the distinct pairs, not with the log."""
+        pairs before the next, so memory grows with the distinct pairs, not with the log.
+        ``max_pairs``: at most this many pairs are kept, the most clicked (then the most typed), also
+        between parts, so that memory stays bounded; exact where the log's pairs fit, else a pair
+        cut early and seen again later counts only its later clicks."""
         ids: dict[str, int] = {}
         total = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))  # (keys, typed, seen) of the parts so far
         pair_keys, typed_flags = array("q"), array("b")  # query word id << 32 | title word id
@@ -69,9 +72,9 @@ class PairCounts:
                         pair_keys.append(qi | w)
                         typed_flags.append(hit)
             if len(pair_keys) >= chunk:
-                total = _merged(total, pair_keys, typed_flags)
+                total = _capped(_merged(total, pair_keys, typed_flags), max_pairs)
                 pair_keys, typed_flags = array("q"), array("b")
-        keys, hits, seen = _merged(total, pair_keys, typed_flags)
+        keys, hits, seen = _capped(_merged(total, pair_keys, typed_flags), max_pairs)
         start = np.searchsorted(keys >> 32, np.arange(len(ids) + 1)).astype(np.int64)
         return cls(ids, start, (keys & 0xFFFFFFFF).astype(np.int32), hits.astype(np.int32), seen.astype(np.int32))
 
@@ -135,20 +138,34 @@ def _merged(total: tuple[np.ndarray, np.ndarray, np.ndarray], keys: array, flags
     return merged, np.bincount(inverse, weights=typed, minlength=len(merged)), np.bincount(inverse, weights=seen, minlength=len(merged))
 
 
+def _capped(total: tuple[np.ndarray, np.ndarray, np.ndarray], max_pairs: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``max_pairs`` most clicked pairs of (distinct pair keys, typed, seen), then the most typed;
+    in key order."""
+    keys, typed, seen = total
+    if max_pairs is None or len(keys) <= max_pairs:
+        return total
+    keep = np.sort(np.lexsort((-typed, -seen))[:max_pairs])
+    return keys[keep], typed[keep], seen[keep]
+
+
 class QuerySuggester:
     """``fit`` on a log's clicks, ``predict`` a suggestion per request; ``save_pretrained`` /
     ``from_pretrained`` as the refiner's. ``prior``: clicks that do not type a word, added to every
     word's count, so a word seen on few titles does not win by chance. ``query_prior``: how many
     clicks the word's whole-log rate counts for against its rate among the clicks whose query has one
-    of Q's words (``rate_given``); ``None``: the whole-log rate alone."""
+    of Q's words (``rate_given``); ``None``: the whole-log rate alone. ``max_pairs``: at most this
+    many (query word, title word) pairs kept (``PairCounts.count``); ``None``: all."""
 
-    def __init__(self, prior: float = 5.0, query_prior: float | None = 3.0) -> None:
+    def __init__(self, prior: float = 5.0, query_prior: float | None = 3.0, max_pairs: int | None = None) -> None:
         if prior < 0:
             raise ValueError(f"prior must be >= 0, not {prior}")
         if query_prior is not None and query_prior <= 0:
             raise ValueError(f"query_prior must be > 0 (or None), not {query_prior}")
+        if max_pairs is not None and max_pairs < 1:
+            raise ValueError(f"max_pairs must be >= 1 (or None), not {max_pairs}")
         self.prior = prior
         self.query_prior = query_prior
+        self.max_pairs = max_pairs
         self.seen: Counter[str] = Counter()
         self.typed: Counter[str] = Counter()
         self.pairs: PairCounts | None = None
@@ -157,7 +174,7 @@ class QuerySuggester:
     @classmethod
     def from_params(cls, params: IntentSettings) -> QuerySuggester:
         """An unfitted suggester with the settings' priors (``suggest_prior``, ``suggest_query_prior``)."""
-        return cls(params.suggest_prior, params.suggest_query_prior)
+        return cls(params.suggest_prior, params.suggest_query_prior, params.suggest_max_pairs)
 
     def fit(self, clicks: Iterable[Click]) -> QuerySuggester:
         """Count, per stemmed word, the clicks whose title has it and those whose query has it too;
@@ -182,7 +199,7 @@ class QuerySuggester:
             raise ValueError("no clicks with a title to learn from")
         self.typed = +typed  # words nobody typed need no count: their rate is 0
         self.seen = Counter({w: seen[w] for w in self.typed})
-        self.pairs = PairCounts.count(rows(), self.typed) if self.query_prior is not None else None
+        self.pairs = PairCounts.count(rows(), self.typed, max_pairs=self.max_pairs) if self.query_prior is not None else None
         self.fitted_ = True
         return self
 
@@ -254,7 +271,7 @@ class QuerySuggester:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         typed = dict(sorted(self.typed.items()))
-        data = {"prior": self.prior, "query_prior": self.query_prior, "typed": typed, "seen": {w: self.seen[w] for w in typed}}
+        data = {"prior": self.prior, "query_prior": self.query_prior, "max_pairs": self.max_pairs, "typed": typed, "seen": {w: self.seen[w] for w in typed}}
         if self.pairs is not None:
             data["pair_counts"] = self.pairs.to_json()
         (directory / SUGGESTER_NAME).write_text(json.dumps(data, separators=(",", ":")))
@@ -267,7 +284,7 @@ class QuerySuggester:
             raise FileNotFoundError(f"{path}: no query suggester saved there")
         data = json.loads(path.read_text())
         query_prior = data.get("query_prior")  # a file from before query_prior: the whole-log rate alone
-        out = cls(prior=float(data["prior"]), query_prior=None if query_prior is None else float(query_prior))
+        out = cls(prior=float(data["prior"]), query_prior=None if query_prior is None else float(query_prior), max_pairs=data.get("max_pairs"))
         out.typed, out.seen = Counter(data["typed"]), Counter(data["seen"])
         if "pair_counts" in data:
             out.pairs = PairCounts.from_json(data["pair_counts"])

@@ -12,6 +12,7 @@ import pytest
 from intent.mining import Click
 from intent.model import Request
 from intent.suggest import PairCounts, QuerySuggester
+from topicfeed.settings import IntentSettings
 
 SAW = "Makita 6.5-Amp Top Handle Jig Saw"
 
@@ -78,6 +79,28 @@ def test_the_word_is_the_one_users_type_with_q_s_words_not_the_whole_log_s(tmp_p
     old = QuerySuggester.from_pretrained(nested)
     assert old.rate_given("jig", ["saw"]) == given.rate_given("jig", ["saw"]) and old.predict(request) == ["makita jig saw"]
     assert old.rate_given("jig", ["makita"]) == old.rate("jig")  # a pair the old file lacks: the whole-log rate
+
+
+def test_at_most_max_pairs_are_kept_the_most_clicked_also_between_parts(tmp_path: Path) -> None:
+    def table(p: PairCounts) -> dict[tuple[str, str], tuple[int, int]]:
+        words = list(p.ids)
+        return {(words[q], words[int(p.title[k])]): (int(p.typed[k]), int(p.seen[k])) for q in range(len(p.start) - 1) for k in range(p.start[q], p.start[q + 1])}
+
+    typed = Counter(jig=1, blade=1, cordless=1)
+    rows = [({"saw"}, {"jig", "saw"})] * 5 + [({"jig", "saw"}, {"jig", "saw", "blade"})] * 3 + [({"drill"}, {"cordless", "drill"})] * 2 + [({"bosch"}, {"blade"})]
+    whole = table(PairCounts.count(rows, typed))
+    assert whole == {("saw", "jig"): (3, 8), ("jig", "blade"): (0, 3), ("saw", "blade"): (0, 3), ("drill", "cordless"): (0, 2), ("bosch", "blade"): (0, 1)}
+    assert table(PairCounts.count(rows, typed, max_pairs=5)) == whole  # the log's pairs fit: exact
+    assert table(PairCounts.count(rows, typed, max_pairs=3)) == {k: whole[k] for k in [("saw", "jig"), ("jig", "blade"), ("saw", "blade")]}
+    parts = table(PairCounts.count(rows, typed, chunk=2, max_pairs=2))  # cut between parts too: never more than 2 pairs
+    assert len(parts) == 2 and parts[("saw", "jig")] == (3, 8)  # the most clicked pair stays, exactly counted
+    capped = QuerySuggester(prior=1.0, max_pairs=1).fit(clicks())
+    assert capped.pairs is not None and len(capped.pairs) == 1
+    again = QuerySuggester.from_pretrained(capped.save_pretrained(tmp_path / "capped"))
+    assert again.max_pairs == 1 and len(again.pairs) == 1
+    assert QuerySuggester.from_params(IntentSettings(suggest_max_pairs=7)).max_pairs == 7
+    with pytest.raises(ValueError, match="max_pairs"):
+        QuerySuggester(max_pairs=0)
 
 
 def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:

@@ -200,6 +200,12 @@ class IntentSettings(BaseModel):
         "(None: the whole-log rate alone). Over 5 folds of Home Depot's products, ROUGE-L 0.695 against 0.672 for the whole-log rate alone (+0.023 [+0.000, +0.047]); "
         "1 to 10 score alike, 30 less (benchmarks/intent_log_words.py, docs/intent.md)",
     )
+    suggest_max_pairs: int | None = Field(
+        1_000_000,
+        ge=1,
+        description="intent.suggest.QuerySuggester keeps at most this many (query word, title word) pairs, the most clicked (about 12 bytes each; Home Depot has 292,877): "
+        "memory in every worker stays bounded on a larger log. Keeping half of Home Depot's cost -0.002 ROUGE-L over 5 folds, a tenth -0.014 (docs/intent.md); None: no cap",
+    )
     click_relevance: float = Field(2.0, description="a search log's row rated this or more is a click (Home Depot's 1-3 ratings: 2); a 0/1 click column counts 1")
     title_searches: int = Field(
         4,
