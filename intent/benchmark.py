@@ -136,6 +136,16 @@ def throughput(model: IntentRefiner, requests: Sequence[Request], batch_size: in
     return rate, one[int(0.95 * (len(one) - 1))]
 
 
+def model_names(model_dirs: Sequence[Path]) -> list[str]:
+    """Each refiner's name in the rows: its directory's name, or its whole path where two share a
+    name; the same directory twice is an error."""
+    paths = [Path(d) for d in model_dirs]
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise ValueError(f"the same model directory is given twice: {[str(p) for p in paths]}")
+    names = [p.name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
 @dataclass
 class Evaluation:
     """What ``intent eval`` measured: rows as ``gold_rows`` and ``log_rows`` write them, and each
@@ -172,7 +182,7 @@ def evaluate_models(
     labelled searches of the user's, all of them evaluated), and on ``search_log``'s held-out
     products unless it is ``None``."""
     precision = settings.intent.serving_precision  # scored as served
-    models = {Path(d).name: IntentRefiner.from_pretrained(d, **settings.intent.serving()) for d in model_dirs}
+    models = {name: IntentRefiner.from_pretrained(d, **settings.intent.serving()) for name, d in zip(model_names(model_dirs), model_dirs, strict=True)}
     split = split_log(search_log, holdout, settings.intent.click_relevance) if search_log is not None else None
     examples = list(gold) if gold is not None else gold_split(share=holdout)[1]
     if not examples:

@@ -137,6 +137,13 @@ def test_intent_eval_cli_scores_your_labelled_searches_without_a_log_and_writes_
     assert [r[:2] for r in result["rejected"]["labelled.jsonl"]] == [[3, "query"], [4, "refined_query"]]
     assert list(result["by_category"]) == ["products"] and set(result["by_category"]["products"]) == {"raw query", "m"}  # the aespa line has no category
 
+    twin = IntentRefiner.from_base(tiny_llama_dir(tmp_path / "hf"), **fast).save_pretrained(tmp_path / "other" / "m")  # the same name in another place
+    got = subprocess.run([str(bin_), "intent", "eval", "--model", str(model), "--model", str(twin), "--gold", str(src), "--no-log", "--json", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 0, got.stderr
+    assert [r["model"] for r in json.loads(out.read_text())["gold"]] == ["raw query", str(model), str(twin)]
+    got = subprocess.run([str(bin_), "intent", "eval", "--model", str(model), "--model", str(model), "--gold", str(src), "--no-log"], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 2 and "the same model directory is given twice" in got.stderr
+
     nothing = tmp_path / "none.jsonl"
     nothing.write_text(json.dumps(LABELLED[2]) + "\n")
     got = subprocess.run([str(bin_), "intent", "eval", "--model", str(model), "--gold", str(nothing), "--no-log"], capture_output=True, text=True, timeout=300, env=env)
