@@ -77,17 +77,22 @@ def as_student_serves(params: IntentSettings) -> dict[str, object]:
 
 
 def gold_rows(
-    models: dict[str, IntentRefiner], share: float = 0.2, bias: set[str] | None = None, scores: dict[str, np.ndarray] | None = None, examples: Sequence[Example] | None = None
+    models: dict[str, IntentRefiner],
+    share: float = 0.2,
+    bias: set[str] | None = None,
+    scores: dict[str, np.ndarray] | None = None,
+    examples: Sequence[Example] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """One row per model (and the raw query) on the held-out gold set, or on ``examples`` (all of
     them) where given; ``scores``, when given, is filled with each row's per-example BERTScore F1, for
     ``paired_bootstrap`` of two rows' gap (on the 175 held-out examples its 95% interval is about
     ±0.02 wide, on the 43 of ``gold.tsv`` alone ±0.03: how far a bar such as "student >= teacher -
-    0.02" can be read)."""
+    0.02" can be read). ``progress``: called with each batch's count of refinements."""
     test = list(examples) if examples is not None else gold_split(share=share)[1]
     queries, refs = [e.query for e in test], [e.refined for e in test]
     outputs = {"raw query": [e.query.lower() for e in test]}
-    outputs.update({name: m.predict([Request(e.query, e.titles) for e in test]) for name, m in models.items()})
+    outputs.update({name: m.predict([Request(e.query, e.titles) for e in test], progress=progress) for name, m in models.items()})
     rows = []
     for name, preds in outputs.items():
         each = bert_f1_each(preds, refs)
@@ -97,9 +102,12 @@ def gold_rows(
     return rows
 
 
-def log_rows(models: dict[str, IntentRefiner], split: LogSplit, samples: int = 500, seed: int = 0, suggester: QuerySuggester | None = None) -> list[dict]:
+def log_rows(
+    models: dict[str, IntentRefiner], split: LogSplit, samples: int = 500, seed: int = 0, suggester: QuerySuggester | None = None, progress: Callable[[int], None] | None = None
+) -> list[dict]:
     """One row per model (and the raw query) on the held-out products of the real log; with
-    ``suggester`` (fitted on ``split.train``), a row for its one-word suggestions."""
+    ``suggester`` (fitted on ``split.train``), a row for its one-word suggestions; ``progress`` as
+    ``gold_rows``'."""
     pairs = split.mined_test.pairs
     sample = random.Random(seed).sample(split.test, min(samples, len(split.test)))
     rows = []
@@ -115,7 +123,7 @@ def log_rows(models: dict[str, IntentRefiner], split: LogSplit, samples: int = 5
     if suggester is not None:
         rows.append(row("log word suggestion", suggester.predict))
     for name, m in models.items():
-        rows.append({**row(name, m.predict), "key_repairs": m.last_repairs_})
+        rows.append({**row(name, lambda requests, m=m: m.predict(requests, progress=progress)), "key_repairs": m.last_repairs_})
     return rows
 
 
@@ -176,11 +184,18 @@ class Evaluation:
 
 
 def evaluate_models(
-    settings: Settings, model_dirs: Sequence[Path], search_log: Path | None, holdout: float = 0.2, samples: int = 500, gold: Sequence[Example] | None = None, gold_name: str | None = None
+    settings: Settings,
+    model_dirs: Sequence[Path],
+    search_log: Path | None,
+    holdout: float = 0.2,
+    samples: int = 500,
+    gold: Sequence[Example] | None = None,
+    gold_name: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
     """Saved refiners side by side, served as configured: on the held-out gold set (or on ``gold``,
     labelled searches of the user's, all of them evaluated), and on ``search_log``'s held-out
-    products unless it is ``None``."""
+    products unless it is ``None``; ``progress``: called with each batch's count of refinements."""
     precision = settings.intent.serving_precision  # scored as served
     models = {name: IntentRefiner.from_pretrained(d, **settings.intent.serving()) for name, d in zip(model_names(model_dirs), model_dirs, strict=True)}
     split = split_log(search_log, holdout, settings.intent.click_relevance) if search_log is not None else None
@@ -188,7 +203,7 @@ def evaluate_models(
     if not examples:
         raise ValueError("no labelled searches to evaluate on")
     scores: dict[str, np.ndarray] = {}
-    rows = gold_rows(models, holdout, split.bias if split else None, scores, examples)
+    rows = gold_rows(models, holdout, split.bias if split else None, scores, examples, progress)
     names = list(models)
     gaps = []
     for name in names[1:]:
@@ -202,7 +217,7 @@ def evaluate_models(
         suggester = QuerySuggester.from_params(settings.intent).fit(split.train) if split.train else None
         result.log_name, result.log_clicks, result.log_pairs = search_log.name, len(split.test), len(split.mined_test.pairs)
         result.log_samples = min(samples, len(split.test))
-        result.log = log_rows(models, split, samples, suggester=suggester)
+        result.log = log_rows(models, split, samples, suggester=suggester, progress=progress)
         if split.rejected:
             result.rejected[search_log.name] = split.rejected
     return result

@@ -235,12 +235,21 @@ def read_labelled(path: Path) -> tuple[list[Example], list[tuple[int, str, str]]
     return good, bad
 
 
-def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int], None] | None = None, precision: str = "float32", device: str = "cpu") -> FileReport:
+def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int, int], None] | None = None, precision: str = "float32", device: str = "cpu") -> FileReport:
     """Refine every valid request of ``input_path`` into ``output`` (``{"id", "query", "refined_query"}``);
-    ``precision`` and ``device``: how the model is served (``IntentSettings.serving``)."""
+    ``precision`` and ``device``: how the model is served (``IntentSettings.serving``); ``progress``:
+    called with (requests refined so far, valid requests) after each batch."""
     good, bad = read_requests(input_path)
     refiner = IntentRefiner.from_pretrained(model, serving_precision=precision, device=device)
-    outs = refiner.predict([r for _, r in good], progress=progress) if good else []
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, len(good))
+
+    outs = refiner.predict([r for _, r in good], progress=step) if good else []
     _write_answers(output, good, "refined_query", outs)
     return FileReport(len(good), bad)
 

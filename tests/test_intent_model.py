@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from classifier.lm import resolve_base
-from intent.jobs import read_requests
+from intent.jobs import read_requests, refine_file
 from intent.model import GOLD_TEST, GOLD_TRAIN, PROMPT_CACHE_MIN_BATCH, IntentRefiner, Request, gold_split, load_gold
 from intent.text import key_tokens, normalize, tokens
 
@@ -243,6 +243,10 @@ def test_refine_cli_reports_bad_lines_and_refines_the_rest(tiny: dict[str, Path]
     assert "rejected line 3: field 'query'" in got.stderr and "refined 2 requests" in got.stdout
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "e"] and all(r["refined_query"].startswith(r["query"].split()[0]) or r["query"].split()[0] in r["refined_query"] for r in rows)
+    calls: list[tuple[int, int]] = []  # the CLI's progress bar: (refined so far, valid requests) after each batch
+    again = tmp_path / "again.jsonl"
+    refine_file(model, src, again, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (2, 2) and [d for d, _ in calls] == sorted(d for d, _ in calls) and again.read_text() == out.read_text()
 
 
 def test_refinements_do_not_end_on_a_function_word_that_is_not_the_query_s(tiny: dict[str, Path]) -> None:

@@ -398,10 +398,10 @@ if __name__ == "__main__":
 
 
 # intent ------------------------------------------------------------------------------------------------
-def _bar(total: int, desc: str):  # noqa: ANN202
+def _bar(total: int | None, desc: str, unit: str = "step"):  # noqa: ANN202
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not sys.stderr.isatty())
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not sys.stderr.isatty())
 
 
 def _training_bar(desc: str):  # noqa: ANN202
@@ -517,8 +517,15 @@ def intent_refine(
     """Refine every request of a JSONL file; invalid lines are reported by line and field, not refined."""
     from intent.jobs import refine_file
 
+    bar = _bar(None, "refining", unit="request")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
     try:
-        report = refine_file(model or get_settings().intent_dir, input, output, precision=get_settings().intent.serving_precision, device=get_settings().intent.device)
+        with bar:
+            report = refine_file(model or get_settings().intent_dir, input, output, progress=progress, precision=get_settings().intent.serving_precision, device=get_settings().intent.device)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -586,7 +593,10 @@ def intent_eval(
             typer.echo(f"no search log at {log_path} (--search-log F, or --no-log): the real-log check is left out", err=True)
             log_path = None
     try:
-        result = evaluate_models(settings, models or [settings.intent_dir], log_path, holdout=holdout, samples=samples, gold=examples, gold_name=f"labelled searches {gold.name}" if gold else None)
+        with _bar(None, "refining", unit="request") as bar:
+            result = evaluate_models(
+                settings, models or [settings.intent_dir], log_path, holdout=holdout, samples=samples, gold=examples, gold_name=f"labelled searches {gold.name}" if gold else None, progress=bar.update
+            )
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
