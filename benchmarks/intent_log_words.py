@@ -124,6 +124,7 @@ def cross_validate(clicks: Sequence[Click], folds: int, prior: float, query_prio
             rows[label] += [rule(p) for p in fold]
     raw = rouge_each(rows["raw query"], pairs)
     whole = rouge_each(rows[WHOLE_LOG], pairs)
+    all_pairs = rouge_each(rows[ALL_PAIRS], pairs) if caps else None
     print(f"{folds} folds by product: {len(pairs)} held-out mined pairs in all")
     for label, preds in rows.items():
         each = rouge_each(preds, pairs)
@@ -131,8 +132,8 @@ def cross_validate(clicks: Sequence[Click], folds: int, prior: float, query_prio
         if label in given:
             gap, low, high = paired_bootstrap(each, whole)
             extra = f"; vs the whole-log rate {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
-        if label in capped:
-            gap, low, high = paired_bootstrap(each, rouge_each(rows[ALL_PAIRS], pairs))
+        if label in capped and all_pairs is not None:
+            gap, low, high = paired_bootstrap(each, all_pairs)
             extra = f"; vs all pairs {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
         print(f"  {label:58s} {against_raw(each, raw)}{extra}")
 

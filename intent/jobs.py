@@ -186,10 +186,10 @@ def _request(row: object) -> Request | tuple[str, str]:
     return Request(query, tuple(d["title"] for d in docs[:MAX_DOCUMENTS]))
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, object | None, str]]:
-    """(line number, the line's JSON value, "") per non-blank line; (line number, None, message) where
-    it is not JSON."""
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def _json_lines(text: str) -> Iterator[tuple[int, object | None, str]]:
+    """(line number, the line's JSON value, "") per non-blank line of ``text``; (line number, None,
+    message) where it is not JSON."""
+    for n, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 yield n, json.loads(line), ""
@@ -202,7 +202,7 @@ def read_requests(path: Path) -> tuple[list[tuple[str, Request]], list[tuple[int
     invalid lines come back as (line, field, message) and are not refined."""
     good: list[tuple[str, Request]] = []
     bad: list[tuple[int, str, str]] = []
-    for n, row, error in _json_lines(path):
+    for n, row, error in _json_lines(path.read_text(encoding="utf-8")):
         got = _request(row) if not error else ("<record>", error)
         if isinstance(got, Request):
             good.append((str(row.get("id", n)) if isinstance(row, dict) else str(n), got))
@@ -219,10 +219,10 @@ def read_labelled(path: Path) -> tuple[list[Example], list[tuple[int, str, str]]
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if not text.lstrip().startswith("{"):
-        return read_gold(path)
+        return read_gold(path, text)
     good: list[Example] = []
     bad: list[tuple[int, str, str]] = []
-    for n, row, error in _json_lines(path):
+    for n, row, error in _json_lines(text):
         got = _request(row) if not error else ("<record>", error)
         refined = row.get("refined_query") if isinstance(row, dict) else None
         if isinstance(got, Request) and not (isinstance(refined, str) and refined.strip()):
@@ -235,12 +235,12 @@ def read_labelled(path: Path) -> tuple[list[Example], list[tuple[int, str, str]]
     return good, bad
 
 
-def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int, int], None] | None = None, precision: str = "float32", device: str = "cpu") -> FileReport:
+def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[[int, int], None] | None = None, **serving: object) -> FileReport:
     """Refine every valid request of ``input_path`` into ``output`` (``{"id", "query", "refined_query"}``);
-    ``precision`` and ``device``: how the model is served (``IntentSettings.serving``); ``progress``:
-    called with (requests refined so far, valid requests) after each batch."""
+    ``serving``: how the model is loaded (``IntentSettings.serving()``; none: as saved, float32 on
+    the CPU); ``progress``: called with (requests refined so far, valid requests) after each batch."""
     good, bad = read_requests(input_path)
-    refiner = IntentRefiner.from_pretrained(model, serving_precision=precision, device=device)
+    refiner = IntentRefiner.from_pretrained(model, **serving)
     done = 0
 
     def step(n: int) -> None:

@@ -628,13 +628,14 @@ def _skipped(a: str, b: str, rows: Sequence[Sequence[str]], seen: set[str], max_
     return None
 
 
-def read_gold(path: Path) -> tuple[list[Example], list[tuple[int, str, str]]]:
+def read_gold(path: Path, text: str | None = None) -> tuple[list[Example], list[tuple[int, str, str]]]:
     """Labelled searches in the gold set's format (a header line, then category, query, clicked titles
     split by ``||``, Q*; tab-separated): (the examples, the lines that cannot be read as (line, field,
-    message)); the others go through."""
+    message)); the others go through. ``text``: the file's text where it was read already."""
     good: list[Example] = []
     bad: list[tuple[int, str, str]] = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()[1:], start=2):
+    text = Path(path).read_text(encoding="utf-8") if text is None else text
+    for n, line in enumerate(text.splitlines()[1:], start=2):
         if not line.strip():
             continue
         parts = line.split("\t")

@@ -173,7 +173,7 @@ class QuerySuggester:
 
     @classmethod
     def from_params(cls, params: IntentSettings) -> QuerySuggester:
-        """An unfitted suggester with the settings' priors (``suggest_prior``, ``suggest_query_prior``)."""
+        """An unfitted suggester with the settings' priors and cap (``suggest_prior``, ``suggest_query_prior``, ``suggest_max_pairs``)."""
         return cls(params.suggest_prior, params.suggest_query_prior, params.suggest_max_pairs)
 
     def fit(self, clicks: Iterable[Click]) -> QuerySuggester:

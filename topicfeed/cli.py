@@ -525,7 +525,7 @@ def intent_refine(
 
     try:
         with bar:
-            report = refine_file(model or get_settings().intent_dir, input, output, progress=progress, precision=get_settings().intent.serving_precision, device=get_settings().intent.device)
+            report = refine_file(model or get_settings().intent_dir, input, output, progress=progress, **get_settings().intent.serving())
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
