@@ -10,12 +10,13 @@ equal to the arrays, and the share of suggestions that both give alike.
 
 ``--max-pairs N ...`` fits again keeping at most N pairs (``IntentSettings.suggest_max_pairs``):
 memory held and while fitting, and how many suggestions stay the same (their ROUGE-L:
-``benchmarks/intent_log_words.py --max-pairs``).
+``benchmarks/intent_log_words.py --max-pairs``). ``--max-words N ...`` the same keeping at most N typed
+words (``IntentSettings.suggest_max_words``).
 
 ``--repeat N`` fits on the log N times over: the same distinct pairs, N times the occurrences, which
 ``PairCounts.count`` reduces part by part, so the peak while fitting should not grow N times.
 
-    .venv/bin/python benchmarks/bench_suggester.py [--log PATH] [--suggestions 5000] [--repeat N] [--max-pairs N ...]
+    .venv/bin/python benchmarks/bench_suggester.py [--log PATH] [--suggestions 5000] [--repeat N] [--max-pairs N ...] [--max-words N ...]
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="the log's clicks this many times over: as many distinct pairs, N times the occurrences (how fitting scales)")
     ap.add_argument("--suggestions", type=int, default=5000, help="clicks suggested for, timing one suggestion")
     ap.add_argument("--max-pairs", type=int, nargs="*", default=[], help="also fit keeping at most this many pairs (IntentSettings.suggest_max_pairs): memory, and how many suggestions stay the same")
+    ap.add_argument("--max-words", type=int, nargs="*", default=[], help="also fit keeping at most this many typed words (IntentSettings.suggest_max_words): memory, and how many suggestions stay the same")
     args = ap.parse_args()
     s = Settings()
     clicks, rejected = read_search_log(args.log or s.shared_data_dir / "homedepot" / "search_log.tsv")
@@ -132,11 +134,15 @@ def main() -> None:
     print(f"  the same counts: {'yes' if same else 'NO'}; the same suggestions: {alike:,} of {len(sample):,}")
     print(f"memory held: arrays {held:.1f} MB, {held / nested_held:.2f}x the dict of dicts' {nested_held:.1f} MB")
     print(f"one suggestion (median of 3 rounds over {len(sample):,}): arrays {per * 1e3:.3f} ms, {per / per_old:.2f}x the dict of dicts' {per_old * 1e3:.3f} ms")
-    for cap in args.max_pairs:
-        capped, cap_s, cap_held, cap_peak = measured(lambda cap=cap: QuerySuggester(s.intent.suggest_prior, s.intent.suggest_query_prior, cap).fit(clicks))
+    caps = [(f"{cap:,} pairs", cap, None) for cap in args.max_pairs] + [(f"{cap:,} typed words", None, cap) for cap in args.max_words]
+    for label, max_pairs, max_words in caps:
+        capped, cap_s, cap_held, cap_peak = measured(lambda p=max_pairs, w=max_words: QuerySuggester(s.intent.suggest_prior, s.intent.suggest_query_prior, p, w).fit(clicks))
         alike = sum(a == b for a, b in zip(timed_suggestions(capped, sample)[0], got))
         kept = len(capped.pairs) if capped.pairs is not None else 0
-        print(f"at most {cap:,} pairs: fit {cap_s:.2f} s, holds {cap_held:.1f} MB (peak {cap_peak:.1f} MB while fitting), {kept:,} pairs; the same suggestions as with all: {alike:,} of {len(sample):,}")
+        print(
+            f"at most {label}: fit {cap_s:.2f} s, holds {cap_held:.1f} MB (peak {cap_peak:.1f} MB while fitting), {kept:,} pairs, {len(capped.typed):,} typed words; "
+            f"the same suggestions as with all: {alike:,} of {len(sample):,}"
+        )
 
 
 def table(p: PairCounts) -> set[tuple[str, str, int, int]]:

@@ -16,7 +16,7 @@ product held out once (folds by product: many more pairs than one split has), th
 several ``query_prior`` and paired against the whole-log rate. ROUGE-L F1
 (``rouge-score``, stemmed), as ``topicfeed intent eval``.
 
-    .venv/bin/python benchmarks/intent_log_words.py [--log PATH] [--model DIR ...] [--folds 5] [--max-pairs N ...]
+    .venv/bin/python benchmarks/intent_log_words.py [--log PATH] [--model DIR ...] [--folds 5] [--max-pairs N ...] [--max-words N ...]
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def neighbour(side: int) -> Callable[[MinedPair], str]:
     return refine
 
 
-def typed_word(clicks: Sequence[Click], prior: float, query_prior: float | None, max_pairs: int | None = None) -> Callable[[MinedPair], str]:
+def typed_word(clicks: Sequence[Click], prior: float, query_prior: float | None, max_pairs: int | None = None, max_words: int | None = None) -> Callable[[MinedPair], str]:
     """Q with the title word that users type most often (``intent.suggest.QuerySuggester``)."""
-    suggester = QuerySuggester(prior, query_prior, max_pairs).fit(clicks)
+    suggester = QuerySuggester(prior, query_prior, max_pairs, max_words).fit(clicks)
     return lambda p: suggester.suggest(p.query, (p.title,))
 
 
@@ -97,20 +97,24 @@ def against_raw(each: np.ndarray, raw: np.ndarray) -> str:
 
 
 WHOLE_LOG = "Q + the title word users type most (whole-log rate)"
-ALL_PAIRS = "  ... the same, keeping all pairs"
+ALL_PAIRS = "  ... the same, no cap"
 
 
-def cross_validate(clicks: Sequence[Click], folds: int, prior: float, query_priors: Sequence[float], query_prior: float | None = None, caps: Sequence[int] = ()) -> None:
+def cross_validate(
+    clicks: Sequence[Click], folds: int, prior: float, query_priors: Sequence[float], query_prior: float | None = None, caps: Sequence[int] = (), word_caps: Sequence[int] = ()
+) -> None:
     """The rules that learn from the log (and the raw query) over ``folds`` folds by product: each
     fold's mined pairs scored by rates of the other folds' clicks, all folds' pairs pooled; the
-    suggester under each of ``query_priors``, also paired against the whole-log rate; with ``caps``,
-    the suggester of ``query_prior`` keeping at most each many pairs, paired against it keeping all."""
+    suggester under each of ``query_priors``, also paired against the whole-log rate; with ``caps``
+    (``word_caps``), the suggester of ``query_prior`` keeping at most each many pairs (typed words),
+    paired against it keeping all."""
     pairs: list[MinedPair] = []
     rows: dict[str, list[str]] = {"raw query": [], "Q + the title word before Q": [], WHOLE_LOG: []}
     given = {f"  ... among the clicks with Q's words, query_prior {a:g}": a for a in query_priors}
     rows |= {label: [] for label in given}
-    capped = {f"  ... query_prior {query_prior:g}, at most {cap:,} pairs": cap for cap in caps}
-    rows |= {label: [] for label in capped} | ({ALL_PAIRS: []} if caps else {})
+    capped = {f"  ... query_prior {query_prior:g}, at most {cap:,} pairs": (cap, None) for cap in caps}
+    capped |= {f"  ... query_prior {query_prior:g}, at most {cap:,} typed words": (None, cap) for cap in word_caps}
+    rows |= {label: [] for label in capped} | ({ALL_PAIRS: []} if capped else {})
     for k in range(folds):
         in_fold = [held_out(c.doc_id, (k + 1) / folds) and not held_out(c.doc_id, k / folds) for c in clicks]
         test = [c for c, inside in zip(clicks, in_fold, strict=True) if inside]
@@ -119,12 +123,12 @@ def cross_validate(clicks: Sequence[Click], folds: int, prior: float, query_prio
         pairs += fold
         rules = {"raw query": lambda p: p.query, "Q + the title word before Q": neighbour(-1), WHOLE_LOG: typed_word(train, prior, None)}
         rules |= {label: typed_word(train, prior, a) for label, a in given.items()}
-        rules |= {label: typed_word(train, prior, query_prior, cap) for label, cap in capped.items()} | ({ALL_PAIRS: typed_word(train, prior, query_prior)} if caps else {})
+        rules |= {label: typed_word(train, prior, query_prior, *cap) for label, cap in capped.items()} | ({ALL_PAIRS: typed_word(train, prior, query_prior)} if capped else {})
         for label, rule in rules.items():
             rows[label] += [rule(p) for p in fold]
     raw = rouge_each(rows["raw query"], pairs)
     whole = rouge_each(rows[WHOLE_LOG], pairs)
-    all_pairs = rouge_each(rows[ALL_PAIRS], pairs) if caps else None
+    all_pairs = rouge_each(rows[ALL_PAIRS], pairs) if capped else None
     print(f"{folds} folds by product: {len(pairs)} held-out mined pairs in all")
     for label, preds in rows.items():
         each = rouge_each(preds, pairs)
@@ -134,7 +138,7 @@ def cross_validate(clicks: Sequence[Click], folds: int, prior: float, query_prio
             extra = f"; vs the whole-log rate {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
         if label in capped and all_pairs is not None:
             gap, low, high = paired_bootstrap(each, all_pairs)
-            extra = f"; vs all pairs {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
+            extra = f"; vs keeping all {gap:+.3f} [{low:+.3f}, {high:+.3f}]"
         print(f"  {label:58s} {against_raw(each, raw)}{extra}")
 
 
@@ -146,6 +150,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5, help="the rules are also scored with every product held out once: the log split into this many folds by product (the first is the held-out split)")
     ap.add_argument("--query-prior", type=float, nargs="+", default=[1, 3, 10, 30], help="the suggester's query_prior values the folds score")
     ap.add_argument("--max-pairs", type=int, nargs="*", default=[], help="the folds also score the suggester keeping at most this many pairs (IntentSettings.suggest_max_pairs)")
+    ap.add_argument("--max-words", type=int, nargs="*", default=[], help="the folds also score the suggester keeping at most this many typed words (IntentSettings.suggest_max_words)")
     args = ap.parse_args()
     split = split_log(args.log)
     sides = {"held-out products": split.mined_test.pairs, "training products": mine(split.train).pairs}
@@ -166,7 +171,7 @@ def main() -> None:
         cells = [against_raw(rouge_each([rule(p) for p in pairs], pairs), raw[name]) for name, pairs in sides.items()]
         print(f"  {label:58s} " + " | ".join(cells))
     if args.folds > 1:
-        cross_validate(split.train + split.test, args.folds, s.intent.suggest_prior, args.query_prior, s.intent.suggest_query_prior, args.max_pairs)
+        cross_validate(split.train + split.test, args.folds, s.intent.suggest_prior, args.query_prior, s.intent.suggest_query_prior, args.max_pairs, args.max_words)
     decodings = {"default": {}, "plain beam search": NO_LENGTH_PREFERENCE, "at most 1 inserted word": {"max_inserted_words": 1}, "both": {**NO_LENGTH_PREFERENCE, "max_inserted_words": 1}}
     for directory in args.model:
         refiner = IntentRefiner.from_pretrained(directory)

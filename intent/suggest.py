@@ -32,6 +32,7 @@ from topicfeed.settings import IntentSettings, Settings
 log = logging.getLogger(__name__)
 
 SUGGESTER_NAME = "query_suggester.json"
+STEM_CACHE = 500_000  # words whose stem fit keeps at hand
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class PairCounts:
                 total = _capped(_merged(total, pair_keys, typed_flags), max_pairs)
                 pair_keys, typed_flags = array("q"), array("b")
         keys, hits, seen = _capped(_merged(total, pair_keys, typed_flags), max_pairs)
+        ids, keys = _used(ids, keys)
         start = np.searchsorted(keys >> 32, np.arange(len(ids) + 1)).astype(np.int64)
         return cls(ids, start, (keys & 0xFFFFFFFF).astype(np.int32), hits.astype(np.int32), seen.astype(np.int32))
 
@@ -148,24 +150,40 @@ def _capped(total: tuple[np.ndarray, np.ndarray, np.ndarray], max_pairs: int | N
     return keys[keep], typed[keep], seen[keep]
 
 
+def _used(ids: dict[str, int], keys: np.ndarray) -> tuple[dict[str, int], np.ndarray]:
+    """Only the words of the pairs kept, numbered anew in the same order (so the keys stay sorted):
+    the query words whose pairs were all cut hold no memory."""
+    used = np.unique(np.concatenate([keys >> 32, keys & 0xFFFFFFFF]))
+    if len(used) == len(ids):
+        return ids, keys
+    words = list(ids)
+    new = np.full(len(ids), -1, dtype=np.int64)
+    new[used] = np.arange(len(used))
+    return {words[i]: n for n, i in enumerate(used.tolist())}, (new[keys >> 32] << 32) | new[keys & 0xFFFFFFFF]
+
+
 class QuerySuggester:
     """``fit`` on a log's clicks, ``predict`` a suggestion per request; ``save_pretrained`` /
     ``from_pretrained`` as the refiner's. ``prior``: clicks that do not type a word, added to every
     word's count, so a word seen on few titles does not win by chance. ``query_prior``: how many
     clicks the word's whole-log rate counts for against its rate among the clicks whose query has one
     of Q's words (``rate_given``); ``None``: the whole-log rate alone. ``max_pairs``: at most this
-    many (query word, title word) pairs kept (``PairCounts.count``); ``None``: all."""
+    many (query word, title word) pairs kept (``PairCounts.count``); ``max_words``: at most this many
+    typed words counted, the most typed (the others are never suggested); ``None``: all."""
 
-    def __init__(self, prior: float = 5.0, query_prior: float | None = 3.0, max_pairs: int | None = None) -> None:
+    def __init__(self, prior: float = 5.0, query_prior: float | None = 3.0, max_pairs: int | None = None, max_words: int | None = None) -> None:
         if prior < 0:
             raise ValueError(f"prior must be >= 0, not {prior}")
         if query_prior is not None and query_prior <= 0:
             raise ValueError(f"query_prior must be > 0 (or None), not {query_prior}")
         if max_pairs is not None and max_pairs < 1:
             raise ValueError(f"max_pairs must be >= 1 (or None), not {max_pairs}")
+        if max_words is not None and max_words < 1:
+            raise ValueError(f"max_words must be >= 1 (or None), not {max_words}")
         self.prior = prior
         self.query_prior = query_prior
         self.max_pairs = max_pairs
+        self.max_words = max_words
         self.seen: Counter[str] = Counter()
         self.typed: Counter[str] = Counter()
         self.pairs: PairCounts | None = None
@@ -173,33 +191,50 @@ class QuerySuggester:
 
     @classmethod
     def from_params(cls, params: IntentSettings) -> QuerySuggester:
-        """An unfitted suggester with the settings' priors and cap (``suggest_prior``, ``suggest_query_prior``, ``suggest_max_pairs``)."""
-        return cls(params.suggest_prior, params.suggest_query_prior, params.suggest_max_pairs)
+        """An unfitted suggester with the settings' priors and caps (``suggest_prior``, ``suggest_query_prior``, ``suggest_max_pairs``, ``suggest_max_words``)."""
+        return cls(params.suggest_prior, params.suggest_query_prior, params.suggest_max_pairs, params.suggest_max_words)
 
     def fit(self, clicks: Iterable[Click]) -> QuerySuggester:
         """Count, per stemmed word, the clicks whose title has it and those whose query has it too;
-        and (``query_prior``) the same per query word, for the title words someone typed."""
+        and (``query_prior``) the same per query word, for the title words someone typed. Two passes
+        over the clicks: the typed words first (at most ``max_words``), then their clicks and pairs,
+        so that the counts held, also while fitting, grow with the words users type, not with every
+        word of the titles."""
         clicks = clicks if isinstance(clicks, Sequence) else list(clicks)
         stems_of: dict[str, str] = {}  # each word stemmed once: the clicks are read twice
 
         def stemmed(text: str) -> set[str]:
+            if len(stems_of) > STEM_CACHE:  # a log of endless distinct words: memory stays bounded
+                stems_of.clear()
             return {stems_of[t] if t in stems_of else stems_of.setdefault(t, stem(t)) for t in tokens(text)}
 
         def rows() -> Iterator[tuple[set[str], set[str]]]:
             for c in clicks:
                 yield stemmed(c.query), stemmed(c.title)
 
-        seen: Counter[str] = Counter()
-        typed: Counter[str] = Counter()
+        typed: Counter[str] = Counter()  # words nobody typed need no count: their rate is 0
+        titled = False
         for query, title in rows():
-            for word in title:
-                seen[word] += 1
-                typed[word] += word in query
-        if not seen:
+            titled = titled or bool(title)
+            typed.update(query & title)
+        if not titled:
             raise ValueError("no clicks with a title to learn from")
-        self.typed = +typed  # words nobody typed need no count: their rate is 0
-        self.seen = Counter({w: seen[w] for w in self.typed})
-        self.pairs = PairCounts.count(rows(), self.typed, max_pairs=self.max_pairs) if self.query_prior is not None else None
+        if self.max_words is not None and len(typed) > self.max_words:
+            typed = Counter(dict(sorted(typed.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_words]))
+        seen: Counter[str] = Counter()
+
+        def counted() -> Iterator[tuple[set[str], set[str]]]:
+            for query, title in rows():
+                seen.update(w for w in title if w in typed)
+                yield query, title
+
+        if self.query_prior is not None:
+            self.pairs = PairCounts.count(counted(), typed, max_pairs=self.max_pairs)
+        else:
+            self.pairs = None
+            for _ in counted():
+                pass
+        self.typed, self.seen = typed, seen
         self.fitted_ = True
         return self
 
@@ -271,7 +306,7 @@ class QuerySuggester:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         typed = dict(sorted(self.typed.items()))
-        data = {"prior": self.prior, "query_prior": self.query_prior, "max_pairs": self.max_pairs, "typed": typed, "seen": {w: self.seen[w] for w in typed}}
+        data = {"prior": self.prior, "query_prior": self.query_prior, "max_pairs": self.max_pairs, "max_words": self.max_words, "typed": typed, "seen": {w: self.seen[w] for w in typed}}
         if self.pairs is not None:
             data["pair_counts"] = self.pairs.to_json()
         (directory / SUGGESTER_NAME).write_text(json.dumps(data, separators=(",", ":")))
@@ -284,7 +319,7 @@ class QuerySuggester:
             raise FileNotFoundError(f"{path}: no query suggester saved there")
         data = json.loads(path.read_text())
         query_prior = data.get("query_prior")  # a file from before query_prior: the whole-log rate alone
-        out = cls(prior=float(data["prior"]), query_prior=None if query_prior is None else float(query_prior), max_pairs=data.get("max_pairs"))
+        out = cls(prior=float(data["prior"]), query_prior=None if query_prior is None else float(query_prior), max_pairs=data.get("max_pairs"), max_words=data.get("max_words"))
         out.typed, out.seen = Counter(data["typed"]), Counter(data["seen"])
         if "pair_counts" in data:
             out.pairs = PairCounts.from_json(data["pair_counts"])

@@ -91,7 +91,10 @@ def test_at_most_max_pairs_are_kept_the_most_clicked_also_between_parts(tmp_path
     whole = table(PairCounts.count(rows, typed))
     assert whole == {("saw", "jig"): (3, 8), ("jig", "blade"): (0, 3), ("saw", "blade"): (0, 3), ("drill", "cordless"): (0, 2), ("bosch", "blade"): (0, 1)}
     assert table(PairCounts.count(rows, typed, max_pairs=5)) == whole  # the log's pairs fit: exact
-    assert table(PairCounts.count(rows, typed, max_pairs=3)) == {k: whole[k] for k in [("saw", "jig"), ("jig", "blade"), ("saw", "blade")]}
+    three = PairCounts.count(rows, typed, max_pairs=3)
+    assert table(three) == {k: whole[k] for k in [("saw", "jig"), ("jig", "blade"), ("saw", "blade")]}
+    assert set(three.ids) == {"saw", "jig", "blade"} and len(three.start) == 4  # the words of the pairs cut hold no row
+    assert three.lookup("drill", three.word_ids(["cordless"])) is None and three.word_ids(["cordless"]).tolist() == [-1]
     parts = table(PairCounts.count(rows, typed, chunk=2, max_pairs=2))  # cut between parts too: never more than 2 pairs
     assert len(parts) == 2 and parts[("saw", "jig")] == (3, 8)  # the most clicked pair stays, exactly counted
     capped = QuerySuggester(prior=1.0, max_pairs=1).fit(clicks())
@@ -101,6 +104,24 @@ def test_at_most_max_pairs_are_kept_the_most_clicked_also_between_parts(tmp_path
     assert QuerySuggester.from_params(IntentSettings(suggest_max_pairs=7)).max_pairs == 7
     with pytest.raises(ValueError, match="max_pairs"):
         QuerySuggester(max_pairs=0)
+
+
+def test_at_most_max_words_typed_words_are_counted_the_most_typed(tmp_path: Path) -> None:
+    whole = QuerySuggester(prior=1.0).fit(clicks())
+    assert set(whole.typed) == {"jig", "saw", "makita", "blade", "cordless", "drill", "dewalt", "ryobi"}  # stemmed
+    one = QuerySuggester(prior=1.0, max_words=2).fit(clicks())
+    assert set(one.typed) == set(one.seen) == {"saw", "drill"}  # typed 4 and 3 times; "jig" 3 times, but "drill" < "jig" by name
+    assert one.rate("saw") == whole.rate("saw") and one.rate("jig") == 0.0  # the words kept are counted exactly
+    assert one.pairs is not None and len(one.pairs) == 7 and "saw" in one.pairs.ids  # pairs of the words kept only
+    words = list(one.pairs.ids)
+    assert {words[i] for i in one.pairs.title.tolist()} == {"saw", "drill"}
+    assert one.predict([Request("makita", (SAW,))]) == ["makita saw"]  # "jig" is never suggested now
+    again = QuerySuggester.from_pretrained(one.save_pretrained(tmp_path / "words"))
+    assert again.max_words == 2 and again.predict([Request("makita", (SAW,))]) == ["makita saw"]
+    assert QuerySuggester.from_params(IntentSettings(suggest_max_words=9)).max_words == 9
+    assert QuerySuggester.from_params(IntentSettings()).max_words == IntentSettings().suggest_max_words
+    with pytest.raises(ValueError, match="max_words"):
+        QuerySuggester(max_words=0)
 
 
 def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:

@@ -206,6 +206,12 @@ class IntentSettings(BaseModel):
         description="intent.suggest.QuerySuggester keeps at most this many (query word, title word) pairs, the most clicked (about 12 bytes each; Home Depot has 292,877): "
         "memory in every worker stays bounded on a larger log. Keeping half of Home Depot's cost -0.002 ROUGE-L over 5 folds, a tenth -0.014 (docs/intent.md); None: no cap",
     )
+    suggest_max_words: int | None = Field(
+        200_000,
+        ge=1,
+        description="intent.suggest.QuerySuggester counts at most this many typed words (title words someone also typed in the query), the most typed; the others are never suggested "
+        "(Home Depot has 3,197). With suggest_max_pairs it bounds the suggester's memory in every worker, also while fitting; None: no cap",
+    )
     click_relevance: float = Field(2.0, description="a search log's row rated this or more is a click (Home Depot's 1-3 ratings: 2); a 0/1 click column counts 1")
     title_searches: int = Field(
         4,
