@@ -207,7 +207,7 @@ class IntentSettings(BaseModel):
         "memory in every worker stays bounded on a larger log. Keeping half of Home Depot's cost -0.002 ROUGE-L over 5 folds, a tenth -0.014 (docs/intent.md); None: no cap",
     )
     suggest_max_words: int | None = Field(
-        200_000,
+        100_000,
         ge=1,
         description="intent.suggest.QuerySuggester counts at most this many typed words (title words someone also typed in the query), the most typed; the others are never suggested "
         "(Home Depot has 3,197). With suggest_max_pairs it bounds the suggester's memory in every worker, also while fitting; None: no cap",
