@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.compute as pc
@@ -37,6 +38,9 @@ from topicfeed.lake import Lake
 from topicfeed.schemas import DOCUMENT_SCHEMA, EVENT_SCHEMA
 from topicfeed.settings import FeedSettings, Settings
 from topicfeed.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from intent.model import Refines
 
 
 @dataclass
@@ -138,9 +142,23 @@ class OfflineWorld:
 
 @contextmanager
 def offline_world(
-    settings: Settings, events: Path, documents: Path, split_time: datetime, *, until: datetime | None = None, workdir: Path | None = None, fmt: Format = "auto"
+    settings: Settings,
+    events: Path,
+    documents: Path,
+    split_time: datetime,
+    *,
+    until: datetime | None = None,
+    workdir: Path | None = None,
+    fmt: Format = "auto",
+    intents: Refines | None = None,
+    intent_days: float = 7.0,
+    domains: Sequence[str] | None = None,
 ) -> Iterator[OfflineWorld]:
-    """The world of the module docstring, in a temporary directory that goes when the block ends."""
+    """The world of the module docstring, in a temporary directory that goes when the block ends.
+    ``intents``: the searches with clicks of the ``intent_days`` before the split are refined by it
+    and pushed online as the ``search_intents`` DAG does (``RawQuery``: Q* = Q), so the profiles
+    hold recent intents; ``domains``: only later clicks in these domains are scored (e.g.
+    ``homefeed``: what the feed is for)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         full = settings.model_copy(update={"data_dir": Path(tmp) / "all"})
         ingest("documents", documents, full, fmt)
@@ -152,11 +170,17 @@ def offline_world(
         history.append("documents", lake.read("documents", columns=DOCUMENT_SCHEMA.names, filter=pc.field("created_at") < split_time))
         history.append("events", all_events.filter(pc.field("ts") < split_time))
         after = (pc.field("ts") >= split_time) & (pc.field("type") == "click")
+        if domains:
+            after = after & pc.field("domain").isin(list(domains))
         later = all_events.filter(after & (pc.field("ts") < until) if until is not None else after)
         if not history.exists("events") or later.num_rows == 0:
             raise ValueError(f"no events before or no clicks after {split_time.isoformat()}: choose another --split-time")
         compute_features(s, split_time)
         refresh_online(s, split_time)
+        if intents is not None:
+            from intent.jobs import refine_window  # torch and transformers: only when intents are refined
+
+            refine_window(s, intents, split_time - timedelta(days=intent_days), split_time)
         catalog = Catalog.load(s, asof=split_time)
         reader = ProfileReader(s, now=lambda: split_time)
         known_users = set(pc.unique(history.read("events", columns=["user_id"]).column(0)).to_pylist())
@@ -237,12 +261,32 @@ def tune_weights(
 
 
 def evaluate_offline(
-    settings: Settings, events: Path, documents: Path, split_time: datetime, k: int = 10, workdir: Path | None = None, fmt: Format = "auto", feed: FeedSettings | None = None
+    settings: Settings,
+    events: Path,
+    documents: Path,
+    split_time: datetime,
+    k: int = 10,
+    workdir: Path | None = None,
+    fmt: Format = "auto",
+    feed: FeedSettings | None = None,
+    intents: Refines | None = None,
+    intent_days: float = 7.0,
+    domains: Sequence[str] | None = None,
 ) -> list[Scores]:
     """The three methods' scores (module docstring); ``workdir``: where the history goes (a temp dir by
     default); ``fmt``: both files' format (``topicfeed.ingest.Format``; auto: from their names);
     ``feed``: the ranking settings of our feed (default: ``settings.feed``; ``tune_weights`` makes
     some). A documents file whose topics are outside the configured taxonomy (MovieLens genres) gets
-    a taxonomy made of the topics it uses."""
-    with offline_world(settings, events, documents, split_time, workdir=workdir, fmt=fmt) as world:
-        return [world.ranker(feed or settings.feed, k), *world.baselines(k)]
+    a taxonomy made of the topics it uses. With ``intents`` (``offline_world``), a fourth row: our
+    feed without its intents source, on the same profiles."""
+    feed = feed or settings.feed
+    with offline_world(settings, events, documents, split_time, workdir=workdir, fmt=fmt, intents=intents, intent_days=intent_days, domains=domains) as world:
+        rows = [world.ranker(feed, k), *world.baselines(k)]
+        if intents is not None:
+            rows.append(world.ranker(without_intents(feed), k, method="no intents"))
+        return rows
+
+
+def without_intents(feed: FeedSettings) -> FeedSettings:
+    """The same ranking settings with the intents source switched off."""
+    return feed.model_copy(update={"sources": feed.sources.model_copy(update={"intents": feed.sources.intents.model_copy(update={"enabled": False})})})

@@ -6,7 +6,8 @@ the user clicked (cosine over the topic embedding, brute force), co-clicked with
 clicked (item-to-item co-click cosine, ``Catalog.coclick``) and fresh items. Each candidate is scored as
 
     level_weights[l] * pref_l(topic) * item_score(topic), summed over the item's topics and levels
-  + intent_weight * (share of the intent's words in the title, or 1 for the topics of a fresh search)
+  + intent_weight * (share of the intent's words in the title, by IDF, or 1 for the topics of a fresh search)
+                  * 0.5 ** (age / intent half-life)
   + similar_weight * cosine(item, the user's clicked items)
   + coclick_weight * sum of the item's co-click cosines with the user's clicked items (scaled to 0..1 per user)
   + trend_weight * trend + popularity_weight * popularity + freshness_weight * 0.5 ** (age / half-life)
@@ -14,13 +15,14 @@ clicked (item-to-item co-click cosine, ``Catalog.coclick``) and fresh items. Eac
 
 Items the user clicked are excluded; at most ``max_per_l2_topic`` items of one level-2 topic make a
 page (the rest move down); a partner rule is applied last (``feed.partner``). The reason of an item is
-its largest contribution, in words. An unknown user (or a store that does not answer) gets the
+its largest contribution, in words, or the recent search whose words it matches (``intent_reason_share``). An unknown user (or a store that does not answer) gets the
 non-personalized feed: trending, popular and fresh, with ``fallback=True``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ import numpy as np
 from featurestore.profile import UserProfile
 from feed.catalog import Catalog, words
 from feed.partner import place
+from intent.text import STOPWORDS
 from topicfeed.settings import FeedSettings
 
 ReasonKind = Literal["intent", "topic", "trending", "popular", "similar", "fresh", "partner"]
@@ -98,6 +101,27 @@ class Feed:
     sources: dict[str, int] = field(default_factory=dict)
 
 
+def intent_matches(catalog: Catalog, query: str, limit: int, now_s: float | None = None, half_life_hours: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``limit`` items whose titles match a refined query best, and their match in 0..1: the
+    share of the query's inverse document frequency (over the catalog's titles) that the title has,
+    stopwords aside. A title with the query's rare words (its names) matches; one with only its
+    common words ("new", "review") barely does. With ``half_life_hours``, the best are chosen by the
+    match halved with every half-life of the item's age at ``now_s`` (as the ranker scores it)."""
+    found = [(w, catalog.by_word[w]) for w in dict.fromkeys(words(query)) if w not in STOPWORDS and w in catalog.by_word]
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0)
+    idf = np.array([math.log((len(catalog) + 1) / (len(items) + 0.5)) for _, items in found])
+    every = np.concatenate([items for _, items in found])
+    weights = np.repeat(idf, [len(items) for _, items in found])
+    items, inverse = np.unique(every, return_inverse=True)
+    share = np.bincount(inverse, weights=weights) / idf.sum()
+    key = share
+    if half_life_hours is not None and now_s is not None:
+        key = share * 0.5 ** (np.maximum(now_s - catalog.created_s[items], 0) / 3600 / half_life_hours)
+    best = np.lexsort((-catalog.popularity[items], -key))[:limit]
+    return items[best], share[best]
+
+
 class Ranker:
     """``rank(catalog, profile, ...)`` -> ``Feed``; stateless apart from its settings."""
 
@@ -107,7 +131,7 @@ class Ranker:
 
     # candidates -------------------------------------------------------------------------------
     def _candidates(
-        self, catalog: Catalog, profile: UserProfile | None, clicked: set[int], searches: list[RecentSearch], personal: bool, partner: str | None
+        self, catalog: Catalog, profile: UserProfile | None, clicked: set[int], searches: list[RecentSearch], personal: bool, partner: str | None, now_s: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, str]], np.ndarray | None, np.ndarray | None]:
         """(candidates in first-offer order, the source that offered each first, item -> (intent match,
         query), every item's cosine with the user's clicked items or None, every item's co-click score
@@ -130,15 +154,10 @@ class Ranker:
             if "intents" in limits:
                 queries = [q for q in [profile.last_refined_query, *profile.recent_refined_queries] if q]
                 for q in dict.fromkeys(queries):
-                    postings = [catalog.by_word[w] for w in set(words(q)) if w in catalog.by_word]
-                    if not postings:
-                        continue
-                    items, hits = np.unique(np.concatenate(postings), return_counts=True)
-                    best = items[np.lexsort((-catalog.popularity[items], -hits))[: limits["intents"]]]
-                    shares = dict(zip(items.tolist(), (hits / len(set(words(q)))).tolist()))
-                    for i in best.tolist():
-                        if shares[i] > intent.get(i, (0.0, ""))[0]:
-                            intent[i] = (shares[i], q)
+                    best, shares = intent_matches(catalog, q, limits["intents"], now_s, self.settings.intent_half_life_hours)
+                    for i, share in zip(best.tolist(), shares.tolist()):
+                        if share > intent.get(i, (0.0, ""))[0]:
+                            intent[i] = (share, q)
                     offer(best, "intents")
             if "topics" in limits:
                 per = max(1, limits["topics"] // (TOPICS_PER_LEVEL * max(1, len(self.settings.level_weights))))
@@ -209,7 +228,7 @@ class Ranker:
         searches = list(searches)
         clicked = set(catalog.clicked.get(user_id, ())) | set(exclude)
         personal = not fallback and ((profile is not None and profile.found) or bool(searches) or bool(clicked))
-        cands, source, intent, sims, co = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner)
+        cands, source, intent, sims, co = self._candidates(catalog, profile, clicked, searches if personal else [], personal, partner, now.timestamp())
         topic = np.zeros(len(cands))
         w: np.ndarray | None = None
         if personal and profile is not None and len(cands) and catalog.topic_matrix is not None:
@@ -224,17 +243,19 @@ class Ranker:
                 topic = catalog.topic_scores(cands, w)
             else:
                 w = None
+        age_h = np.maximum(now.timestamp() - catalog.created_s[cands], 0) / 3600
         intent_score = np.zeros(len(cands))
         if personal and intent:
             at = {int(i): j for j, i in enumerate(cands)}
             for i, (share, _) in intent.items():
                 if i in at:
                     intent_score[at[i]] = share * s.intent_weight
+            if s.intent_half_life_hours is not None:
+                intent_score *= 0.5 ** (age_h / s.intent_half_life_hours)
         similar = np.clip(sims[cands], 0, 1) * s.similar_weight if sims is not None else np.zeros(len(cands))
         coclick = co[cands] * s.coclick_weight if co is not None else np.zeros(len(cands))
         trend = catalog.trend[cands] * s.trend_weight
         pop = catalog.popularity[cands] * s.popularity_weight
-        age_h = np.maximum(now.timestamp() - catalog.created_s[cands], 0) / 3600
         fresh_raw = 0.5 ** (age_h / s.freshness_half_life_hours)
         seed = int.from_bytes(hashlib.blake2b(f"{user_id}|{now:%Y-%m-%d}".encode(), digest_size=8).digest(), "little")
         fresh = fresh_raw * (s.freshness_weight + s.exploration * unit_noise(seed, cands))
@@ -266,7 +287,7 @@ class Ranker:
         cands, score, parts, source, intent, clicked = sc.cands, sc.score, sc.parts, sc.source, sc.intent, sc.clicked
         if len(cands) == 0:
             return Feed(user_id, [], fallback=not sc.personal)
-        order = np.argsort(-score, kind="stable")
+        order = self._cap_intents(parts, np.argsort(-score, kind="stable"))
         ranked = self._diversify(catalog.l2_topic[cands[order]], order, limit_hint=max(limit, s.partner_top_n))  # positions in cands
         if partner and share > 0:
             top_n = min(s.partner_top_n, limit)
@@ -287,10 +308,23 @@ class Ranker:
             if src == "partner" or (partner and share > 0 and catalog.partner[i] == partner and top <= 0):
                 reason = Reason("partner", f"from our partner {catalog.partner[i]}")
             else:
-                reason = self._reason(kinds[k], catalog, i, intent.get(i, (0.0, ""))[1], column, clicked)
+                share, query = intent.get(i, (0.0, ""))
+                kind = "intent" if parts[0, j] > 0 and share >= s.intent_reason_share else kinds[k]  # it names what the user searched
+                reason = self._reason(kind, catalog, i, query, column, clicked)
             counts[src] = counts.get(src, 0) + 1
             items.append(FeedItem(catalog.ids[i], round(float(score[j]), 6), src, reason))
         return Feed(user_id, items, fallback=not sc.personal, candidates=len(cands), sources=counts)
+
+    def _cap_intents(self, parts: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """``order`` (positions in the candidates, best first) with the items led by an intent (their
+        intent part the largest, and above 0) past the first ``max_intent_items`` moved behind the rest."""
+        cap = self.settings.max_intent_items
+        if cap is None or parts.shape[1] == 0:
+            return order
+        intent = parts[0, order]
+        led = (intent > 0) & (intent >= parts[1:, order].max(axis=0))
+        over = led & (np.cumsum(led) > cap)
+        return np.concatenate([order[~over], order[over]]) if over.any() else order
 
     def _diversify(self, l2: np.ndarray, ranked: np.ndarray, limit_hint: int) -> np.ndarray:
         """``ranked`` reordered so that each of the first ``limit_hint`` has at most ``max_per_l2_topic``

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine, read_search_log
-from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Request, gold_split, read_gold
+from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Refines, Request, gold_split, read_gold
 from intent.suggest import SUGGESTER_NAME, QuerySuggester
 from intent.text import capitalized_runs, normalize, stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
@@ -275,7 +275,7 @@ def suggest_file(settings: Settings, input_path: Path, output: Path, search_log:
 
 
 def refine_window(
-    settings: Settings, refiner: IntentRefiner, start: datetime, end: datetime, push: bool = True, suggester: QuerySuggester | None = None
+    settings: Settings, refiner: Refines, start: datetime, end: datetime, push: bool = True, suggester: QuerySuggester | None = None
 ) -> list[dict[str, Any]]:
     """The window's searches with clicks, grouped by (user, query), refined; each record is written
     to the offline intents history and (``push``) to the online store (``featurestore.intents.push_intents``).

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
@@ -50,6 +51,20 @@ class Request:
 
     query: str
     titles: tuple[str, ...]
+
+
+class Refines(Protocol):
+    """What writes a Q* per request: an ``IntentRefiner``, the raw query (``RawQuery``), a
+    ``QuerySuggester``."""
+
+    def predict(self, requests: Sequence[Request]) -> list[str]: ...
+
+
+class RawQuery:
+    """Q* = Q, normalised: the baseline without a refiner (scored as "raw query" everywhere)."""
+
+    def predict(self, requests: Sequence[Request]) -> list[str]:
+        return [normalize(r.query) for r in requests]
 
 
 Trie = dict  # token id -> Trie; the key None marks the end of a word

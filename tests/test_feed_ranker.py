@@ -16,7 +16,8 @@ from featurestore.jobs import simulated_world
 from featurestore.profile import ProfileReader, UserProfile
 from feed.catalog import Catalog, coclick_matrix
 from feed.partner import dcg, place, quota, random_placement
-from feed.ranker import Ranker, RecentSearch, unit_noise
+from feed.ranker import Ranker, RecentSearch, intent_matches, unit_noise
+from intent.text import STOPWORDS
 from topicfeed.settings import FeedSettings, Settings, SimulatorSettings, SourcesSettings
 from topicfeed.simulator import simulate
 from topicfeed.simulator.logs import examination
@@ -123,7 +124,8 @@ def test_intents_and_fresh_searches_give_intent_reasons(world: tuple[Settings, C
     target = next(i for i in catalog.by_popularity if int(i) not in catalog.clicked[user])
     query = " ".join(catalog.titles[target].lower().split()[:4])
     profile.last_refined_query, profile.recent_refined_queries = query, [query]
-    feed = Ranker(s.feed).rank(catalog, profile, user_id=user, limit=20, now=catalog.asof)
+    strong = s.feed.model_copy(update={"intent_weight": 1.0, "intent_half_life_hours": None})  # the default weighs intents lightly (docs/feed.md)
+    feed = Ranker(strong).rank(catalog, profile, user_id=user, limit=20, now=catalog.asof)
     hit = [i for i in feed.items if i.item_id == catalog.ids[target]]
     assert hit and hit[0].reason.kind == "intent" and hit[0].reason.text == f"because you recently searched '{query}'"
     # a search with clicks that just arrived: its clicked items' topics count as a fresh interest
@@ -132,6 +134,45 @@ def test_intents_and_fresh_searches_give_intent_reasons(world: tuple[Settings, C
     fresh = Ranker(s.feed).rank(catalog, UserProfile("newcomer"), user_id="newcomer", searches=[search], now=catalog.asof)
     assert not fresh.fallback
     assert any(i.reason.text == "because you recently searched 'pole saw'" and topic in catalog.item_topics[catalog.index[i.item_id]] for i in fresh.items)
+
+
+def test_intent_matches_weigh_rare_words_decay_with_age_and_can_be_capped(world: tuple[Settings, Catalog]) -> None:
+    s, catalog = world
+    user, profile = active_user(s, catalog)
+    common = max(catalog.by_word, key=lambda w: len(catalog.by_word[w]) if w not in STOPWORDS else 0)
+    rare = next(w for w in sorted(catalog.by_word) if len(catalog.by_word[w]) == 1 and w not in STOPWORDS and w.isalpha() and int(catalog.by_word[w][0]) not in catalog.clicked[user])
+    named = int(catalog.by_word[rare][0])
+    best, shares = intent_matches(catalog, f"the {common} {rare}", 5)
+    assert int(best[0]) == named and shares[0] > 0.5  # the rare word (a name) carries the match; "the" counts nothing
+    only_common = [sh for i, sh in zip(best.tolist(), shares.tolist()) if i not in catalog.by_word[rare]]
+    assert all(sh < 0.5 for sh in only_common)
+    assert intent_matches(catalog, "the of and", 5)[0].size == 0  # stopwords alone match nothing
+    # the ranker's intent part: weight x match x 0.5 ** (age / half-life)
+    profile.last_refined_query, profile.recent_refined_queries = rare, [rare]
+    for half_life in (None, 24.0):
+        f = s.feed.model_copy(update={"intent_weight": 2.0, "intent_half_life_hours": half_life})
+        sc = Ranker(f).scored(catalog, profile, user_id=user, now=catalog.asof)
+        j = int(np.flatnonzero(sc.cands == named)[0])  # offered by the intents source
+        age_h = (catalog.asof.timestamp() - catalog.created_s[named]) / 3600
+        assert age_h > 1 and sc.parts[0, j] == pytest.approx(2.0 * (1.0 if half_life is None else 0.5 ** (age_h / half_life)))  # the whole query matched
+    # at most max_intent_items items led by an intent on a page; the reason names the search
+    query = next(w for w in sorted(catalog.by_word, key=lambda w: (len(catalog.by_word[w]), w)) if w not in STOPWORDS and len(catalog.by_word[w]) >= 12)  # a name on a dozen titles
+    profile.last_refined_query, profile.recent_refined_queries = query, [query]
+    flood = s.feed.model_copy(update={"intent_weight": 50.0, "intent_reason_share": 1.0})
+    page = Ranker(flood).rank(catalog, profile, user_id=user, limit=10, now=catalog.asof)
+    assert sum(i.reason.kind == "intent" for i in page.items) >= 3
+    capped = Ranker(flood.model_copy(update={"max_intent_items": 2})).rank(catalog, profile, user_id=user, limit=10, now=catalog.asof)
+    assert sum(i.reason.kind == "intent" for i in capped.items) == 2 and len(capped.items) == 10
+    # a weak intent weight still names the search where the title matches it well (intent_reason_share)
+    profile.last_refined_query, profile.recent_refined_queries = f"{query} {common}", [f"{query} {common}"]
+    light = s.feed.model_copy(update={"intent_weight": 1e-6, "intent_reason_share": 0.5})
+    named = Ranker(light).rank(catalog, profile, user_id=user, limit=5000, now=catalog.asof)
+    matched = {catalog.ids[i] for i in catalog.by_word[query]}
+    by_search = {i.item_id for i in named.items if i.reason.kind == "intent"}
+    assert by_search and by_search <= matched | {catalog.ids[i] for i in catalog.by_word[common]}
+    assert len(by_search & matched) >= 3  # the name alone is more than half the query's weight
+    strict = Ranker(light.model_copy(update={"intent_reason_share": 1.0})).rank(catalog, profile, user_id=user, limit=5000, now=catalog.asof)
+    assert {i.item_id for i in strict.items if i.reason.kind == "intent"} < by_search  # only titles with both words
 
 
 def test_sources_can_be_switched_off_and_partner_share_is_met(world: tuple[Settings, Catalog]) -> None:
@@ -256,6 +297,29 @@ def test_offline_evaluation_beats_popularity_and_trending(world: tuple[Settings,
     assert scores["topicfeed"].coverage > scores["popularity"].coverage
     with pytest.raises(ValueError, match="split-time"):
         evaluate_offline(Settings(data_dir=tmp_path / "unused"), sim / "events.parquet", sim / "documents.parquet", catalog.asof + timedelta(days=30), workdir=tmp_path)
+
+
+def test_offline_evaluation_with_refined_intents_scores_the_feed_with_and_without_them(world: tuple[Settings, Catalog], tmp_path: Path) -> None:
+    from feed.evaluate import evaluate_offline, offline_world, without_intents
+    from intent.model import RawQuery
+
+    s, catalog = world
+    sim = s.data_dir.parent / "sim"
+    split = catalog.asof - timedelta(days=1)
+    fresh = Settings(data_dir=tmp_path / "unused")
+    with offline_world(fresh, sim / "events.parquet", sim / "documents.parquet", split, workdir=tmp_path, intents=RawQuery(), intent_days=2, domains=["homefeed"]) as w:
+        searched = [u for u in w.relevant if w.profile(u).recent_refined_queries]
+        assert searched and all(q == " ".join(q.split()) for u in searched for q in w.profile(u).recent_refined_queries)  # Q* = Q, normalised
+        with_them, without = w.ranker(fresh.feed, 10), w.ranker(without_intents(fresh.feed), 10)
+        assert without_intents(fresh.feed).sources.enabled().get("intents") is None and fresh.feed.sources.enabled()["intents"]
+        assert with_them.per_user != without.per_user  # the intents change some users' pages
+    plain = {x.method: x for x in evaluate_offline(fresh, sim / "events.parquet", sim / "documents.parquet", split, k=10, workdir=tmp_path, domains=["homefeed"])}
+    rows = {x.method: x for x in evaluate_offline(fresh, sim / "events.parquet", sim / "documents.parquet", split, k=10, workdir=tmp_path, intents=RawQuery(), intent_days=2, domains=["homefeed"])}
+    assert set(rows) == {"topicfeed", "popularity", "trending", "no intents"} and set(plain) == {"topicfeed", "popularity", "trending"}
+    assert rows["no intents"].users == rows["topicfeed"].users == plain["topicfeed"].users < len(w.relevant) + 1
+    assert rows["popularity"].ndcg == pytest.approx(plain["popularity"].ndcg)
+    everywhere = {x.method: x for x in evaluate_offline(fresh, sim / "events.parquet", sim / "documents.parquet", split, k=10, workdir=tmp_path)}
+    assert everywhere["topicfeed"].users > plain["topicfeed"].users  # searches and main-page clicks count there too
 
 
 def test_rule_preview_meets_the_quota_for_less_than_random(world: tuple[Settings, Catalog]) -> None:

@@ -339,15 +339,35 @@ def feed_evaluate(
             "(30 on MovieLens 100K; 14 held too few users to choose by)"
         ),
     ] = None,
+    intents: Annotated[
+        str | None,
+        typer.Option(
+            help="refine the searches with clicks of the --intent-days before the split and push them online first, as the search_intents DAG does: "
+            "'raw' (Q* = Q) or a saved refiner's directory; adds a row without the intents source, on the same profiles"
+        ),
+    ] = None,
+    intent_days: Annotated[float, typer.Option(help="with --intents: days of searches before the split that are refined")] = 7.0,
+    domain: Annotated[list[str] | None, typer.Option(help="score only the later clicks in this domain (repeatable; e.g. homefeed); default: every domain")] = None,
 ) -> None:
     """nDCG@k, precision@k, recall@k, MRR and coverage of our feed, popularity and trending, in one run
     (documents whose topics are outside the configured taxonomy get one made of the topics they use)."""
     import json
 
-    from feed.evaluate import evaluate_offline, grid_size, tune_weights
+    from feed.evaluate import evaluate_offline, grid_size, paired_ratio_interval, tune_weights
 
     settings = get_settings()
     feed = None
+    refiner = None
+    if intents is not None:
+        from intent.model import IntentRefiner, RawQuery
+
+        if intents == "raw":
+            refiner = RawQuery()
+        elif Path(intents).is_dir():
+            refiner = IntentRefiner.from_pretrained(intents, **settings.intent.serving())
+        else:
+            typer.echo(f"error: --intents {intents}: neither 'raw' nor a directory", err=True)
+            raise typer.Exit(2)
     try:
         if tune_days:
             bar = _bar(grid_size(settings.feed.tune_grid), "weight sets")
@@ -361,14 +381,17 @@ def feed_evaluate(
                 f"(popularity there: {tuned.popularity_ndcg:.3f})"
             )
             feed = tuned.feed
-        scores = evaluate_offline(settings, events, documents, _when(split_time), k=k, fmt=fmt.value, feed=feed)
+        scores = evaluate_offline(settings, events, documents, _when(split_time), k=k, fmt=fmt.value, feed=feed, intents=refiner, intent_days=intent_days, domains=domain)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     for s in scores:
         typer.echo(s.line(k))
-    ours, pop, trend = scores
+    ours, pop, trend = scores[:3]
     typer.echo(f"ndcg@{k} of topicfeed vs popularity: {ours.ndcg / max(pop.ndcg, 1e-9):.2f}x, vs trending: {ours.ndcg / max(trend.ndcg, 1e-9):.2f}x")
+    if len(scores) > 3:
+        lo, hi = paired_ratio_interval(ours, scores[3])
+        typer.echo(f"ndcg@{k} of topicfeed vs the same without intents: {ours.ndcg / max(scores[3].ndcg, 1e-9):.3f}x [{lo:.3f}, {hi:.3f}]")
 
 
 @feed_app.command("preview-rule")
