@@ -237,14 +237,18 @@ def tune_weights(
     workdir: Path | None = None,
     fmt: Format = "auto",
     progress: Callable[[int, int], None] | None = None,
+    intents: Refines | None = None,
+    intent_days: float = 7.0,
+    domains: Sequence[str] | None = None,
 ) -> Tuned:
     """Ranking weights for a domain: the history up to ``split_time - days`` ranks, the clicks of the
     ``days`` before ``split_time`` score, every combination of ``settings.feed.tune_grid`` is tried and
     the best nDCG@k wins (the defaults win ties). Nothing at or after ``split_time`` is read.
-    ``progress(done, total)`` is called after each combination."""
+    ``progress(done, total)`` is called after each combination; ``intents``, ``intent_days``,
+    ``domains``: as ``offline_world``'s, so that weights are tuned as they will be scored."""
     start = split_time - timedelta(days=days)
     feed = settings.feed
-    with offline_world(settings, events, documents, start, until=split_time, workdir=workdir, fmt=fmt) as world:
+    with offline_world(settings, events, documents, start, until=split_time, workdir=workdir, fmt=fmt, intents=intents, intent_days=intent_days, domains=domains) as world:
         default = world.ranker(feed, k).ndcg
         best, best_ndcg, tried = {}, default, 0
         total = grid_size(feed.tune_grid)

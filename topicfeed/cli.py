@@ -372,7 +372,9 @@ def feed_evaluate(
         if tune_days:
             bar = _bar(grid_size(settings.feed.tune_grid), "weight sets")
             try:
-                tuned = tune_weights(settings, events, documents, _when(split_time), days=tune_days, k=k, fmt=fmt.value, progress=lambda done, _: bar.update(1))
+                tuned = tune_weights(
+                    settings, events, documents, _when(split_time), days=tune_days, k=k, fmt=fmt.value, progress=lambda done, _: bar.update(1), intents=refiner, intent_days=intent_days, domains=domain
+                )
             finally:
                 bar.close()
             typer.echo(
