@@ -153,12 +153,13 @@ def offline_world(
     intents: Refines | None = None,
     intent_days: float = 7.0,
     domains: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[OfflineWorld]:
     """The world of the module docstring, in a temporary directory that goes when the block ends.
     ``intents``: the searches with clicks of the ``intent_days`` before the split are refined by it
     and pushed online as the ``search_intents`` DAG does (``RawQuery``: Q* = Q), so the profiles
     hold recent intents; ``domains``: only later clicks in these domains are scored (e.g.
-    ``homefeed``: what the feed is for)."""
+    ``homefeed``: what the feed is for); ``progress(refined, searches)`` while refining."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         full = settings.model_copy(update={"data_dir": Path(tmp) / "all"})
         ingest("documents", documents, full, fmt)
@@ -180,7 +181,7 @@ def offline_world(
         if intents is not None:
             from intent.jobs import refine_window  # torch and transformers: only when intents are refined
 
-            refine_window(s, intents, split_time - timedelta(days=intent_days), split_time)
+            refine_window(s, intents, split_time - timedelta(days=intent_days), split_time, progress=progress)
         catalog = Catalog.load(s, asof=split_time)
         reader = ProfileReader(s, now=lambda: split_time)
         known_users = set(pc.unique(history.read("events", columns=["user_id"]).column(0)).to_pylist())
@@ -276,15 +277,16 @@ def evaluate_offline(
     intents: Refines | None = None,
     intent_days: float = 7.0,
     domains: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Scores]:
     """The three methods' scores (module docstring); ``workdir``: where the history goes (a temp dir by
     default); ``fmt``: both files' format (``topicfeed.ingest.Format``; auto: from their names);
     ``feed``: the ranking settings of our feed (default: ``settings.feed``; ``tune_weights`` makes
     some). A documents file whose topics are outside the configured taxonomy (MovieLens genres) gets
-    a taxonomy made of the topics it uses. With ``intents`` (``offline_world``), a fourth row: our
-    feed without its intents source, on the same profiles."""
+    a taxonomy made of the topics it uses. With ``intents`` (``offline_world``, as ``intent_days``,
+    ``domains`` and ``progress``), a fourth row: our feed without its intents source, on the same profiles."""
     feed = feed or settings.feed
-    with offline_world(settings, events, documents, split_time, workdir=workdir, fmt=fmt, intents=intents, intent_days=intent_days, domains=domains) as world:
+    with offline_world(settings, events, documents, split_time, workdir=workdir, fmt=fmt, intents=intents, intent_days=intent_days, domains=domains, progress=progress) as world:
         rows = [world.ranker(feed, k), *world.baselines(k)]
         if intents is not None:
             rows.append(world.ranker(without_intents(feed), k, method="no intents"))

@@ -274,13 +274,23 @@ def suggest_file(settings: Settings, input_path: Path, output: Path, search_log:
     return FileReport(len(good), bad), unreadable
 
 
+REFINE_PART = 256  # searches refined per predict call (16 of the refiner's batches: the same batches as in one call)
+
+
 def refine_window(
-    settings: Settings, refiner: Refines, start: datetime, end: datetime, push: bool = True, suggester: QuerySuggester | None = None
+    settings: Settings,
+    refiner: Refines,
+    start: datetime,
+    end: datetime,
+    push: bool = True,
+    suggester: QuerySuggester | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The window's searches with clicks, grouped by (user, query), refined; each record is written
     to the offline intents history and (``push``) to the online store (``featurestore.intents.push_intents``).
     Records: user_id, query, refined_query, suggested_query (with ``suggester``, the re-search
-    suggestion; else ''), ts (the last click), topics (of the clicked documents)."""
+    suggestion; else ''), ts (the last click), topics (of the clicked documents). ``progress``: called
+    with (searches refined, searches) after each part of ``REFINE_PART``."""
     clicks = [c for c in lake_clicks(settings, start, end)]
     groups: dict[tuple[str, str], list[Click]] = defaultdict(list)
     for c in clicks:
@@ -289,7 +299,11 @@ def refine_window(
         return []
     keys = sorted(groups)
     requests = [Request(q, tuple(dict.fromkeys(c.title for c in groups[(u, q)]))) for u, q in keys]
-    refined = refiner.predict(requests)
+    refined: list[str] = []
+    for at in range(0, len(requests), REFINE_PART):
+        refined += refiner.predict(requests[at : at + REFINE_PART])
+        if progress is not None:
+            progress(len(refined), len(requests))
     suggested = suggester.predict(requests) if suggester is not None else [""] * len(requests)
     topics = _doc_topics(settings, {c.doc_id for c in clicks})
     records = []

@@ -307,7 +307,11 @@ def test_offline_evaluation_with_refined_intents_scores_the_feed_with_and_withou
     sim = s.data_dir.parent / "sim"
     split = catalog.asof - timedelta(days=1)
     fresh = Settings(data_dir=tmp_path / "unused")
-    with offline_world(fresh, sim / "events.parquet", sim / "documents.parquet", split, workdir=tmp_path, intents=RawQuery(), intent_days=2, domains=["homefeed"]) as w:
+    calls: list[tuple[int, int]] = []
+    with offline_world(
+        fresh, sim / "events.parquet", sim / "documents.parquet", split, workdir=tmp_path, intents=RawQuery(), intent_days=2, domains=["homefeed"], progress=lambda d, t: calls.append((d, t))
+    ) as w:
+        assert calls and calls[-1][0] == calls[-1][1] > 0 and [d for d, _ in calls] == sorted(d for d, _ in calls)  # every search refined, in parts
         searched = [u for u in w.relevant if w.profile(u).recent_refined_queries]
         assert searched and all(q == " ".join(q.split()) for u in searched for q in w.profile(u).recent_refined_queries)  # Q* = Q, normalised
         with_them, without = w.ranker(fresh.feed, 10), w.ranker(without_intents(fresh.feed), 10)

@@ -383,7 +383,13 @@ def feed_evaluate(
                 f"(popularity there: {tuned.popularity_ndcg:.3f})"
             )
             feed = tuned.feed
-        scores = evaluate_offline(settings, events, documents, _when(split_time), k=k, fmt=fmt.value, feed=feed, intents=refiner, intent_days=intent_days, domains=domain)
+        refining, refined = _count_bar("searches refined", "search")
+        try:
+            scores = evaluate_offline(
+                settings, events, documents, _when(split_time), k=k, fmt=fmt.value, feed=feed, intents=refiner, intent_days=intent_days, domains=domain, progress=refined
+            )
+        finally:
+            refining.close()
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -427,6 +433,17 @@ def _bar(total: int | None, desc: str, unit: str = "step"):  # noqa: ANN202
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not sys.stderr.isatty())
+
+
+def _count_bar(desc: str, unit: str):  # noqa: ANN202
+    """A progress bar and a ``progress(done, total)`` callback that moves it."""
+    bar = _bar(None, desc, unit=unit)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, progress
 
 
 def _training_bar(desc: str):  # noqa: ANN202
@@ -542,12 +559,7 @@ def intent_refine(
     """Refine every request of a JSONL file; invalid lines are reported by line and field, not refined."""
     from intent.jobs import refine_file
 
-    bar = _bar(None, "refining", unit="request")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
+    bar, progress = _count_bar("refining", "request")
     try:
         with bar:
             report = refine_file(model or get_settings().intent_dir, input, output, progress=progress, **get_settings().intent.serving())
@@ -650,7 +662,11 @@ def intent_refine_logs(
     t0 = time.perf_counter()
     directory = model or settings.intent_dir
     refiner = IntentRefiner.from_pretrained(directory, **settings.intent.serving())
-    records = refine_window(settings, refiner, _when(start), _when(end), push=push, suggester=suggester_for(settings, directory))
+    bar, refined = _count_bar("searches refined", "search")
+    try:
+        records = refine_window(settings, refiner, _when(start), _when(end), push=push, suggester=suggester_for(settings, directory), progress=refined)
+    finally:
+        bar.close()
     typer.echo(f"refined {len(records)} searches in {time.perf_counter() - t0:.1f}s" + (" and pushed them online" if push else ""))
     for r in records[:5]:
         typer.echo(f"  {r['user_id']}: {r['query']!r} -> {r['refined_query']!r}" + (f" (suggested: {r['suggested_query']!r})" if r["suggested_query"] else ""))
