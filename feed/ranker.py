@@ -308,8 +308,8 @@ class Ranker:
             if src == "partner" or (partner and share > 0 and catalog.partner[i] == partner and top <= 0):
                 reason = Reason("partner", f"from our partner {catalog.partner[i]}")
             else:
-                share, query = intent.get(i, (0.0, ""))
-                kind = "intent" if parts[0, j] > 0 and share >= s.intent_reason_share else kinds[k]  # it names what the user searched
+                match, query = intent.get(i, (0.0, ""))
+                kind = "intent" if parts[0, j] > 0 and match >= s.intent_reason_share else kinds[k]  # it names what the user searched
                 reason = self._reason(kind, catalog, i, query, column, clicked)
             counts[src] = counts.get(src, 0) + 1
             items.append(FeedItem(catalog.ids[i], round(float(score[j]), 6), src, reason))
