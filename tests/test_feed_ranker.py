@@ -326,6 +326,25 @@ def test_offline_evaluation_with_refined_intents_scores_the_feed_with_and_withou
     assert everywhere["topicfeed"].users > plain["topicfeed"].users  # searches and main-page clicks count there too
 
 
+def test_cli_feed_evaluate_with_raw_query_intents_prints_the_row_without_them(world: tuple[Settings, Catalog], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    s, catalog = world
+    sim = s.data_dir.parent / "sim"
+    split = (catalog.asof - timedelta(days=1)).isoformat()
+    env = {**os.environ, "TOPICFEED_DATA_DIR": str(tmp_path / "data")}
+    base = [sys.executable, "-c", "from topicfeed.cli import main; main()", "feed", "evaluate", "--events", str(sim / "events.parquet"), "--documents", str(sim / "documents.parquet"), "--split-time", split]
+    got = subprocess.run([*base, "--intents", "raw", "--intent-days", "2", "--domain", "homefeed"], env=env, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["topicfeed", "popularity", "trending"] and lines[3].startswith("no intents")
+    assert lines[-1].startswith("ndcg@10 of topicfeed vs the same without intents: ") and "x [" in lines[-1]
+    bad = subprocess.run([*base, "--intents", str(tmp_path / "nowhere")], env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "neither 'raw' nor a directory" in bad.stderr
+
+
 def test_rule_preview_meets_the_quota_for_less_than_random(world: tuple[Settings, Catalog]) -> None:
     from feed.preview import preview_rule
 
