@@ -41,6 +41,11 @@ def test_env_overrides_including_nested(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert s.online_store == "redis"
     assert s.half_life_days == 3.5
     assert s.simulator.users == 1234
+    assert s.feed.intent_half_life_hours == 72.0 and s.intent.suggest_max_pairs == 1_000_000
+    monkeypatch.setenv("TOPICFEED_FEED__INTENT_HALF_LIFE_HOURS", "null")  # the settings' None, from the environment
+    monkeypatch.setenv("TOPICFEED_INTENT__SUGGEST_MAX_PAIRS", "null")
+    s = Settings()
+    assert s.feed.intent_half_life_hours is None and s.intent.suggest_max_pairs is None
 
 
 def test_yaml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -514,6 +514,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TOPICFEED_",
         env_nested_delimiter="__",
+        env_parse_none_str="null",  # TOPICFEED_FEED__INTENT_HALF_LIFE_HOURS=null: the settings' None ("no decay", "no cap")
         extra="forbid",
     )
 
