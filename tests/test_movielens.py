@@ -164,6 +164,11 @@ def test_ranking_weights_tuned_before_the_split_never_read_after_it(tmp_path: Pa
         FeedSettings(tune_grid={"bogus": (1.0,)})
     with pytest.raises(ValueError, match="tune_grid.freshness_half_life_hours"):
         FeedSettings(tune_grid={"freshness_half_life_hours": (0.0, 24.0)})
+    with pytest.raises(ValueError, match="tune_grid.intent_half_life_hours"):
+        FeedSettings(tune_grid={"intent_half_life_hours": (0.0, 72.0)})
+    with pytest.raises(ValueError, match="tune_grid.max_intent_items"):  # a count, not a weight
+        FeedSettings(tune_grid={"max_intent_items": (1.0, 2.0)})
+    assert FeedSettings(tune_grid={"intent_weight": (0.0, 0.1, 1.0), "intent_half_life_hours": (24.0, 72.0)}).tune_grid["intent_weight"] == (0.0, 0.1, 1.0)
 
 
 def test_cli_feed_evaluate_tunes_then_scores(tmp_path: Path) -> None:

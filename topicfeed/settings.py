@@ -438,7 +438,7 @@ class FeedSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_experiments(self) -> FeedSettings:
-        tunable = (RANKER_FIELDS - {"sources", "level_weights", "max_per_l2_topic"}) | {"topic_scale"}
+        tunable = (RANKER_FIELDS - {"sources", "level_weights", "max_per_l2_topic", "max_intent_items"}) | {"topic_scale"}
         for name, values in self.tune_grid.items():
             bad = not values or any(v < 0 for v in values) or (name == "exploration" and max(values) > 1) or (name in ("freshness_half_life_hours", "intent_half_life_hours") and min(values) <= 0)
             if name not in tunable or bad:
