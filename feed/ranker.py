@@ -101,6 +101,11 @@ class Feed:
     sources: dict[str, int] = field(default_factory=dict)
 
 
+def age_hours(catalog: Catalog, items: np.ndarray, now_s: float) -> np.ndarray:
+    """The items' ages in hours at ``now_s`` (epoch seconds); an item from the future is 0 hours old."""
+    return np.maximum(now_s - catalog.created_s[items], 0) / 3600
+
+
 def intent_matches(catalog: Catalog, query: str, limit: int, now_s: float | None = None, half_life_hours: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``limit`` items whose titles match a refined query best, and their match in 0..1: the
     share of the query's inverse document frequency (over the catalog's titles) that the title has,
@@ -117,7 +122,7 @@ def intent_matches(catalog: Catalog, query: str, limit: int, now_s: float | None
     share = np.bincount(inverse, weights=weights) / idf.sum()
     key = share
     if half_life_hours is not None and now_s is not None:
-        key = share * 0.5 ** (np.maximum(now_s - catalog.created_s[items], 0) / 3600 / half_life_hours)
+        key = share * 0.5 ** (age_hours(catalog, items, now_s) / half_life_hours)
     best = np.lexsort((-catalog.popularity[items], -key))[:limit]
     return items[best], share[best]
 
@@ -243,7 +248,7 @@ class Ranker:
                 topic = catalog.topic_scores(cands, w)
             else:
                 w = None
-        age_h = np.maximum(now.timestamp() - catalog.created_s[cands], 0) / 3600
+        age_h = age_hours(catalog, cands, now.timestamp())
         intent_score = np.zeros(len(cands))
         if personal and intent:
             at = {int(i): j for j, i in enumerate(cands)}

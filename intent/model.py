@@ -61,7 +61,8 @@ class Refines(Protocol):
 
 
 class RawQuery:
-    """Q* = Q, normalised: the baseline without a refiner (scored as "raw query" everywhere)."""
+    """Q* = Q, normalised (``intent.text.normalize``): the baseline without a refiner, as the feed's
+    offline evaluation uses it (``feed evaluate --intents raw``)."""
 
     def predict(self, requests: Sequence[Request]) -> list[str]:
         return [normalize(r.query) for r in requests]
