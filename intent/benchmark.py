@@ -72,8 +72,17 @@ def log_mined_model(params: IntentSettings, mined: MiningReport) -> IntentRefine
 
 def as_student_serves(params: IntentSettings) -> dict[str, object]:
     """Decoding overrides under which another refiner (the teacher) decodes as the student serves:
-    copy-only, Q's words in order, the configured length preference, skipped title words put back."""
-    return {"copy_only": True, "keep_query_order": params.keep_query_order, "length_penalty": params.length_penalty, "end_penalty": params.end_penalty, "fill_title_gaps": params.fill_title_gaps}
+    copy-only, Q's words in order, the configured length preference, skipped title words put back, the
+    student's beams and their minimum-Bayes-risk choice."""
+    return {
+        "copy_only": True,
+        "keep_query_order": params.keep_query_order,
+        "length_penalty": params.length_penalty,
+        "end_penalty": params.end_penalty,
+        "fill_title_gaps": params.fill_title_gaps,
+        "num_beams": params.num_beams,
+        "mbr_temperature": params.mbr_temperature,
+    }
 
 
 def gold_rows(

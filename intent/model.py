@@ -13,8 +13,10 @@ LM head is applied only to the last positions: ``logits_to_keep``, which matters
 ``predict`` decodes by beam search (``copy_only``: only whole words of Q and the titles, each once,
 ``CopyWords``; with ``keep_query_order`` Q's words in Q's order with title words inserted around them;
 free decoding: no bigram twice in what is written, ``NoRepeatWritten``) and keeps Q's key tokens
-(``intent.text.key_tokens``): the best beam that keeps them all wins, and if none does, the missing
-ones are put back in Q's order (counted in ``last_repairs_``). ``save_pretrained``/``from_pretrained`` write and read a directory.
+(``intent.text.key_tokens``): each beam gets the missing ones back in Q's order (counted in
+``last_repairs_`` where the chosen one needed it), and Q* is the beam of least expected loss against
+the others, weighted by their scores (minimum Bayes risk, ``mbr_choice``; with ``mbr_temperature``
+None, the best beam that keeps the keys). ``save_pretrained``/``from_pretrained`` write and read a directory.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, L
 
 from classifier.decoding import attention_mask_4d, linear_rows, lm_parts, position_ids, prompt_mask
 from classifier.lm import load_causal_lm
-from intent.text import STOPWORDS, key_tokens, normalize, tokens, words
+from intent.text import STOPWORDS, key_tokens, lcs_f1, normalize, tokens, words
 from topicfeed.settings import IntentSettings
 
 CONFIG_NAME = "intent_refiner.json"
@@ -517,6 +519,7 @@ class IntentRefiner:
                 processor = LogitsProcessorList([NoRepeatWritten(ids.shape[1])])
             if p.end_penalty > 0:
                 processor.append(EndPenalty(eos, p.end_penalty))
+            mbr = p.mbr_temperature is not None and beams > 1
             with self._lock, self._swapped_vocab(local):
                 gen = self.model.generate(
                     **self._prompt_cache(ids, mask, beams),
@@ -531,12 +534,17 @@ class IntentRefiner:
                     eos_token_id=eos,
                     pad_token_id=pad,
                     early_stopping=True,
+                    output_scores=mbr,  # the beams' scores, for the minimum-Bayes-risk choice
+                    return_dict_in_generate=mbr,
                 )
+            scores = gen.sequences_scores.float().tolist() if mbr else None
+            gen = gen.sequences if mbr else gen
             if local:
                 gen = local.ids.to(gen.device)[gen]
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
             for k, i in enumerate(idx):
-                results[i] = self._choose(requests[i].query, texts[k * beams : (k + 1) * beams], allowed[k][2] if allowed else None, requests[i].titles[: p.max_titles])
+                beam = slice(k * beams, (k + 1) * beams)
+                results[i] = self._choose(requests[i].query, texts[beam], allowed[k][2] if allowed else None, requests[i].titles[: p.max_titles], scores[beam] if scores else None)
             if progress:
                 progress(len(idx))
         out = [results[i] for i in range(len(requests))]
@@ -580,31 +588,61 @@ class IntentRefiner:
         pairs = [(ids, w.lower()) for w in sorted(found | lower) if (ids := self._encode(" " + w))]
         return [ids for ids, _ in pairs], [label for _, label in pairs], lower
 
-    def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None, titles: Sequence[str] = ()) -> str:
-        """The best candidate that keeps Q's key tokens; else the best with the missing ones put back.
-        ``vocab`` (copy-only): the words allowed; any other (a last word cut by ``max_new_tokens``) is dropped.
-        Then, with ``params.fill_title_gaps``, stretches of the ``titles`` that it skipped are put back."""
+    def _choose(self, query: str, candidates: Sequence[str], vocab: set[str] | None = None, titles: Sequence[str] = (), scores: Sequence[float] | None = None) -> str:
+        """Q* from the finished beams (best first). Each is read as words: ``vocab`` (copy-only) is the
+        words allowed, any other (a last word cut by ``max_new_tokens``) is dropped. Without ``scores``
+        (or ``mbr_temperature``): the best that keeps Q's key tokens, else the best with the missing ones
+        put back (counted); then, with ``params.fill_title_gaps``, stretches of the ``titles`` that it
+        skipped are put back. With the beams' ``scores``: every beam made so (an empty one as Q), and
+        the one of least expected loss against the others (``mbr_choice``)."""
         p = self.params
-        limit = p.max_refined_tokens
-        words = [list(dict.fromkeys(w for w in tokens(c.split("\n")[0]) if vocab is None or w in vocab))[:limit] for c in candidates]  # a word once
+        words = [self._words(query, c, vocab) for c in candidates]
+        keys = key_tokens(query) if p.enforce_keys else []
+        if scores is not None and p.mbr_temperature is not None and len(words) > 1:
+            made = [self._keep_keys(ws or normalize(query).split(), keys) for ws in words]
+            filled = [fill_title_gaps(ws, titles, p.fill_title_gaps, p.max_refined_tokens) if p.fill_title_gaps else ws for ws, _ in made]
+            best = mbr_choice(filled, scores, p.mbr_temperature)
+            self.last_repairs_ += made[best][1]
+            return " ".join(filled[best])
+        written = [ws for ws in words if ws] or [normalize(query).split()]
+        chosen, repaired = next(((ws, False) for ws in written if set(keys) <= set(ws)), None) or self._keep_keys(written[0], keys)
+        self.last_repairs_ += repaired
+        if p.fill_title_gaps:
+            chosen = fill_title_gaps(chosen, titles, p.fill_title_gaps, p.max_refined_tokens)
+        return " ".join(chosen)
+
+    def _words(self, query: str, candidate: str, vocab: set[str] | None) -> list[str]:
+        """A decoded beam as Q* words: its first line's tokens, each once, only ``vocab``'s where given, at
+        most ``max_refined_tokens``; with ``end_on_content_word``, function words that are not Q's
+        dropped from its end."""
+        p = self.params
+        ws = list(dict.fromkeys(w for w in tokens(candidate.split("\n")[0]) if vocab is None or w in vocab))[: p.max_refined_tokens]  # a word once
         if p.end_on_content_word:  # "nvidia earnings beat on" -> "nvidia earnings beat"
             q = set(tokens(query))
-            for ws in words:
-                while ws and ws[-1] in STOPWORDS and ws[-1] not in q:
-                    ws.pop()
-        cleaned = [" ".join(ws) for ws in words]
-        cleaned = [c for c in cleaned if c] or [normalize(query)]
-        keys = key_tokens(query) if p.enforce_keys else []
-        chosen = next((c.split() for c in cleaned if set(keys) <= set(c.split())), None)
-        if chosen is None:
-            self.last_repairs_ += 1
-            best = cleaned[0].split()
-            missing = [k for k in keys if k not in best]
-            extra = [t for t in best if t not in keys]
-            chosen = (missing + [t for t in best if t in keys] + extra)[:limit] if len(keys) < limit else keys[:limit]
-        if p.fill_title_gaps:
-            chosen = fill_title_gaps(chosen, titles, p.fill_title_gaps, limit)
-        return " ".join(chosen)
+            while ws and ws[-1] in STOPWORDS and ws[-1] not in q:
+                ws.pop()
+        return ws
+
+    def _keep_keys(self, written: list[str], keys: Sequence[str]) -> tuple[list[str], bool]:
+        """``written`` with Q's missing key tokens put back in Q's order before the rest (within
+        ``max_refined_tokens``), and whether any was missing."""
+        missing = [k for k in keys if k not in written]
+        if not missing:
+            return written, False
+        limit = self.params.max_refined_tokens
+        extra = [t for t in written if t not in keys]
+        return ((missing + [t for t in written if t in keys] + extra)[:limit] if len(keys) < limit else list(keys[:limit])), True
+
+
+def mbr_choice(candidates: Sequence[Sequence[str]], scores: Sequence[float], temperature: float) -> int:
+    """The index of the candidate of least expected loss (minimum Bayes risk): the highest word-LCS F1
+    (``intent.text.lcs_f1``) with all candidates, itself included, weighted by softmax(score /
+    ``temperature``); the first such on a tie. With the beams' scores (log-probability over length **
+    ``length_penalty``) this is the top beam unless lower beams agree with each other against it."""
+    top = max(scores)
+    weights = [math.exp((s - top) / temperature) for s in scores]
+    gains = [sum(w * lcs_f1(a, b) for b, w in zip(candidates, weights)) for a in candidates]
+    return max(range(len(candidates)), key=lambda i: (gains[i], -i))
 
 
 def fill_title_gaps(written: Sequence[str], titles: Sequence[str], max_gap: int, limit: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['.][a-z0-9]+)*")
 STOPWORDS = frozenset(
@@ -60,6 +61,19 @@ def keeps_keys(query: str, refined: str) -> bool:
     """Whether every key token of ``query`` occurs in ``refined``."""
     have = set(tokens(refined))
     return all(t in have for t in key_tokens(query))
+
+
+def lcs_f1(a: Sequence[str], b: Sequence[str]) -> float:
+    """F1 of two word sequences' longest common subsequence (ROUGE-L's F on words): 1 for the same
+    words in the same order, 0 when they share none."""
+    if not a or not b:
+        return 0.0
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0  # the cell up-left
+        for j, y in enumerate(b):
+            prev, row[j + 1] = row[j + 1], prev + 1 if x == y else max(row[j + 1], row[j])
+    return 2 * row[-1] / (len(a) + len(b))
 
 
 def stem(token: str) -> str:

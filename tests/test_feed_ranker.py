@@ -343,6 +343,9 @@ def test_cli_feed_evaluate_with_raw_query_intents_prints_the_row_without_them(wo
     assert lines[-1].startswith("ndcg@10 of topicfeed vs the same without intents: ") and "x [" in lines[-1]
     bad = subprocess.run([*base, "--intents", str(tmp_path / "nowhere")], env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "neither 'raw' nor a directory" in bad.stderr
+    (tmp_path / "empty").mkdir()  # a directory that holds no refiner: the error, not a traceback
+    empty = subprocess.run([*base, "--intents", str(tmp_path / "empty")], env=env, capture_output=True, text=True, timeout=300)
+    assert empty.returncode == 2 and "is not a saved intent refiner" in empty.stderr and "Traceback" not in empty.stderr
 
 
 def test_rule_preview_meets_the_quota_for_less_than_random(world: tuple[Settings, Catalog]) -> None:

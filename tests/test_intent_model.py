@@ -191,7 +191,7 @@ def test_copy_only_copies_two_token_words_and_phrases_of_the_titles(tiny: dict[s
     refiner = IntentRefiner.from_base(tiny["hf"], copy_only=True, keep_query_order=True, enforce_keys=False, **{**FAST, "max_new_tokens": 32})
     beams: list[list[str]] = []
     choose = refiner._choose
-    refiner._choose = lambda query, candidates, vocab=None, titles=(): beams.append(list(candidates)) or choose(query, candidates, vocab, titles)  # type: ignore[method-assign]
+    refiner._choose = lambda query, candidates, *rest: beams.append(list(candidates)) or choose(query, candidates, *rest)  # type: ignore[method-assign]
     assert refiner.predict([Request("hot mess tickets", ())]) == ["hot mess tickets"]
     assert [normalize(b) for b in beams[0]] == ["hot mess tickets"] * len(beams[0])  # written so, not put back from Q afterwards
 
@@ -278,6 +278,43 @@ def test_skipped_stretches_of_a_title_are_put_back_within_the_word_limit(tiny: d
     assert r._choose("zelda", ["zelda wisdom review"], None, titles[1:]) == "zelda echoes of wisdom review"
     assert r.decoding(fill_title_gaps=0)._choose("zelda", ["zelda wisdom review"], None, titles[1:]) == "zelda wisdom review"
     assert r._choose("zelda wisdom", ["review"], None, titles[1:]) == "zelda echoes of wisdom review"  # keys put back first, then the rule
+
+
+def test_q_star_is_the_beam_the_others_agree_with_by_minimum_bayes_risk(tiny: dict[str, Path]) -> None:
+    from intent.model import mbr_choice
+    from intent.text import lcs_f1
+
+    assert lcs_f1("a b c".split(), "a c".split()) == pytest.approx(0.8) and lcs_f1("a b".split(), "b a".split()) == 0.5 and lcs_f1([], ["a"]) == 0.0
+    beams = ["ryobi pole saw cordless 40v battery", "ryobi pole saw", "ryobi pole saw 10 inch"]
+    scores = [-0.030, -0.031, -0.032]  # beam scores, best first: close, so the two that agree outweigh the top
+    words = [b.split() for b in beams]
+    assert mbr_choice(words, scores, 0.01) == 1
+    assert mbr_choice(words, scores, 1e-6) == 0  # a cold softmax: the top beam alone counts
+    assert mbr_choice([["a"], ["a"]], [-0.1, -0.1], 0.01) == 0  # a tie: the better beam
+    r = IntentRefiner.from_base(tiny["hf"], **FAST)
+    assert r.params.mbr_temperature == 0.01
+    assert r._choose("ryobi pole saw", beams, None, (), scores) == "ryobi pole saw"
+    assert r._choose("ryobi pole saw", beams) == beams[0]  # no scores: the best beam that keeps Q's keys
+    assert r.decoding(mbr_temperature=None)._choose("ryobi pole saw", beams, None, (), scores) == beams[0]
+    r.last_repairs_ = 0  # each beam keeps Q's keys before the choice; a repair counts when the chosen one needed it
+    assert r._choose("ryobi saw", ["pole saw", "ryobi saw"], None, (), [-0.01, -0.5]) == "ryobi saw pole" and r.last_repairs_ == 1
+    assert r._choose("ryobi saw", ["", "ryobi saw"], None, (), [-0.01, -0.5]) == "ryobi saw" and r.last_repairs_ == 1  # an empty beam reads as Q
+    # through beam search: the beams' scores reach the choice; a cold softmax gives the top beam, as without it
+    r = IntentRefiner.from_base(tiny["hf"], copy_only=True, enforce_keys=False, fill_title_gaps=0, **{**FAST, "num_beams": 3})
+    requests = [Request(e.query, e.titles) for e in gold_split()[1][:6]]
+    seen: list[tuple[list[str], list[float]]] = []
+    warm = r.decoding(mbr_temperature=1e3)  # about uniform weights
+    choose = warm._choose
+
+    def spy(query: str, candidates: list[str], vocab: set[str] | None = None, titles: tuple = (), scores: list[float] | None = None) -> str:
+        assert scores is not None and len(scores) == len(candidates) == 3 and list(scores) == sorted(scores, reverse=True)
+        seen.append(([" ".join(warm._words(query, c, vocab)) or normalize(query) for c in candidates], list(scores)))
+        return choose(query, candidates, vocab, titles, scores)
+
+    warm._choose = spy  # type: ignore[method-assign]
+    out = warm.predict(requests)
+    assert len(seen) == 6 and all(o in {c for cands, _ in seen for c in cands} for o in out)  # one of the beams
+    assert r.decoding(mbr_temperature=1e-9).predict(requests) == r.decoding(mbr_temperature=None).predict(requests)
 
 
 def test_train_cli_refuses_news_without_a_teacher(tmp_path: Path) -> None:

@@ -358,17 +358,16 @@ def feed_evaluate(
     settings = get_settings()
     feed = None
     refiner = None
-    if intents is not None:
-        from intent.model import IntentRefiner, RawQuery
-
-        if intents == "raw":
-            refiner = RawQuery()
-        elif Path(intents).is_dir():
-            refiner = IntentRefiner.from_pretrained(intents, **settings.intent.serving())
-        else:
-            typer.echo(f"error: --intents {intents}: neither 'raw' nor a directory", err=True)
-            raise typer.Exit(2)
     try:
+        if intents is not None:
+            from intent.model import IntentRefiner, RawQuery
+
+            if intents == "raw":
+                refiner = RawQuery()
+            elif Path(intents).is_dir():
+                refiner = IntentRefiner.from_pretrained(intents, **settings.intent.serving())  # a directory that holds no refiner says so
+            else:
+                raise ValueError(f"--intents {intents}: neither 'raw' nor a directory")
         if tune_days:
             bar = _bar(grid_size(settings.feed.tune_grid), "weight sets")
             try:

@@ -239,6 +239,14 @@ class IntentSettings(BaseModel):
         description="copy-only decoding runs each batch on its own vocabulary (the tokens of its prompts and of the words it may write): the LM head computes those rows only, and beam scores are normalized over them. 1.3x the refinements/s of the default student (bfloat16, 2 cores), but it changed 10-14 of 52 dev refinements (-0.002 and -0.007 for two dev students, within noise), so it is off (docs/intent.md)",
     )
     max_inserted_words: int | None = Field(None, ge=0, description="with keep_query_order: at most this many words besides Q's (None: no cap)")
+    mbr_temperature: float | None = Field(
+        0.01,
+        gt=0,
+        description="Q* is the finished beam of least expected loss (minimum Bayes risk): each beam, cleaned and with Q's key tokens kept, scored by its word-LCS F1 with the others, "
+        "weighted by softmax(beam score / this); None: the best beam that keeps Q's key tokens. Chosen on the dev slice (+0.003 to +0.007 for three dev students at 4 beams, "
+        "-0.002 to +0.004 at 3); held-out gold +0.003 [+0.001, +0.005] over five students at 3 beams, at 0.91x the refinements/s (the beams' scores are kept) (docs/intent.md). "
+        "Saved with the refiner, as the other decoding settings are",
+    )
     serving_precision: Literal["float32", "bfloat16", "int8"] = Field(
         "bfloat16",
         description="the precision a trained refiner is served in (applied where it is loaded for serving, never in training): bfloat16 gave the float32 Q* on the dev slice at 1.6x its refinements/s (39.6/s on 2 cores with avx512_bf16; slow on CPUs without bf16 instructions); int8 dynamic quantization is faster still (46/s) but scored 0.004-0.014 lower on the held-out gold, and a request's Q* depends on the requests batched with it (docs/intent.md)",
@@ -254,12 +262,12 @@ class IntentSettings(BaseModel):
 
     def teacher_params(self) -> IntentSettings:
         """The teacher's recipe as refiner parameters: ``teacher_base`` fine-tuned on gold-train
-        (``teacher_lora``, ``teacher_epochs``, ...) in float32, decoding freely with 2 beams (its
+        (``teacher_lora``, ``teacher_epochs``, ...) in float32, decoding freely with 2 beams, the best that keeps Q's keys (its
         labels are trimmed to words of Q and the titles afterwards, ``intent.jobs.label_with``)."""
         return self.model_copy(
             update={
                 "base_model": self.teacher_base, "lora": self.teacher_lora, "epochs": self.teacher_epochs, "learning_rate": self.teacher_learning_rate,
-                "batch_size": self.teacher_batch_size, "num_beams": 2, "copy_only": False, "bf16_autocast": False,
+                "batch_size": self.teacher_batch_size, "num_beams": 2, "copy_only": False, "bf16_autocast": False, "mbr_temperature": None,
             }
         )
 
