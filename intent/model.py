@@ -240,6 +240,48 @@ class EndPenalty(LogitsProcessor):
         return scores
 
 
+class BeamScores(LogitsProcessor):
+    """Keeps what it takes to read the finished beams' scores as beam search ranked them (``scores``):
+    of each step's processed log-probabilities (last in the list, after every other processor) the
+    columns of the tokens the beams went on with and of the end token, cut from the step before at
+    each call. transformers returns the scores only with ``output_scores``, which copies every step's
+    (rows x vocabulary) log-probabilities, and keeping them all costs as much: 0.90x the student's
+    refinements/s, as fresh memory each step (docs/intent.md)."""
+
+    def __init__(self, eos: int) -> None:
+        self.eos = eos
+        self.steps: list[tuple[dict[int, int], torch.Tensor]] = []  # per step: token -> column, (rows x columns)
+        self._last: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._last is not None:
+            self.steps.append(self._columns(self._last, input_ids[:, -1].tolist()))
+        self._last = scores
+        return scores
+
+    def _columns(self, step: torch.Tensor, tokens: list[int]) -> tuple[dict[int, int], torch.Tensor]:
+        kept = list(dict.fromkeys([*tokens, self.eos]))
+        return {tok: j for j, tok in enumerate(kept)}, step[:, kept].double().cpu()
+
+    def scores(self, sequences: torch.Tensor, beam_indices: torch.Tensor, prompt_length: int, length_penalty: float) -> list[float]:
+        """Each returned sequence's score: the sum of its tokens' log-probabilities, each read in the
+        row it was written from (``beam_indices``), over (tokens written) ** ``length_penalty``."""
+        steps = list(self.steps)
+        if self._last is not None:  # the last step: no call after it cut its columns
+            steps.append(self._columns(self._last, sequences[:, -1].tolist()))
+        values = [(columns, v.tolist()) for columns, v in steps]
+        out = []
+        for rows, written in zip(beam_indices.tolist(), sequences[:, prompt_length:].tolist()):
+            total, length = 0.0, 0
+            for t, row in enumerate(rows):
+                if row >= 0:
+                    columns, v = values[t]
+                    total += v[row][columns[written[t]]]
+                    length += 1
+            out.append(total / max(length, 1) ** length_penalty)
+        return out
+
+
 @dataclass(frozen=True)
 class LocalVocab:
     """A batch's own vocabulary: ``ids[k]`` is the model's token id of local id ``k``; ``index`` the inverse."""
@@ -520,6 +562,9 @@ class IntentRefiner:
             if p.end_penalty > 0:
                 processor.append(EndPenalty(eos, p.end_penalty))
             mbr = p.mbr_temperature is not None and beams > 1
+            kept = BeamScores(eos) if mbr else None  # the beams' scores, for the minimum-Bayes-risk choice
+            if kept:
+                processor.append(kept)
             with self._lock, self._swapped_vocab(local):
                 gen = self.model.generate(
                     **self._prompt_cache(ids, mask, beams),
@@ -534,11 +579,10 @@ class IntentRefiner:
                     eos_token_id=eos,
                     pad_token_id=pad,
                     early_stopping=True,
-                    output_scores=mbr,  # the beams' scores, for the minimum-Bayes-risk choice
                     return_dict_in_generate=mbr,
                 )
-            scores = gen.sequences_scores.float().tolist() if mbr else None
-            gen = gen.sequences if mbr else gen
+            scores = kept.scores(gen.sequences, gen.beam_indices, ids.shape[1], p.length_penalty) if kept else None
+            gen = gen.sequences if kept else gen
             if local:
                 gen = local.ids.to(gen.device)[gen]
             texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)

@@ -281,7 +281,7 @@ def test_skipped_stretches_of_a_title_are_put_back_within_the_word_limit(tiny: d
 
 
 def test_q_star_is_the_beam_the_others_agree_with_by_minimum_bayes_risk(tiny: dict[str, Path]) -> None:
-    from intent.model import mbr_choice
+    from intent.model import BeamScores, mbr_choice
     from intent.text import lcs_f1
 
     assert lcs_f1("a b c".split(), "a c".split()) == pytest.approx(0.8) and lcs_f1("a b".split(), "b a".split()) == 0.5 and lcs_f1([], ["a"]) == 0.0
@@ -315,6 +315,22 @@ def test_q_star_is_the_beam_the_others_agree_with_by_minimum_bayes_risk(tiny: di
     out = warm.predict(requests)
     assert len(seen) == 6 and all(o in {c for cands, _ in seen for c in cands} for o in out)  # one of the beams
     assert r.decoding(mbr_temperature=1e-9).predict(requests) == r.decoding(mbr_temperature=None).predict(requests)
+    # the scores read from the kept log-probabilities are transformers' own (its output_scores copies every step's)
+    generate, gaps = r.model.generate, []
+
+    def both(*args: object, **kwargs: object) -> object:
+        out = generate(*args, **{**kwargs, "output_scores": True})
+        kept = next(x for x in kwargs["logits_processor"] if isinstance(x, BeamScores))  # type: ignore[attr-defined]
+        read = kept.scores(out.sequences, out.beam_indices, kwargs["input_ids"].shape[1], r.params.length_penalty)  # type: ignore[attr-defined]
+        gaps.append(max(abs(a - b) for a, b in zip(read, out.sequences_scores.tolist())))
+        return out
+
+    r.model.generate = both  # type: ignore[method-assign]
+    try:
+        r.predict(requests)
+    finally:
+        del r.model.generate
+    assert len(gaps) == 1 and gaps[0] < 1e-5
 
 
 def test_train_cli_refuses_news_without_a_teacher(tmp_path: Path) -> None:
