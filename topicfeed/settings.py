@@ -174,7 +174,7 @@ class IntentSettings(BaseModel):
     max_prompt_tokens: int = Field(96, ge=16)
     max_new_tokens: int = Field(12, ge=2, description="decoding steps at most (Q* is cut at max_refined_tokens words anyway)")
     max_refined_tokens: int = Field(10, ge=1, description="Q* is cut to this many words")
-    num_beams: int = Field(3, ge=1, description="beams of the beam search (3: the same quality as 4 at 1.5x the speed, bench_intent 2026-12-05)")
+    num_beams: int = Field(3, ge=1, description="beams of the beam search (3: the same quality as 4 at 1.5x the speed, bench_intent 2026-12-05); Q* is chosen among them (mbr_temperature)")
     length_penalty: float = Field(
         3.0, description="beam search ranks a finished Q* by its log-probability / (tokens ** length_penalty): above 1 prefers longer Q* (3 and end_penalty 6: best on a dev slice of gold-train, benchmarks/intent_decoding.py)"
     )
