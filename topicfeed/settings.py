@@ -244,7 +244,7 @@ class IntentSettings(BaseModel):
         gt=0,
         description="Q* is the finished beam of least expected loss (minimum Bayes risk): each beam, cleaned and with Q's key tokens kept, scored by its word-LCS F1 with the others, "
         "weighted by softmax(beam score / this); None: the best beam that keeps Q's key tokens. Chosen on the dev slice (+0.003 to +0.007 for three dev students at 4 beams, "
-        "-0.002 to +0.004 at 3); held-out gold +0.003 [+0.001, +0.005] over five students at 3 beams, at 0.96x the refinements/s (intent.model.BeamScores keeps what the beams' scores need) (docs/intent.md). "
+        "-0.002 to +0.004 at 3); held-out gold +0.002 [+0.000, +0.004] pooled over seven students at 3 beams (two trained after the choice: -0.000), at 0.96x the refinements/s (intent.model.BeamScores keeps what the beams' scores need) (docs/intent.md). "
         "Saved with the refiner, as the other decoding settings are",
     )
     serving_precision: Literal["float32", "bfloat16", "int8"] = Field(
