@@ -643,17 +643,22 @@ class IntentRefiner:
         words = [self._words(query, c, vocab) for c in candidates]
         keys = key_tokens(query) if p.enforce_keys else []
         if scores is not None and p.mbr_temperature is not None and len(words) > 1:
-            made = [self._keep_keys(ws or normalize(query).split(), keys) for ws in words]
-            filled = [fill_title_gaps(ws, titles, p.fill_title_gaps, p.max_refined_tokens) if p.fill_title_gaps else ws for ws, _ in made]
-            best = mbr_choice(filled, scores, p.mbr_temperature)
-            self.last_repairs_ += made[best][1]
-            return " ".join(filled[best])
-        written = [ws for ws in words if ws] or [normalize(query).split()]
-        chosen, repaired = next(((ws, False) for ws in written if set(keys) <= set(ws)), None) or self._keep_keys(written[0], keys)
+            made = [self._made(ws or normalize(query).split(), keys, titles) for ws in words]
+            best = mbr_choice([ws for ws, _ in made], scores, p.mbr_temperature)
+        else:
+            written = [ws for ws in words if ws] or [normalize(query).split()]
+            made = [self._made(next((ws for ws in written if set(keys) <= set(ws)), written[0]), keys, titles)]
+            best = 0
+        chosen, repaired = made[best]
         self.last_repairs_ += repaired
-        if p.fill_title_gaps:
-            chosen = fill_title_gaps(chosen, titles, p.fill_title_gaps, p.max_refined_tokens)
         return " ".join(chosen)
+
+    def _made(self, written: list[str], keys: Sequence[str], titles: Sequence[str]) -> tuple[list[str], bool]:
+        """A beam's words made into Q*: Q's missing key tokens put back (``_keep_keys``), then the
+        stretches of the ``titles`` it skipped (``fill_title_gaps``; 0 leaves them); and whether a key
+        token was missing."""
+        kept, repaired = self._keep_keys(written, keys)
+        return fill_title_gaps(kept, titles, self.params.fill_title_gaps, self.params.max_refined_tokens), repaired
 
     def _words(self, query: str, candidate: str, vocab: set[str] | None) -> list[str]:
         """A decoded beam as Q* words: its first line's tokens, each once, only ``vocab``'s where given, at
