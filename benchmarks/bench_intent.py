@@ -35,6 +35,7 @@ from intent.evaluate import format_row, paired_bootstrap
 from intent.jobs import label_with, mixed_requests, title_searches
 from intent.mining import entity_searches, mine
 from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request, gold_split
+from intent.students import load_refiner, new_student
 from topicfeed.settings import Settings
 
 
@@ -87,20 +88,21 @@ def main() -> None:
         for e in random.Random(0).sample(labels, min(5, len(labels))):
             say(f"  {e.query!r} + {e.titles[0][:50]!r} -> {e.refined!r}")
         t = time.perf_counter()
-        student = IntentRefiner.from_base(params=s.intent).fit(train_gold * s.intent.gold_repeats + labels)
+        student = new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels)
         train_s = time.perf_counter() - t
-        say(f"student: {s.intent.base_model} on {len(train_gold)} gold + {len(labels)} teacher labels in {train_s:.0f}s (bar: <= 20 min)")
+        say(f"student: {s.intent.tagger_base + ' word tagger' if s.intent.student == 'tagger' else s.intent.base_model} on {len(train_gold)} gold + {len(labels)} teacher labels in {train_s:.0f}s (bar: <= 20 min)")
         student_dir = tmp / "student"
         student.save_pretrained(student_dir)
-    # the one trained student, served six ways: float32, bfloat16 or int8
-    # (settings.intent.serving_precision), free or copy-only decoding (settings.intent.copy_only)
+    # the one trained student, served in float32, bfloat16 or int8 (settings.intent.serving_precision);
+    # an LM student also free or copy-only (settings.intent.copy_only; a word tagger only copies)
     short = {"float32": "f32", "bfloat16": "bf16", "int8": "int8"}
     variants = {
-        f"student-{short[q]}-{'copy' if c else 'free'}": IntentRefiner.from_pretrained(student_dir, serving_precision=q, copy_only=c)
+        f"student-{short[q]}-{'copy' if c else 'free'}": load_refiner(student_dir, serving_precision=q, copy_only=c)
         for q in short
         for c in (False, True)
+        if c or s.intent.student == "lm"
     }
-    configured = f"student-{short[s.intent.serving_precision]}-{'copy' if s.intent.copy_only else 'free'}"
+    configured = f"student-{short[s.intent.serving_precision]}-{'copy' if s.intent.copy_only or s.intent.student == 'tagger' else 'free'}"
     say(f"the configured serving student (settings.intent.serving_precision={s.intent.serving_precision}, copy_only={s.intent.copy_only}): {configured}")
 
     # the teacher also decoding as the student serves (copy-only, Q's words in order, the configured

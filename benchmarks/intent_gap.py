@@ -3,7 +3,7 @@
 Scores a trained teacher (decoding copy-only with Q's words in order and the configured length
 preference, as the student serves, with and without ``fill_title_gaps``, and free with the same preference), optionally
 the log-mined model (``--log``: the student's base on the pairs mined from the Home Depot log's
-training products, as ``bench_intent.py`` trains it, about 40 s) and each ``--student`` served in
+training products, as ``bench_intent.py`` trains it, about 40 s) and each ``--student`` (either kind, ``load_refiner``) served in
 every precision (``IntentSettings.serving_precision``: float32, bfloat16, int8) on the held-out gold
 (``gold_split``: the 43 held-out examples of ``gold.tsv`` and the 132 of ``gold_test.tsv``). Each line
 is BERTScore F1 (all-MiniLM-L6-v2, layer 6) on all of it and on each file, and each model's gap to
@@ -25,6 +25,7 @@ from intent.benchmark import as_student_serves, gold_rows, log_mined_model, spli
 from intent.evaluate import paired_bootstrap
 from intent.mining import mine
 from intent.model import IntentRefiner, gold_split
+from intent.students import load_refiner
 from topicfeed.settings import Settings
 
 
@@ -52,7 +53,7 @@ def main() -> None:
         models["log-mined"] = log_mined_model(s.intent, mine(split_log(s.shared_data_dir / "homedepot" / "search_log.tsv").train))
     for directory in args.student:
         for precision in ("float32", "bfloat16", "int8"):
-            models[f"{directory.name} {precision}"] = IntentRefiner.from_pretrained(directory, serving_precision=precision, copy_only=True)
+            models[f"{directory.name} {precision}"] = load_refiner(directory, serving_precision=precision, copy_only=True)  # copy_only: the LM student's; a word tagger copies anyway
     t = time.perf_counter()
     scores: dict[str, np.ndarray] = {}
     gold_rows(models, scores=scores)

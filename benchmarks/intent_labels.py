@@ -37,6 +37,7 @@ from intent.evaluate import format_row
 from intent.jobs import label_with, read_labels, sample_requests, title_searches, write_labels
 from intent.mining import entity_searches
 from intent.model import Example, IntentRefiner, gold_split
+from intent.students import load_refiner, new_student
 from intent.suggest import QuerySuggester
 from intent.text import tokens
 from topicfeed.settings import Settings
@@ -111,9 +112,9 @@ def main() -> None:
     else:
         print(f"{'no --teacher' if teacher is None else 'title_searches 0'}: the student trains without labels of searches made from the gold examples (intent.jobs.title_searches)")
     t = time.perf_counter()
-    IntentRefiner.from_base(params=s.intent).fit(train_gold * s.intent.gold_repeats + labels).save_pretrained(args.out)
-    print(f"student: {s.intent.base_model} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
-    models = {f"student-{q}-copy": IntentRefiner.from_pretrained(args.out, serving_precision=q, copy_only=True) for q in ("float32", "bfloat16", "int8")}
+    new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels).save_pretrained(args.out)
+    print(f"student: {s.intent.tagger_base + ' word tagger' if s.intent.student == 'tagger' else s.intent.base_model} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
+    models = {f"student-{q}-copy": load_refiner(args.out, serving_precision=q, copy_only=True) for q in ("float32", "bfloat16", "int8")}
     for row in gold_rows(models, bias=split.bias):
         print("  " + format_row(row))
 

@@ -76,10 +76,11 @@ def train_refiner(settings: Settings) -> str:
     from intent.jobs import train_default
 
     cfg = settings.main_job
-    s = settings.model_copy(update={"intent": settings.intent.model_copy(update={"epochs": cfg.intent_epochs, "max_mined_pairs": cfg.intent_pairs})})
+    s = settings.model_copy(update={"intent": settings.intent.model_copy(update={"epochs": cfg.intent_epochs, "tagger_epochs": cfg.intent_epochs, "max_mined_pairs": cfg.intent_pairs})})
     start = time.perf_counter()
     train_default(s, s.intent_dir)
-    return f"{settings.intent.base_model} on the gold set + {cfg.intent_pairs} mined pairs, {cfg.intent_epochs} epochs in {time.perf_counter() - start:.0f}s -> {s.intent_dir}"
+    what = f"{settings.intent.tagger_base} word tagger" if settings.intent.student == "tagger" else settings.intent.base_model
+    return f"{what} on the gold set + {cfg.intent_pairs} mined pairs, {cfg.intent_epochs} epochs in {time.perf_counter() - start:.0f}s -> {s.intent_dir}"
 
 
 def run_dags(settings: Settings, runs: list[tuple[str, datetime]], log: Log) -> list[dict[str, Any]]:

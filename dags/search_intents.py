@@ -15,12 +15,12 @@ def search_intents() -> None:
     @task(outlets=[REFINED_SEARCHES])
     def refine_window() -> dict:
         from intent.jobs import refine_window as refine
-        from intent.model import IntentRefiner
+        from intent.students import load_refiner
         from intent.suggest import suggester_for
 
         s = settings()
         start, end = window(get_current_context())
-        refiner = IntentRefiner.from_pretrained(s.intent_dir, **s.intent.serving())
+        refiner = load_refiner(s.intent_dir, **s.intent.serving())
         records = refine(s, refiner, start, end, suggester=suggester_for(s, s.intent_dir))
         return {"start": start.isoformat(), "end": end.isoformat(), "refined": len(records)}
 

@@ -57,9 +57,8 @@ from feed.events import EventSink
 from feed.experiments import ExperimentState, state_path
 from feed.ranker import Feed, RecentSearch
 from feed.routing import ExperimentRouter
-from intent.model import CONFIG_NAME as INTENT_CONFIG
-from intent.model import IntentRefiner
 from intent.realtime import FreshSearch, IntentProcess, IntentQueue
+from intent.students import is_saved_refiner, load_refiner
 from intent.suggest import suggester_for
 from intent.text import normalize
 from topicfeed.settings import Settings
@@ -283,12 +282,12 @@ class FeedState:
         self.user_version: dict[str, int] = {}  # +1 after each event of the user that changes their feed
         self.suggester = suggester_for(settings, settings.intent_dir)
         self.intents: IntentQueue | IntentProcess | None = None
-        if settings.feed.refine_searches and (settings.intent_dir / INTENT_CONFIG).is_file():
+        if settings.feed.refine_searches and is_saved_refiner(settings.intent_dir):
             report = {"on_refined": self.on_refined, "on_batch": self.on_intent_batch, "on_failed": self.metrics.intent_failures.inc}
             if settings.feed.refiner_process:
                 self.intents = IntentProcess(settings, settings.intent_dir, **report)
             else:
-                refiner = IntentRefiner.from_pretrained(settings.intent_dir, **settings.intent.serving())
+                refiner = load_refiner(settings.intent_dir, **settings.intent.serving())
                 self.intents = IntentQueue(settings, refiner, suggester=self.suggester, **report)
         self._breaker_until = 0.0
         self._lock = threading.Lock()

@@ -21,7 +21,8 @@ import numpy as np
 
 from intent.evaluate import TitleIndex, bert_f1_each, format_row, mean_tokens, paired_bootstrap, report, rouge
 from intent.mining import Click, MiningReport, mine, read_search_log
-from intent.model import Example, IntentRefiner, Request, gold_split, held_out
+from intent.model import Example, Request, gold_split, held_out
+from intent.students import Student, load_refiner, new_student
 from intent.suggest import QuerySuggester
 from topicfeed.settings import IntentSettings, Settings
 
@@ -64,10 +65,10 @@ def _rejected(rows: list[tuple[int, str, str]]) -> str:
     return f"{len(rows)} unreadable rows left out (the first: line {line}, field {field!r}: {message})"
 
 
-def log_mined_model(params: IntentSettings, mined: MiningReport) -> IntentRefiner:
-    """The log-mined model the student is compared with: ``params``' base fine-tuned on the (Q, Q*)
-    pairs mined from a log's training products."""
-    return IntentRefiner.from_base(params=params).fit([Example(p.query, (p.title,), p.refined_query) for p in mined.pairs])
+def log_mined_model(params: IntentSettings, mined: MiningReport) -> Student:
+    """The log-mined model the student is compared with: the same kind of student (``new_student``)
+    trained on the (Q, Q*) pairs mined from a log's training products."""
+    return new_student(params).fit([Example(p.query, (p.title,), p.refined_query) for p in mined.pairs])
 
 
 def as_student_serves(params: IntentSettings) -> dict[str, object]:
@@ -86,7 +87,7 @@ def as_student_serves(params: IntentSettings) -> dict[str, object]:
 
 
 def gold_rows(
-    models: dict[str, IntentRefiner],
+    models: dict[str, Student],
     share: float = 0.2,
     bias: set[str] | None = None,
     scores: dict[str, np.ndarray] | None = None,
@@ -112,7 +113,7 @@ def gold_rows(
 
 
 def log_rows(
-    models: dict[str, IntentRefiner], split: LogSplit, samples: int = 500, seed: int = 0, suggester: QuerySuggester | None = None, progress: Callable[[int], None] | None = None
+    models: dict[str, Student], split: LogSplit, samples: int = 500, seed: int = 0, suggester: QuerySuggester | None = None, progress: Callable[[int], None] | None = None
 ) -> list[dict]:
     """One row per model (and the raw query) on the held-out products of the real log; with
     ``suggester`` (fitted on ``split.train``), a row for its one-word suggestions; ``progress`` as
@@ -136,7 +137,7 @@ def log_rows(
     return rows
 
 
-def throughput(model: IntentRefiner, requests: Sequence[Request], batch_size: int = 32, passes: int = 3) -> tuple[float, float]:
+def throughput(model: Student, requests: Sequence[Request], batch_size: int = 32, passes: int = 3) -> tuple[float, float]:
     """(refinements/s in batches, the median of ``passes`` passes; p95 seconds of one fresh request alone)."""
     rates = []
     for _ in range(passes):
@@ -206,7 +207,7 @@ def evaluate_models(
     labelled searches of the user's, all of them evaluated), and on ``search_log``'s held-out
     products unless it is ``None``; ``progress``: called with each batch's count of refinements."""
     precision = settings.intent.serving_precision  # scored as served
-    models = {name: IntentRefiner.from_pretrained(d, **settings.intent.serving()) for name, d in zip(model_names(model_dirs), model_dirs, strict=True)}
+    models = {name: load_refiner(d, **settings.intent.serving()) for name, d in zip(model_names(model_dirs), model_dirs, strict=True)}
     split = split_log(search_log, holdout, settings.intent.click_relevance) if search_log is not None else None
     examples = list(gold) if gold is not None else gold_split(share=holdout)[1]
     if not examples:

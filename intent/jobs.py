@@ -15,6 +15,7 @@ from typing import Any
 
 from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine, read_search_log
 from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Refines, Request, gold_split, read_gold
+from intent.students import Student, load_refiner, new_student
 from intent.suggest import SUGGESTER_NAME, QuerySuggester
 from intent.text import capitalized_runs, normalize, stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
@@ -132,10 +133,10 @@ def teacher_requests(settings: Settings, clicks: Sequence[Click], news: Path | N
     return mixed_requests(clicks, p.teacher_samples, p.seed, news_clicks, p.news_samples) + title_searches(gold_split()[0], p.title_searches)
 
 
-def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> IntentRefiner:
+def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> Student:
     """The default student recipe: the gold set, the lake's mined pairs and (with ``teacher``) the
     teacher's labels of sampled searches (``teacher_requests``: the lake's, and with ``news`` entity
-    searches of a news catalog), fine-tuned into ``settings.intent.base_model``. The gold set's
+    searches of a news catalog), trained into the student ``settings.intent.student`` names (``new_student``). The gold set's
     held-out part (``gold_split``) is never trained on: evaluation reads it."""
     examples = gold_split()[0] * settings.intent.gold_repeats
     try:
@@ -147,7 +148,7 @@ def train_default(settings: Settings, out: Path, teacher: Path | None = None, ne
         requests = teacher_requests(settings, clicks, news)
         if requests:
             examples += label_with(IntentRefiner.from_pretrained(teacher, device=settings.intent.device), requests)
-    refiner = IntentRefiner.from_base(params=settings.intent).fit(examples, progress=progress)
+    refiner = new_student(settings.intent).fit(examples, progress=progress)
     refiner.save_pretrained(out)
     save_suggester(settings, clicks, out)
     return refiner
@@ -240,7 +241,7 @@ def refine_file(model: Path, input_path: Path, output: Path, progress: Callable[
     ``serving``: how the model is loaded (``IntentSettings.serving()``; none: as saved, float32 on
     the CPU); ``progress``: called with (requests refined so far, valid requests) after each batch."""
     good, bad = read_requests(input_path)
-    refiner = IntentRefiner.from_pretrained(model, **serving)
+    refiner = load_refiner(model, **serving)
     done = 0
 
     def step(n: int) -> None:

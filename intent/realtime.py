@@ -35,7 +35,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-from intent.model import IntentRefiner, Request
+from intent.model import Request
+from intent.students import Student, load_refiner
 from intent.suggest import QuerySuggester, suggester_for
 from topicfeed.settings import Settings
 
@@ -80,7 +81,7 @@ def take(inbox: _Gets, max_batch: int, max_wait_s: float) -> list | None:
     return batch
 
 
-def refine_and_push(refiner: IntentRefiner, push: Push, batch: list[FreshSearch], suggester: QuerySuggester | None = None) -> list[str]:
+def refine_and_push(refiner: Student, push: Push, batch: list[FreshSearch], suggester: QuerySuggester | None = None) -> list[str]:
     """Refine the batch and push each search's Q* (and, with ``suggester``, its re-search suggestion)."""
     requests = [Request(s.query, s.titles) for s in batch]
     refined = refiner.predict(requests)
@@ -132,7 +133,7 @@ class IntentQueue(_Callbacks):
     def __init__(
         self,
         settings: Settings,
-        refiner: IntentRefiner,
+        refiner: Student,
         on_refined: Callable[[FreshSearch, str], None] | None = None,
         push: Push | None = None,
         on_batch: Callable[[int, list[float]], None] | None = None,
@@ -201,7 +202,7 @@ def _serve(settings: Settings, model_dir: str, push: Push | None, max_batch: int
     ``(key, search)`` and answer ``("done", keys, refined)`` or ``("failed", keys, why)``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s intent-refiner %(message)s")
     try:
-        refiner = IntentRefiner.from_pretrained(model_dir, **settings.intent.serving())
+        refiner = load_refiner(model_dir, **settings.intent.serving())
         suggester = suggester_for(settings, model_dir)
         push = push or store_push(settings)
     except Exception as e:  # noqa: BLE001 - told to the parent, which raises it

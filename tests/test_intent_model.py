@@ -77,7 +77,7 @@ def test_the_default_recipe_repeats_the_gold_examples_and_never_trains_on_the_he
     from topicfeed.settings import Settings
 
     train, test = gold_split()
-    settings = Settings(data_dir=tmp_path / "no-lake", intent={"base_model": str(tiny["hf"]), "gold_repeats": 2, **FAST, "epochs": 1})
+    settings = Settings(data_dir=tmp_path / "no-lake", intent={"student": "lm", "base_model": str(tiny["hf"]), "gold_repeats": 2, **FAST, "epochs": 1})
     (tmp_path / "student").mkdir()
     (tmp_path / "student" / "query_suggester.json").write_text("{}")  # counted on a lake that is gone
     refiner = train_default(settings, tmp_path / "student")

@@ -360,12 +360,13 @@ def feed_evaluate(
     refiner = None
     try:
         if intents is not None:
-            from intent.model import IntentRefiner, RawQuery
+            from intent.model import RawQuery
+            from intent.students import load_refiner
 
             if intents == "raw":
                 refiner = RawQuery()
             elif Path(intents).is_dir():
-                refiner = IntentRefiner.from_pretrained(intents, **settings.intent.serving())  # a directory that holds no refiner says so
+                refiner = load_refiner(intents, **settings.intent.serving())  # a directory that holds no refiner says so
             else:
                 raise ValueError(f"--intents {intents}: neither 'raw' nor a directory")
         if tune_days:
@@ -499,29 +500,37 @@ def intent_train(
     out: Annotated[Path | None, typer.Option(help="model directory; default: the configured intent dir")] = None,
     teacher: Annotated[Path | None, typer.Option(help="a trained teacher: it labels sampled lake searches and searches made from the gold examples (settings.intent.title_searches) for the student")] = None,
     news: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="with --teacher: a news catalog (MIND news.tsv format) whose titles' named entities the teacher also labels as searches")] = None,
-    base: Annotated[str | None, typer.Option(help="base model (minilm, gemma3-270m, a .gguf file, an HF directory; NAME@N grows it to N blocks); default: settings (minilm@12)")] = None,
+    base: Annotated[str | None, typer.Option(help="the LM student's base (minilm, gemma3-270m, a .gguf file, an HF causal LM directory; NAME@N grows it to N blocks); implies --student lm; default: settings (minilm@12)")] = None,
+    student: Annotated[str | None, typer.Option(help="tagger (an encoder chooses title words; the default) or lm (a causal LM writes Q* by beam search); default: settings.intent.student")] = None,
     gold_only: Annotated[bool, typer.Option(help="train the student's base on the gold set's training part only (no mined pairs, no teacher labels)")] = False,
 ) -> None:
     """Train the refiner: by default the student (gold set + the lake's mined pairs [+ teacher labels])."""
     from intent.jobs import train_default
-    from intent.model import IntentRefiner, gold_split
+    from intent.model import gold_split
+    from intent.students import new_student
 
+    if student not in (None, "tagger", "lm"):
+        raise typer.BadParameter(f"{student!r}: tagger or lm", param_hint="--student")
     if news is not None and teacher is None:
         raise typer.BadParameter("--news needs --teacher: the teacher labels the news catalog's entity searches", param_hint="--news")
     settings = get_settings()
-    if base:
-        settings = settings.model_copy(update={"intent": settings.intent.model_copy(update={"base_model": base})})
+    update: dict[str, object] = {"base_model": base, "student": "lm"} if base else {}
+    if student:
+        update["student"] = student
+    if update:
+        settings = settings.model_copy(update={"intent": settings.intent.model_copy(update=update)})
     out = out or settings.intent_dir
     start = time.perf_counter()
     bar, progress = _training_bar("training")
 
     if gold_only:
-        refiner = IntentRefiner.from_base(params=settings.intent).fit(gold_split()[0], progress=progress)
+        refiner = new_student(settings.intent).fit(gold_split()[0], progress=progress)
         refiner.save_pretrained(out)
     else:
         refiner = train_default(settings, out, teacher=teacher, news=news, progress=progress)
     bar.close()
-    typer.echo(f"trained {settings.intent.base_model} on {refiner.fit_report_['examples']} examples in {time.perf_counter() - start:.0f}s "
+    what = settings.intent.tagger_base + " (word tagger)" if settings.intent.student == "tagger" else settings.intent.base_model
+    typer.echo(f"trained {what} on {refiner.fit_report_['examples']} examples in {time.perf_counter() - start:.0f}s "
                f"(loss {refiner.fit_report_['first_loss']} -> {refiner.fit_report_['last_loss']}); saved to {out}")
 
 
@@ -654,13 +663,13 @@ def intent_refine_logs(
     """Refine a window's searches with clicks, grouped by (user, query), and suggest each again with
     the suggester saved beside the refiner: offline history + online push."""
     from intent.jobs import refine_window
-    from intent.model import IntentRefiner
+    from intent.students import load_refiner
     from intent.suggest import suggester_for
 
     settings = get_settings()
     t0 = time.perf_counter()
     directory = model or settings.intent_dir
-    refiner = IntentRefiner.from_pretrained(directory, **settings.intent.serving())
+    refiner = load_refiner(directory, **settings.intent.serving())
     bar, refined = _count_bar("searches refined", "search")
     try:
         records = refine_window(settings, refiner, _when(start), _when(end), push=push, suggester=suggester_for(settings, directory), progress=refined)

@@ -151,6 +151,18 @@ class IntentSettings(BaseModel):
         "minilm@12",
         description="the student's base: 'minilm' (shipped on PyPI), 'gemma3-270m' (the GGUF package), a .gguf file or an HF causal LM directory; '@N' after it grows it to N blocks (classifier.lm.grow_layers). 'minilm@12' (MiniLM's 6 blocks, each followed by a copy) with 5 epochs: held-out gold +0.008 over 'minilm' with 8, in the same training time, at 41 refinements/s against 60 (docs/intent.md)",
     )
+    student: Literal["tagger", "lm"] = Field(
+        "tagger",
+        description="the student the default recipe trains and serves: 'tagger' (intent.tagger.WordTagger: an encoder reads Q and the titles once, both ways, and chooses title words; dev slice 0.888 BERTScore "
+        "against 0.870 for 'lm' trained on the same examples; held-out gold 0.881-0.885 in three trainings against the teacher's 0.885; 11-13x the refinements/s) or 'lm' (intent.model.IntentRefiner: base_model fine-tuned to write Q*, beam search) (docs/intent.md)",
+    )
+    tagger_base: str = Field("minilm", description="the word tagger's encoder: 'minilm' (all-MiniLM-L6-v2 from PyPI) or an HF encoder directory")
+    tagger_epochs: int = Field(6, ge=1)
+    tagger_learning_rate: float = Field(5e-5, gt=0)
+    tagger_threshold: float = Field(
+        0.1, gt=0, lt=1, description="the word tagger puts in Q* every title word whose probability is above this (the most probable first, within max_refined_tokens): 0.1 to 0.25 scored alike on the dev slice"
+    )
+    tagger_max_tokens: int = Field(256, ge=16, description="the word tagger reads Q and the titles cut to this many tokens")
     teacher_base: str = Field("gemma3-270m", description="the teacher's base model (same forms as base_model)")
     teacher_lora: bool = Field(True, description="the teacher trains LoRA adapters (peft), not every weight (chosen by measurement: benchmarks/intent_teacher.py, docs/intent.md)")
     teacher_epochs: int = Field(3, ge=1)

@@ -1,0 +1,130 @@
+"""The word tagger (``intent.tagger.WordTagger``): an encoder that chooses Q*'s title words, on a tiny
+BERT made here (nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intent.model import Example, IntentRefiner, Request
+from intent.students import is_saved_refiner, load_refiner, new_student
+from intent.tagger import TAGGER_CONFIG, WordTagger, insert_in_title_order
+from intent.text import tokens
+from topicfeed.settings import IntentSettings
+
+from tiny_lm import tiny_llama_dir
+from tiny_models import save_tiny
+
+BIN = Path(sys.executable).parent / "topicfeed"
+FAST = {"tagger_epochs": 12, "tagger_learning_rate": 3e-3, "batch_size": 8, "tagger_threshold": 0.5}
+NAMES = ["aespa", "ryobi", "nike", "lego", "bts", "dyson", "rome", "oslo"]
+FILLERS = ["new", "daily", "chart", "sale", "report", "week", "best", "guide"]
+
+
+def examples() -> list[Example]:
+    """Q is a name; the titles have the word "album" or "tour" among fillers, and Q* is Q + that word:
+    a rule a tiny encoder learns (the chosen word is the one of these two that the titles hold)."""
+    out = []
+    for n, name in enumerate(NAMES):
+        for k, word in enumerate(("album", "tour")):
+            a, b = FILLERS[(n + k) % 8], FILLERS[(n + 3 * k + 1) % 8]
+            out.append(Example(name, (f"{name} {a} {word} {b}", f"{b} {name} {a}"), f"{name} {word}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny("bert", tmp_path_factory.mktemp("tiny-bert") / "bert")
+
+
+@pytest.fixture(scope="module")
+def trained(bert: Path) -> WordTagger:
+    return WordTagger.from_base(bert, **FAST).fit(examples() * 4)
+
+
+def test_title_words_go_where_their_title_has_them_among_q_s_words() -> None:
+    assert insert_in_title_order("pole saw", ["Ryobi 40V Pole Saw"], ["ryobi"]) == ["ryobi", "pole", "saw"]
+    assert insert_in_title_order("pole saw", ["Ryobi 40V Pole Saw Kit"], ["kit", "40v", "ryobi"]) == ["ryobi", "40v", "pole", "saw", "kit"]
+    # each word placed by the first title that has it; Q's words stay in Q's order; a word of Q is not added twice
+    assert insert_in_title_order("taylor swift", ["London dates for Taylor Swift", "Eras Tour"], ["london", "eras", "tour", "swift"]) == ["london", "taylor", "swift", "eras", "tour"]
+    assert insert_in_title_order("rome", [], ["colosseum"]) == ["rome"]
+
+
+def test_the_tagger_learns_which_title_words_q_star_has_and_keeps_q(trained: WordTagger) -> None:
+    assert trained.fit_report_["examples"] == 64 and trained.fit_report_["last_loss"] < trained.fit_report_["first_loss"]
+    fresh = [Request("zurich", ("zurich daily album chart", "best zurich week")), Request("kyoto tram", ("new kyoto tram tour report",))]
+    got = trained.predict(fresh)
+    assert got == ["zurich album", "kyoto tram tour"]
+    probs = trained.word_probs(fresh)
+    assert probs[0]["album"] > 0.5 > max(probs[0][w] for w in ("daily", "chart", "best", "week"))
+    assert set(probs[1]) == {"new", "kyoto", "tram", "tour", "report"}  # every title word, Q's too
+
+
+def test_the_threshold_and_the_length_cap_decide_how_many_words(trained: WordTagger) -> None:
+    r = [Request("zurich", ("zurich daily album chart sale report week",))]
+    assert trained.decoding(tagger_threshold=0.999999).predict(r) == ["zurich"]  # nothing is that sure
+    every = trained.decoding(tagger_threshold=1e-9).predict(r)[0].split()
+    assert every == ["zurich", "daily", "album", "chart", "sale", "report", "week"]  # title order
+    capped = trained.decoding(tagger_threshold=1e-9, max_refined_tokens=3).predict(r)[0].split()
+    probs = trained.word_probs(r)[0]
+    best_two = sorted((w for w in probs if w != "zurich"), key=lambda w: -probs[w])[:2]
+    assert len(capped) == 3 and capped[0] == "zurich" and set(capped[1:]) == set(best_two)
+
+
+def test_save_load_refine_is_deterministic_and_either_kind_loads_through_one_door(trained: WordTagger, tmp_path: Path) -> None:
+    saved = trained.save_pretrained(tmp_path / "tagger")
+    meta = json.loads((saved / TAGGER_CONFIG).read_text())
+    assert meta["params"]["tagger_threshold"] == 0.5 and meta["fit"]["examples"] == 64
+    requests = [Request(e.query, e.titles) for e in examples()]
+    again = load_refiner(saved, serving_precision="float32")
+    assert isinstance(again, WordTagger) and is_saved_refiner(saved)
+    assert again.predict(requests) == trained.predict(requests) == again.predict(requests)
+    assert isinstance(load_refiner(saved, serving_precision="int8"), WordTagger)
+    served = load_refiner(saved)  # as saved: float32
+    with pytest.raises(ValueError, match="inference only"):
+        load_refiner(saved, serving_precision="bfloat16").save_pretrained(tmp_path / "again")
+    assert served.params.serving_precision == "float32"
+    lm = IntentRefiner.from_base(tiny_llama_dir(tmp_path / "llama"), epochs=1, num_beams=2, max_new_tokens=4).fit(examples()[:4]).save_pretrained(tmp_path / "lm")
+    assert isinstance(load_refiner(lm), IntentRefiner) and is_saved_refiner(lm)
+    with pytest.raises(FileNotFoundError, match="is not a saved intent refiner"):
+        load_refiner(tmp_path)
+    assert not is_saved_refiner(tmp_path)
+
+
+def test_bad_requests_and_examples_are_clear_errors_and_huge_inputs_are_cut(trained: WordTagger, bert: Path) -> None:
+    with pytest.raises(ValueError, match="request 1: field 'query' has no words"):
+        trained.predict([Request("rome", ("rome tour",)), Request("  ?! ", ("a title",))])
+    with pytest.raises(ValueError, match="training example 0: field refined has no words"):
+        WordTagger.from_base(bert, **FAST).fit([Example("rome", ("rome tour",), " ")])
+    with pytest.raises(ValueError, match="no training examples"):
+        WordTagger.from_base(bert, **FAST).fit([])
+    assert trained.predict([Request("rome", ())]) == ["rome"]  # no clicks: Q
+    huge = Request("rome " * 40, tuple("rome album tour " * 300 for _ in range(5)))
+    out = trained.predict([huge])[0].split()
+    assert out == tokens(huge.query)[: trained.params.max_refined_tokens]  # Q over the cap: Q cut
+    long_titles = Request("rome", tuple("rome daily album chart " * 200 for _ in range(5)))
+    ids, firsts = trained.encode(long_titles)
+    assert len(ids) <= trained.params.tagger_max_tokens and trained.predict([long_titles])[0].startswith("rome")
+
+
+def test_the_default_student_is_the_tagger_and_the_cli_trains_and_serves_it(bert: Path, tmp_path: Path) -> None:
+    assert IntentSettings().student == "tagger" and isinstance(new_student(IntentSettings(tagger_base=str(bert))), WordTagger)
+    assert isinstance(new_student(IntentSettings(student="lm", base_model=str(tiny_llama_dir(tmp_path / "llama")))), IntentRefiner)
+    env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_INTENT__TAGGER_BASE": str(bert), "TOPICFEED_INTENT__TAGGER_EPOCHS": "1", "COLUMNS": "200", "PATH": str(BIN.parent)}
+    got = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "m"), "--gold-only"], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 0, got.stderr
+    assert "(word tagger)" in got.stdout and (tmp_path / "m" / TAGGER_CONFIG).is_file()
+    src = tmp_path / "requests.jsonl"
+    src.write_text(json.dumps({"id": "a", "query": "pole saw", "documents": [{"doc_id": "d1", "title": "Ryobi 40V Pole Saw"}]}) + "\n" + '{"id": "b", "query": ""}\n')
+    out = tmp_path / "out.jsonl"
+    got = subprocess.run([str(BIN), "intent", "refine", "--model", str(tmp_path / "m"), "--input", str(src), "--output", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 0, got.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a"] and set(tokens("pole saw")) <= set(rows[0]["refined_query"].split())
+    assert "line 2" in got.stdout + got.stderr
+    bad = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "x"), "--student", "forest"], capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "tagger or lm" in bad.stderr
