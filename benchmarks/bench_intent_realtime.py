@@ -2,9 +2,8 @@
 refined intent readable from the online store.
 
 A simulated world is made ready to serve; ``topicfeed serve`` runs as its own process with a trained
-refiner (``--model DIR``, or a MiniLM student trained here on the gold set's training part: the same
-architecture and decoding as the default student, served as configured, bfloat16 and copy-only by
-default). Real product searches of the Home Depot log (``../shared/data``) are posted to
+refiner (``--model DIR``, or a student of the configured kind, ``IntentSettings.student``, trained here
+on the gold set's training part, served as configured, bfloat16 by default). Real product searches of the Home Depot log (``../shared/data``) are posted to
 ``POST /v1/events`` as a ``search`` event and a ``click`` on a catalog item, each for a user with no
 refined intent yet; the clock runs from the POST until ``GET /v1/users/{user}/profile`` (the online
 store, read through the service) shows that search's refined query. Two loads:
@@ -41,7 +40,8 @@ import numpy as np
 
 from featurestore.jobs import simulated_world
 from feed.catalog import Catalog
-from intent.model import IntentRefiner, gold_split
+from intent.model import gold_split
+from intent.students import new_student
 from topicfeed.settings import Settings, SimulatorSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -135,7 +135,7 @@ def main() -> None:
     model = args.model
     if model is None:
         t = time.perf_counter()
-        model = IntentRefiner.from_base(params=s.intent, epochs=4).fit(gold_split()[0]).save_pretrained(tmp / "refiner")
+        model = new_student(s.intent.model_copy(update={"epochs": 4, "tagger_epochs": 4})).fit(gold_split()[0]).save_pretrained(tmp / "refiner")
         print(f"refiner: {s.intent.base_model} on the gold set's training part, 4 epochs, in {time.perf_counter() - t:.0f}s")
     catalog = Catalog.load(s)
     users = sorted(catalog.clicked)
