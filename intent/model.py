@@ -305,6 +305,20 @@ def _params(base: IntentSettings, overrides: dict[str, object]) -> IntentSetting
     return IntentSettings.model_validate({**base.model_dump(), **overrides})
 
 
+def saved_params(directory: Path, config_name: str, what: str, overrides: dict[str, object]) -> tuple[IntentSettings, dict]:
+    """A saved student's parameters (its ``config_name`` JSON with ``overrides`` applied: the serving
+    precision and device) and the whole JSON; a directory without it, or int8 asked of a GPU, is a
+    clear error."""
+    meta_path = directory / config_name
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a saved {what}: {config_name} is missing")
+    meta = json.loads(meta_path.read_text())
+    params = _params(IntentSettings.model_validate(meta["params"]), overrides)
+    if _device(params.device).type != "cpu" and params.serving_precision == "int8":
+        raise ValueError(f"int8 serving is CPU only: serving_precision int8 with device {params.device!r}")
+    return params, meta
+
+
 def _device(name: str) -> torch.device:
     """``IntentSettings.device`` as a torch device; an error that says so where torch cannot reach it."""
     try:
@@ -355,19 +369,12 @@ class IntentRefiner:
     @classmethod
     def from_pretrained(cls, directory: str | Path, **overrides: object) -> IntentRefiner:
         directory = Path(directory)
-        meta_path = directory / CONFIG_NAME
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a saved intent refiner: {CONFIG_NAME} is missing")
-        meta = json.loads(meta_path.read_text())
-        params = _params(IntentSettings.model_validate(meta["params"]), overrides)
+        params, meta = saved_params(directory, CONFIG_NAME, "intent refiner", overrides)
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
         model.eval()
         refiner = cls(model, AutoTokenizer.from_pretrained(directory), params)
         refiner.fit_report_ = meta.get("fit")
-        device = _device(params.device)
-        if device.type != "cpu" and params.serving_precision == "int8":
-            raise ValueError(f"int8 serving is CPU only: serving_precision int8 with device {params.device!r}")
-        model.to(device)
+        model.to(_device(params.device))
         return refiner.for_serving(params.serving_precision)
 
     def decoding(self, **overrides: object) -> IntentRefiner:

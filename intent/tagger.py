@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from intent.model import Example, Request, _device, _params
+from intent.model import Example, Request, _device, _params, saved_params
 from intent.text import normalize, tokens
 from topicfeed.settings import IntentSettings
 
@@ -101,19 +101,12 @@ class WordTagger:
     @classmethod
     def from_pretrained(cls, directory: str | Path, **overrides: object) -> WordTagger:
         directory = Path(directory)
-        meta_path = directory / TAGGER_CONFIG
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a saved word tagger: {TAGGER_CONFIG} is missing")
-        meta = json.loads(meta_path.read_text())
-        params = _params(IntentSettings.model_validate(meta["params"]), overrides)
+        params, meta = saved_params(directory, TAGGER_CONFIG, "word tagger", overrides)
         model = AutoModelForTokenClassification.from_pretrained(directory, dtype=torch.float32)
         model.eval()
         tagger = cls(model, AutoTokenizer.from_pretrained(directory), params)
         tagger.fit_report_ = meta.get("fit")
-        device = _device(params.device)
-        if device.type != "cpu" and params.serving_precision == "int8":
-            raise ValueError(f"int8 serving is CPU only: serving_precision int8 with device {params.device!r}")
-        model.to(device)
+        model.to(_device(params.device))
         return tagger.for_serving(params.serving_precision)
 
     def for_serving(self, precision: str) -> WordTagger:
