@@ -305,6 +305,21 @@ def _params(base: IntentSettings, overrides: dict[str, object]) -> IntentSetting
     return IntentSettings.model_validate({**base.model_dump(), **overrides})
 
 
+def serving_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """``model`` in a serving ``precision`` (``IntentSettings.serving_precision``), for either kind of
+    student: "float32" as it is, "bfloat16" (every weight cast, in place) or "int8" (dynamic
+    quantization of the linear layers, CPU only)."""
+    if precision == "int8":
+        if any(p.device.type != "cpu" for p in model.parameters()):
+            raise ValueError("int8 dynamic quantization runs on the CPU only")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    if precision == "bfloat16":
+        return model.to(torch.bfloat16)
+    if precision != "float32":
+        raise ValueError(f"serving_precision must be float32, bfloat16 or int8, not {precision!r}")
+    return model
+
+
 def saved_params(directory: Path, config_name: str, what: str, overrides: dict[str, object]) -> tuple[IntentSettings, dict]:
     """A saved student's parameters (its ``config_name`` JSON with ``overrides`` applied: the serving
     precision and device) and the whole JSON; a directory without it, or int8 asked of a GPU, is a
@@ -393,14 +408,9 @@ class IntentRefiner:
         """The refiner in the serving ``precision`` (``IntentSettings.serving_precision``): "float32"
         as trained, "bfloat16" (every weight cast) or "int8" (``quantize``). Either reduced precision is
         for inference only: it cannot be trained or saved."""
-        if precision == "int8":
-            return self.quantize()
-        if precision == "bfloat16":
-            self.model.to(torch.bfloat16)
-            self.params = self.params.model_copy(update={"serving_precision": "bfloat16"})
-            self.quantized_ = True
-        elif precision != "float32":
-            raise ValueError(f"serving_precision must be float32, bfloat16 or int8, not {precision!r}")
+        self.model = serving_model(self.model, precision)
+        self.params = self.params.model_copy(update={"serving_precision": precision})
+        self.quantized_ = self.quantized_ or precision != "float32"
         return self
 
     def quantize(self) -> IntentRefiner:
@@ -408,12 +418,7 @@ class IntentRefiner:
         refinements/s of float32 (benchmarks/bench_intent.py). The result cannot be trained or saved.
         Its activations are quantized with one scale for the whole batch, so a request's Q* can change
         with the requests batched beside it (12 of 30 dev requests did); bfloat16 has no such scale."""
-        if any(p.device.type != "cpu" for p in self.model.parameters()):
-            raise ValueError("int8 dynamic quantization runs on the CPU only")
-        self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.params = self.params.model_copy(update={"serving_precision": "int8"})
-        self.quantized_ = True
-        return self
+        return self.for_serving("int8")
 
     def save_pretrained(self, directory: str | Path) -> Path:
         if self.quantized_:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from intent.model import Example, Request, _device, _params, saved_params
+from intent.model import Example, Request, _device, _params, saved_params, serving_model
 from intent.text import normalize, tokens
 from topicfeed.settings import IntentSettings
 
@@ -112,16 +112,9 @@ class WordTagger:
     def for_serving(self, precision: str) -> WordTagger:
         """The tagger in the serving ``precision``: float32 as trained, bfloat16 (weights cast) or int8
         (dynamic quantization of the linear layers, CPU). Either reduced precision is inference only."""
-        if precision == "int8":
-            if any(p.device.type != "cpu" for p in self.model.parameters()):
-                raise ValueError("int8 dynamic quantization runs on the CPU only")
-            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        elif precision == "bfloat16":
-            self.model.to(torch.bfloat16)
-        elif precision != "float32":
-            raise ValueError(f"serving_precision must be float32, bfloat16 or int8, not {precision!r}")
+        self.model = serving_model(self.model, precision)
         self.params = self.params.model_copy(update={"serving_precision": precision})
-        self.quantized_ = precision != "float32"
+        self.quantized_ = self.quantized_ or precision != "float32"
         return self
 
     def decoding(self, **overrides: object) -> WordTagger:
@@ -262,10 +255,10 @@ class WordTagger:
         """Q's words with the title words above ``tagger_threshold`` (the most probable first, within
         ``max_refined_tokens``) put in title order."""
         p = self.params
-        query = tokens(request.query)[: p.max_refined_tokens]
+        query = tokens(request.query)
+        if len(query) >= p.max_refined_tokens:  # no room for a title word
+            return query[: p.max_refined_tokens]
         have = set(query)
         ranked = sorted(((-pr, w) for w, pr in probs.items() if pr > p.tagger_threshold and w not in have))
-        chosen = [w for _, w in ranked[: max(0, p.max_refined_tokens - len(query))]]
-        if len(tokens(request.query)) > p.max_refined_tokens:
-            return query
+        chosen = [w for _, w in ranked[: p.max_refined_tokens - len(query)]]
         return insert_in_title_order(request.query, request.titles[: p.max_titles], chosen)
