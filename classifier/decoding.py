@@ -145,7 +145,7 @@ def beam_search(
     )
     if on_prompt is not None:
         on_prompt(out.last_hidden_state, valid)
-    cache = out.past_key_values
+    cache = out.cache
     logits = head(out.last_hidden_state[:, -1:]).float().expand(-1, k, -1)  # every beam starts from the prompt
     next_pos = positions[:, -1] + 1
     kv_valid = valid  # (m, L): which prompt columns of each cache row are real tokens
@@ -230,10 +230,10 @@ def beam_search(
             input_ids=tokens,
             attention_mask=attention_mask_4d(allowed, model),
             position_ids=(next_pos + step)[:, None].expand(m, k),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
-        cache = out.past_key_values
+        cache = out.cache
         logits = head(out.last_hidden_state).float()
 
     results = []
