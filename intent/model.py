@@ -26,6 +26,7 @@ import json
 import math
 import random
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -378,7 +379,9 @@ class IntentRefiner:
 
             names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
             targets = sorted(names & {"q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "dense"}) or sorted(names - {"lm_head", "decoder"})
-            model = get_peft_model(model, LoraConfig(r=params.lora_r, lora_alpha=2 * params.lora_r, target_modules=targets, lora_dropout=0.0))
+            with warnings.catch_warnings():  # peft asks for the attribute transformers 5 renamed (a FutureWarning each training)
+                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+                model = get_peft_model(model, LoraConfig(r=params.lora_r, lora_alpha=2 * params.lora_r, target_modules=targets, lora_dropout=0.0))
         return cls(model, tokenizer, params)
 
     @classmethod
