@@ -8,9 +8,9 @@ most probable first. Trained on the same (Q, titles, Q*) examples as the causal 
 teacher labels, mined pairs): a title word is positive where Q* has it. Every key token of Q is kept
 by construction, and one forward pass replaces a beam search.
 
-Measured (docs/intent.md, fifteenth session): on the dev slice of gold-train 0.888 BERTScore F1
+Measured (docs/intent.md, fifteenth and sixteenth sessions): on the dev slice of gold-train 0.888 BERTScore F1
 against 0.870 for the causal student trained on the same examples; on the held-out gold 0.881-0.885
-in three trainings (the teacher 0.885, the causal student 0.859-0.871 in seven), at 11-13x its
+in five trainings (the teacher 0.885, the causal student 0.859-0.871 in seven), at 11-13x its
 refinements/s.
 """
 
