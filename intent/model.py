@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol, Self, TypeVar
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
@@ -42,6 +42,7 @@ from intent.text import STOPWORDS, key_tokens, lcs_f1, normalize, tokens, words
 from topicfeed.settings import IntentSettings
 
 CONFIG_NAME = "intent_refiner.json"
+T = TypeVar("T")  # a training row, as each kind of student encodes it
 # a causal LM's prompts run once per request (their cache repeated for the beams) from this many
 # requests in a batch; below it, generate runs them once per beam. Measured, default student, 3 beams:
 # ms a request 149 -> 154 alone, 60 -> 58 in 4s, 35 -> 30 in 16s, 36 -> 28 in 32s
@@ -346,13 +347,125 @@ def _device(name: str) -> torch.device:
     return device
 
 
-class IntentRefiner:
-    """Q + clicked titles -> Q* (see the module docstring)."""
+class SavedStudent:
+    """What both kinds of student share (``IntentRefiner``, ``intent.tagger.WordTagger``): a model and
+    its tokenizer under ``IntentSettings``, saved as an HF directory with the ``config_name`` JSON,
+    loaded into the serving precision, and decoded with other parameters on the same weights."""
+
+    auto_model: ClassVar[type]  # the transformers Auto class that loads the saved model
+    config_name: ClassVar[str]
+    what: ClassVar[str]  # "intent refiner", "word tagger": in errors
+    noun: ClassVar[str]  # "refiner", "tagger"
 
     def __init__(self, model: torch.nn.Module, tokenizer: object, params: IntentSettings) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.params = params
+        self.fit_report_: dict[str, object] | None = None
+        self.quantized_ = False
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides: object) -> Self:
+        """A saved student in its serving precision (``overrides``: ``serving_precision``, ``device``,
+        decoding parameters)."""
+        directory = Path(directory)
+        params, meta = saved_params(directory, cls.config_name, cls.what, overrides)
+        model = cls.auto_model.from_pretrained(directory, dtype=torch.float32)
+        model.eval()
+        student = cls(model, AutoTokenizer.from_pretrained(directory), params)
+        student.fit_report_ = meta.get("fit")
+        model.to(_device(params.device))
+        return student.for_serving(params.serving_precision)
+
+    def decoding(self, **overrides: object) -> Self:
+        """The same loaded model (shared, not copied) decoding with other parameters
+        (``copy_only``, ``length_penalty``, ``tagger_threshold``, ...): for scoring or labelling one
+        model two ways."""
+        other = type(self)(self.model, self.tokenizer, _params(self.params, overrides))
+        other.fit_report_, other.quantized_ = self.fit_report_, self.quantized_
+        return other
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (``IntentSettings.device``)."""
+        return next(self.model.parameters()).device
+
+    def for_serving(self, precision: str) -> Self:
+        """The student in the serving ``precision`` (``IntentSettings.serving_precision``): "float32"
+        as trained, "bfloat16" (every weight cast) or "int8" (``serving_model``). Either reduced
+        precision is for inference only: it cannot be trained or saved."""
+        self.model = serving_model(self.model, precision)
+        self.params = self.params.model_copy(update={"serving_precision": precision})
+        self.quantized_ = self.quantized_ or precision != "float32"
+        return self
+
+    def _train(
+        self,
+        rows: Sequence[T],
+        epochs: int,
+        learning_rate: float,
+        batch_loss: Callable[[list[T]], torch.Tensor | None],
+        progress: Callable[[int, int, float], None] | None = None,
+        nothing_to_learn: str = "no training batch had a scored token",
+    ) -> None:
+        """The training loop both kinds share: AdamW on the trainable weights, a linear warm-up over a
+        tenth of the steps and a linear decay, ``epochs`` passes over ``rows`` shuffled by
+        ``IntentSettings.seed`` in batches of ``batch_size``, gradients clipped to norm 1. ``batch_loss``
+        gives a batch's loss, or None where the batch has nothing to learn from (no step is taken);
+        ``nothing_to_learn`` is the error when no batch had anything. Sets ``fit_report_``."""
+        p = self.params
+        params = [x for x in self.model.parameters() if x.requires_grad]
+        opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=p.weight_decay)
+        steps = epochs * math.ceil(len(rows) / p.batch_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
+        rng = random.Random(p.seed)
+        self.model.train()
+        step, losses = 0, []
+        for _ in range(epochs):
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            for b in range(0, len(order), p.batch_size):
+                loss = batch_loss([rows[i] for i in order[b : b + p.batch_size]])
+                if loss is None:
+                    continue
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                losses.append(loss.item())
+                if progress:
+                    progress(step, steps, losses[-1])
+        self.model.eval()
+        if not losses:
+            raise ValueError(nothing_to_learn)
+        self.fit_report_ = {"examples": len(rows), "steps": step, "first_loss": round(losses[0], 4), "last_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """The float32 model (LoRA adapters merged in), its tokenizer and ``config_name``: the
+        parameters, served as float32 on the CPU unless the loader asks otherwise, and the fit report."""
+        if self.quantized_:
+            raise ValueError(f"a {self.noun} served in {self.params.serving_precision} is for inference only: save the float32 model before for_serving()")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
+        model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        (directory / self.config_name).write_text(json.dumps({"params": {**self.params.model_dump(mode="json"), "serving_precision": "float32", "device": "cpu"}, "fit": self.fit_report_}, indent=2))
+        return directory
+
+
+class IntentRefiner(SavedStudent):
+    """Q + clicked titles -> Q* (see the module docstring)."""
+
+    auto_model = AutoModelForCausalLM
+    config_name = CONFIG_NAME
+    what = "intent refiner"
+    noun = "refiner"
+
+    def __init__(self, model: torch.nn.Module, tokenizer: object, params: IntentSettings) -> None:
+        super().__init__(model, tokenizer, params)
         tok = tokenizer
         self.bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
         self.eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
@@ -361,8 +474,6 @@ class IntentRefiner:
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos
         self._suffix = self._encode("\nrefined query:")
         self.last_repairs_ = 0
-        self.fit_report_: dict[str, object] | None = None
-        self.quantized_ = False
         self._lock = threading.Lock()  # predict may swap the model's embeddings (local_vocab)
 
     # construction ---------------------------------------------------------------------------------
@@ -384,55 +495,12 @@ class IntentRefiner:
                 model = get_peft_model(model, LoraConfig(r=params.lora_r, lora_alpha=2 * params.lora_r, target_modules=targets, lora_dropout=0.0))
         return cls(model, tokenizer, params)
 
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, **overrides: object) -> IntentRefiner:
-        directory = Path(directory)
-        params, meta = saved_params(directory, CONFIG_NAME, "intent refiner", overrides)
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-        model.eval()
-        refiner = cls(model, AutoTokenizer.from_pretrained(directory), params)
-        refiner.fit_report_ = meta.get("fit")
-        model.to(_device(params.device))
-        return refiner.for_serving(params.serving_precision)
-
-    def decoding(self, **overrides: object) -> IntentRefiner:
-        """The same loaded model (shared, not copied) decoding with other parameters
-        (``copy_only``, ``length_penalty``, ...): for scoring or labelling one model two ways."""
-        other = IntentRefiner(self.model, self.tokenizer, _params(self.params, overrides))
-        other.fit_report_, other.quantized_ = self.fit_report_, self.quantized_
-        return other
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's weights are (``IntentSettings.device``)."""
-        return next(self.model.parameters()).device
-
-    def for_serving(self, precision: str) -> IntentRefiner:
-        """The refiner in the serving ``precision`` (``IntentSettings.serving_precision``): "float32"
-        as trained, "bfloat16" (every weight cast) or "int8" (``quantize``). Either reduced precision is
-        for inference only: it cannot be trained or saved."""
-        self.model = serving_model(self.model, precision)
-        self.params = self.params.model_copy(update={"serving_precision": precision})
-        self.quantized_ = self.quantized_ or precision != "float32"
-        return self
-
     def quantize(self) -> IntentRefiner:
         """int8 dynamic quantization of the linear layers (``torch.ao``), for CPU inference: about 2x the
         refinements/s of float32 (benchmarks/bench_intent.py). The result cannot be trained or saved.
         Its activations are quantized with one scale for the whole batch, so a request's Q* can change
         with the requests batched beside it (12 of 30 dev requests did); bfloat16 has no such scale."""
         return self.for_serving("int8")
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        if self.quantized_:
-            raise ValueError(f"a refiner served in {self.params.serving_precision} is for inference only: save the float32 model before for_serving()")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
-        model.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        (directory / CONFIG_NAME).write_text(json.dumps({"params": {**self.params.model_dump(), "serving_precision": "float32", "device": "cpu"}, "fit": self.fit_report_}, indent=2))
-        return directory
 
     # prompts --------------------------------------------------------------------------------------
     def _encode(self, text: str) -> list[int]:
@@ -505,44 +573,25 @@ class IntentRefiner:
             if not ex.query.strip() or not ex.refined.strip():
                 raise ValueError(f"training example {i}: field {'query' if not ex.query.strip() else 'refined'} is empty")
             rows.append((self.prompt_ids(Request(ex.query, tuple(ex.titles))), self.target_ids(ex.refined)))
-        params = [x for x in self.model.parameters() if x.requires_grad]
-        opt = torch.optim.AdamW(params, lr=p.learning_rate, weight_decay=p.weight_decay)
-        steps = p.epochs * math.ceil(len(rows) / p.batch_size)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
-        rng = random.Random(p.seed)
         device = self.device
-        self.model.train()
-        step, losses = 0, []
-        for _ in range(p.epochs):
-            order = list(range(len(rows)))
-            rng.shuffle(order)
-            for b in range(0, len(order), p.batch_size):
-                batch = [rows[i] for i in order[b : b + p.batch_size]]
-                keep = max(len(t) for _, t in batch)
-                ids, mask = self._left_pad([pr + t for pr, t in batch], self.pad)
-                labels = torch.full((len(batch), keep), -100, dtype=torch.long)
-                for i, (_, t) in enumerate(batch):
-                    labels[i, keep - len(t) :] = torch.tensor(t)
-                ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-                positions = position_ids(mask)
-                attention = self._attention(mask, [len(pr) for pr, _ in batch])
-                # logits only where they are scored: position j predicts token j + 1. Autocast is entered
-                # anew each step: its cache of bfloat16 weight copies lives as long as the context (one
-                # context around the whole loop left MiniLM's loss at 10.77 after 10 steps, against 7.76).
-                with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):
-                    logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=keep + 1).logits[:, :-1]
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                losses.append(loss.item())
-                if progress:
-                    progress(step, steps, losses[-1])
-        self.model.eval()
-        self.fit_report_ = {"examples": len(rows), "steps": step, "first_loss": round(losses[0], 4), "last_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
+
+        def batch_loss(batch: list[tuple[list[int], list[int]]]) -> torch.Tensor:
+            keep = max(len(t) for _, t in batch)
+            ids, mask = self._left_pad([pr + t for pr, t in batch], self.pad)
+            labels = torch.full((len(batch), keep), -100, dtype=torch.long)
+            for i, (_, t) in enumerate(batch):
+                labels[i, keep - len(t) :] = torch.tensor(t)
+            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+            positions = position_ids(mask)
+            attention = self._attention(mask, [len(pr) for pr, _ in batch])
+            # logits only where they are scored: position j predicts token j + 1. Autocast is entered
+            # anew each step: its cache of bfloat16 weight copies lives as long as the context (one
+            # context around the whole loop left MiniLM's loss at 10.77 after 10 steps, against 7.76).
+            with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):
+                logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=keep + 1).logits[:, :-1]
+            return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+
+        self._train(rows, p.epochs, p.learning_rate, batch_loss, progress)
         return self
 
     # inference ------------------------------------------------------------------------------------

@@ -16,9 +16,6 @@ refinements/s.
 
 from __future__ import annotations
 
-import json
-import math
-import random
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from intent.model import Example, Request, _device, _params, saved_params, serving_model
+from intent.model import Example, Request, SavedStudent, _device, _params
 from intent.text import normalize, tokens
 from topicfeed.settings import IntentSettings
 
@@ -66,19 +63,20 @@ def insert_in_title_order(query: str, titles: Sequence[str], chosen: Sequence[st
     return out
 
 
-class WordTagger:
+class WordTagger(SavedStudent):
     """Q + clicked titles -> Q* by choosing title words (see the module docstring). Same interface as
-    ``IntentRefiner``: ``from_base`` / ``fit`` / ``predict`` / ``save_pretrained`` / ``from_pretrained``."""
+    ``IntentRefiner``: ``from_base`` / ``fit`` / ``predict``, and from ``SavedStudent``
+    ``save_pretrained`` / ``from_pretrained`` / ``for_serving`` / ``decoding``."""
 
     kind = "tagger"
+    auto_model = AutoModelForTokenClassification
+    config_name = TAGGER_CONFIG
+    what = "word tagger"
+    noun = "tagger"
 
     def __init__(self, model: torch.nn.Module, tokenizer: object, params: IntentSettings) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.params = params
-        self.fit_report_: dict[str, object] | None = None
+        super().__init__(model, tokenizer, params)
         self.last_repairs_ = 0  # Q's key tokens are never dropped, so none is ever put back
-        self.quantized_ = False
         self._lock = threading.Lock()
 
     # construction ---------------------------------------------------------------------------------
@@ -97,45 +95,6 @@ class WordTagger:
             hf_logging.set_verbosity(verbosity)
         model.to(_device(params.device))
         return cls(model, AutoTokenizer.from_pretrained(path), params)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, **overrides: object) -> WordTagger:
-        directory = Path(directory)
-        params, meta = saved_params(directory, TAGGER_CONFIG, "word tagger", overrides)
-        model = AutoModelForTokenClassification.from_pretrained(directory, dtype=torch.float32)
-        model.eval()
-        tagger = cls(model, AutoTokenizer.from_pretrained(directory), params)
-        tagger.fit_report_ = meta.get("fit")
-        model.to(_device(params.device))
-        return tagger.for_serving(params.serving_precision)
-
-    def for_serving(self, precision: str) -> WordTagger:
-        """The tagger in the serving ``precision``: float32 as trained, bfloat16 (weights cast) or int8
-        (dynamic quantization of the linear layers, CPU). Either reduced precision is inference only."""
-        self.model = serving_model(self.model, precision)
-        self.params = self.params.model_copy(update={"serving_precision": precision})
-        self.quantized_ = self.quantized_ or precision != "float32"
-        return self
-
-    def decoding(self, **overrides: object) -> WordTagger:
-        """The same loaded model (shared) choosing with other parameters (``tagger_threshold``, ...)."""
-        other = WordTagger(self.model, self.tokenizer, _params(self.params, overrides))
-        other.fit_report_, other.quantized_ = self.fit_report_, self.quantized_
-        return other
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        if self.quantized_:
-            raise ValueError(f"a tagger served in {self.params.serving_precision} is for inference only: save the float32 model before for_serving()")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        (directory / TAGGER_CONFIG).write_text(json.dumps({"params": {**self.params.model_dump(mode="json"), "serving_precision": "float32", "device": "cpu"}, "fit": self.fit_report_}, indent=2))
-        return directory
 
     # encoding -------------------------------------------------------------------------------------
     def encode(self, request: Request) -> tuple[list[int], dict[int, str]]:
@@ -182,39 +141,19 @@ class WordTagger:
             for at, w in firsts.items():
                 labels[at] = 1.0 if w in chosen else 0.0
             rows.append((ids, labels))
-        opt = torch.optim.AdamW(self.model.parameters(), lr=p.tagger_learning_rate, weight_decay=p.weight_decay)
-        steps = p.tagger_epochs * math.ceil(len(rows) / p.batch_size)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
-        rng = random.Random(p.seed)
-        self.model.train()
-        step, losses = 0, []
-        for _ in range(p.tagger_epochs):
-            order = list(range(len(rows)))
-            rng.shuffle(order)
-            for b in range(0, len(order), p.batch_size):
-                batch = [rows[i] for i in order[b : b + p.batch_size]]
-                ids, mask = self._batch([r for r, _ in batch])
-                width = ids.shape[1]
-                labels = torch.tensor([y + [-100.0] * (width - len(y)) for _, y in batch], device=self.device)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):  # as the LM student: entered anew each step
-                    logits = self.model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
-                scored = labels >= 0
-                if not scored.any():  # titles without words: nothing to learn from this batch
-                    continue
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[scored], labels[scored])
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                losses.append(loss.item())
-                if progress:
-                    progress(step, steps, losses[-1])
-        self.model.eval()
-        if not losses:
-            raise ValueError("no training example has a clicked title with words")
-        self.fit_report_ = {"examples": len(rows), "steps": step, "first_loss": round(losses[0], 4), "last_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
+
+        def batch_loss(batch: list[tuple[list[int], list[float]]]) -> torch.Tensor | None:
+            ids, mask = self._batch([r for r, _ in batch])
+            width = ids.shape[1]
+            labels = torch.tensor([y + [-100.0] * (width - len(y)) for _, y in batch], device=self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):  # as the LM student: entered anew each step
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
+            scored = labels >= 0
+            if not scored.any():  # titles without words: nothing to learn from this batch
+                return None
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits[scored], labels[scored])
+
+        self._train(rows, p.tagger_epochs, p.tagger_learning_rate, batch_loss, progress, nothing_to_learn="no training example has a clicked title with words")
         return self
 
     # inference ------------------------------------------------------------------------------------
