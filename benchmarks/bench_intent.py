@@ -7,7 +7,9 @@
 3. the teacher labels ``--teacher-samples`` sampled (Q, clicked title) of the training products
    (with ``--news FILE``, ``--news-samples`` of them are entity searches of a MIND-format news
    catalog instead, ``intent.mining.entity_searches``, balanced by category, as ``intent train --news``);
-   the student (``settings.intent``: MiniLM, copy-only decoding) is trained on gold-train + those labels;
+   the student (``settings.intent``: MiniLM, copy-only decoding) is trained on gold-train + those labels
+   (the word tagger also on ``search_examples`` searches made from the training products' clicks, for
+   its search head, whose re-search suggestions get their own rows and bars);
 4. every model on the held-out gold and on the held-out products (ROUGE, BERTScore, key tokens, bias,
    MRR; the teacher also decoding copy-only as the student does, and with no length preference
    (``length_penalty`` 1, ``end_penalty`` 0): the BERTScore bar is read against the best teacher),
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from intent.benchmark import as_student_serves, gold_rows, log_mined_model, log_rows, split_log, throughput
 from intent.evaluate import format_row, paired_bootstrap
-from intent.jobs import label_with, mixed_requests, title_searches
+from intent.jobs import label_with, made_searches, mixed_requests, title_searches
 from intent.mining import entity_searches, mine
 from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request, gold_split
 from intent.students import load_refiner, new_student
@@ -87,10 +89,12 @@ def main() -> None:
         say(f"teacher labels: {len(labels)} of {len(requests)} sampled training searches in {time.perf_counter() - t:.0f}s ({len(requests) / (time.perf_counter() - t):.1f}/s)")
         for e in random.Random(0).sample(labels, min(5, len(labels))):
             say(f"  {e.query!r} + {e.titles[0][:50]!r} -> {e.refined!r}")
+        searches = made_searches(split.train, s.intent.search_examples, s.intent.seed) if s.intent.student == "tagger" else []  # the search head's, as the default recipe
         t = time.perf_counter()
-        student = new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels)
+        student = new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels + searches)
         train_s = time.perf_counter() - t
-        say(f"student: {s.intent.tagger_base + ' word tagger' if s.intent.student == 'tagger' else s.intent.base_model} on {len(train_gold)} gold + {len(labels)} teacher labels in {train_s:.0f}s (bar: <= 20 min)")
+        what = s.intent.tagger_base + " word tagger" if s.intent.student == "tagger" else s.intent.base_model
+        say(f"student: {what} on {len(train_gold)} gold + {len(labels)} teacher labels + {len(searches)} made searches in {train_s:.0f}s (bar: <= 20 min)")
         student_dir = tmp / "student"
         student.save_pretrained(student_dir)
     # the one trained student, served in float32, bfloat16 or int8 (settings.intent.serving_precision);
@@ -142,6 +146,9 @@ def main() -> None:
             f"{rate:.1f} refinements/s in batches of 32 (>= 30)": rate >= 30,
             f"one fresh request p95 {p95 * 1e3:.0f} ms (<= 300)": p95 <= 0.3,
         }
+        if (sh := lby.get(f"{name}, search head")) is not None:  # the word tagger's re-search suggestions
+            checks[f"search head HD ROUGE-L {sh['rougeL_vs_mined']:.3f} > raw {raw['rougeL_vs_mined']:.3f}"] = sh["rougeL_vs_mined"] > raw["rougeL_vs_mined"]
+            checks[f"search head MRR {sh['mrr_ratio']:.2f}x raw (>= 1.3x), {sh['mean_tokens']:.1f} words (<= 10)"] = sh["mrr_ratio"] >= 1.3 and sh["mean_tokens"] <= 10
         met = sum(checks.values())
         say(f"  {name}{' (configured)' if name == configured else ''}: {met}/{len(checks)} met; " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items()))
 

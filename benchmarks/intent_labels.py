@@ -18,6 +18,10 @@ them (``judged_by_log``; measured on Home Depot: the student's Q* 4.8 words ther
 ROUGE-L 0.565 against 0.420, still under the raw query's 0.663, and 0.007 lower on the gold set: not
 kept).
 
+With the word tagger (the default student), ``IntentSettings.search_examples`` searches made from the
+training products' clicks (``intent.jobs.made_searches``) train its search head, as the default
+recipe makes them from the lake's.
+
 ``--teacher-copy``: the teacher decodes copy-only (Q's words in order) and with the length
 preference, as the student serves (measured: a worse student; ``label_with``).
 
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from intent.benchmark import gold_rows, split_log
 from intent.evaluate import format_row
-from intent.jobs import label_with, read_labels, sample_requests, title_searches, write_labels
+from intent.jobs import label_with, made_searches, read_labels, sample_requests, title_searches, write_labels
 from intent.mining import entity_searches
 from intent.model import Example, IntentRefiner, gold_split
 from intent.students import load_refiner, new_student
@@ -111,9 +115,11 @@ def main() -> None:
         labels += made
     else:
         print(f"{'no --teacher' if teacher is None else 'title_searches 0'}: the student trains without labels of searches made from the gold examples (intent.jobs.title_searches)")
+    searches = made_searches(split.train, s.intent.search_examples, s.intent.seed) if s.intent.student == "tagger" else []  # as the default recipe: the search head's
     t = time.perf_counter()
-    new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels).save_pretrained(args.out)
-    print(f"student: {s.intent.tagger_base + ' word tagger' if s.intent.student == 'tagger' else s.intent.base_model} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
+    new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels + searches).save_pretrained(args.out)
+    what = s.intent.tagger_base + " word tagger" if s.intent.student == "tagger" else s.intent.base_model
+    print(f"student: {what} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels + {len(searches)} made searches in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
     models = {f"student-{q}-copy": load_refiner(args.out, serving_precision=q, copy_only=True) for q in ("float32", "bfloat16", "int8")}
     for row in gold_rows(models, bias=split.bias):
         print("  " + format_row(row))

@@ -6,7 +6,7 @@ products' queries or titles. On them: (1) the mined (Q, Q*) pairs of those produ
 ROUGE-L of each model's Q* (refined from Q and the product's title) against them, beside the raw Q's;
 (2) for sampled held-out clicks, the clicked product's BM25 MRR over every product title of the log,
 searching with Q* against searching with Q; (3) beside the models, ``QuerySuggester``'s one-word
-suggestions, learned from the training products' clicks.
+suggestions, learned from the training products' clicks, and a word tagger's search head's.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def log_rows(
 ) -> list[dict]:
     """One row per model (and the raw query) on the held-out products of the real log; with
     ``suggester`` (fitted on ``split.train``), a row for its one-word suggestions; ``progress`` as
-    ``gold_rows``'."""
+    ``gold_rows``'; a word tagger with a search head gets a second row, its
+    re-search suggestions (``WordTagger.suggest``)."""
     pairs = split.mined_test.pairs
     sample = random.Random(seed).sample(split.test, min(samples, len(split.test)))
     rows = []
@@ -134,6 +135,8 @@ def log_rows(
         rows.append(row("log word suggestion", suggester.predict))
     for name, m in models.items():
         rows.append({**row(name, lambda requests, m=m: m.predict(requests, progress=progress)), "key_repairs": m.last_repairs_})
+        if getattr(m, "has_search_head", False):
+            rows.append(row(f"{name}, search head", m.suggest))
     return rows
 
 

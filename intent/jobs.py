@@ -100,6 +100,30 @@ def mixed_requests(clicks: Iterable[Click], n: int, seed: int = 0, news_clicks: 
     return requests + sample_requests(clicks, max(n - len(requests), 0), seed)
 
 
+def made_searches(clicks: Iterable[Click], n: int, seed: int = 0) -> list[Example]:
+    """Searches made from a log's own clicks for the word tagger's search head: for up to ``n``
+    distinct (query, document) clicks whose query has two or more different words (a seeded sample),
+    Q is the query with one of its words left out (chosen at random: a title word or not, as users add
+    either) and the answer is the whole query (``Example.head`` ``"search"``): which title word, if
+    any, the user typed with the others."""
+    seen: set[tuple[str, str]] = set()
+    made: list[tuple[list[str], Click]] = []
+    for c in clicks:
+        words = tokens(c.query)
+        key = (" ".join(words), c.doc_id)
+        if len(set(words)) < 2 or len(set(words)) < len(words) or key in seen or not tokens(c.title):
+            continue
+        seen.add(key)
+        made.append((words, c))
+    rng = random.Random(seed)
+    rng.shuffle(made)
+    out = []
+    for words, c in made[:n]:
+        left_out = rng.choice(words)
+        out.append(Example(" ".join(w for w in words if w != left_out), (c.title,), " ".join(words), "search", head="search"))
+    return out
+
+
 def title_searches(examples: Sequence[Example], per_example: int) -> list[Request]:
     """Searches in the gold set's style for the teacher to label, made from gold examples: Q with each
     of its clicked titles alone (when two or more were clicked), then each name of its titles
@@ -136,7 +160,8 @@ def teacher_requests(settings: Settings, clicks: Sequence[Click], news: Path | N
 def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> Student:
     """The default student recipe: the gold set, the lake's mined pairs and (with ``teacher``) the
     teacher's labels of sampled searches (``teacher_requests``: the lake's, and with ``news`` entity
-    searches of a news catalog), trained into the student ``settings.intent.student`` names (``new_student``). The gold set's
+    searches of a news catalog), and for the word tagger's search head searches made from the lake's
+    clicks (``made_searches``), trained into the student ``settings.intent.student`` names (``new_student``). The gold set's
     held-out part (``gold_split``) is never trained on: evaluation reads it."""
     examples = gold_split()[0] * settings.intent.gold_repeats
     try:
@@ -148,6 +173,8 @@ def train_default(settings: Settings, out: Path, teacher: Path | None = None, ne
         requests = teacher_requests(settings, clicks, news)
         if requests:
             examples += label_with(IntentRefiner.from_pretrained(teacher, device=settings.intent.device), requests)
+    if settings.intent.student == "tagger":
+        examples += made_searches(clicks, settings.intent.search_examples, settings.intent.seed)
     refiner = new_student(settings.intent).fit(examples, progress=progress)
     refiner.save_pretrained(out)
     save_suggester(settings, clicks, out)
@@ -263,11 +290,21 @@ def _write_answers(output: Path, requests: Sequence[tuple[str, Request]], field:
             f.write(json.dumps({"id": i, "query": r.query, field: answer}, ensure_ascii=False) + "\n")
 
 
-def suggest_file(settings: Settings, input_path: Path, output: Path, search_log: Path | None = None) -> tuple[FileReport, list[tuple[int, str, str]]]:
+def suggest_file(settings: Settings, input_path: Path, output: Path, search_log: Path | None = None, model: Path | None = None) -> tuple[FileReport, list[tuple[int, str, str]]]:
     """A one-word search suggestion (``intent.suggest.QuerySuggester``) for every valid request of
     ``input_path`` into ``output`` (``{"id", "query", "suggested_query"}``), learned from the clicks of
-    ``search_log`` (``read_search_log``), else of the lake's search sessions: (the requests' report,
+    ``search_log`` (``read_search_log``), else of the lake's search sessions; with ``model``, the
+    search head of that saved word tagger instead (``WordTagger.suggest``): (the requests' report,
     the log's unreadable rows)."""
+    if model is not None:
+        if search_log is not None:
+            raise ValueError("give a search log or a model, not both: the model's search head learned from its own training log")
+        tagger = load_refiner(model, **settings.intent.serving())
+        if not getattr(tagger, "has_search_head", False):
+            raise ValueError(f"{model} has no search head: a word tagger trained with made searches (IntentSettings.search_examples > 0) has one")
+        good, bad = read_requests(input_path)
+        _write_answers(output, good, "suggested_query", tagger.suggest([r for _, r in good]) if good else [])
+        return FileReport(len(good), bad), []
     clicks, unreadable = read_search_log(search_log, settings.intent.click_relevance) if search_log else (lake_clicks(settings), [])
     suggester = QuerySuggester.from_params(settings.intent).fit(clicks)
     good, bad = read_requests(input_path)

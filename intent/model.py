@@ -294,10 +294,15 @@ class LocalVocab:
 
 @dataclass(frozen=True)
 class Example:
+    """A training example: Q, the clicked titles and the answer; ``head`` says which answer it is:
+    ``"intent"``, Q* (every student), or ``"search"``, what the user typed (only the word tagger's
+    search head learns from these: ``intent.jobs.made_searches``)."""
+
     query: str
     titles: tuple[str, ...]
     refined: str
     category: str = ""
+    head: str = "intent"
 
 
 def _params(base: IntentSettings, overrides: dict[str, object]) -> IntentSettings:
@@ -572,6 +577,8 @@ class IntentRefiner(SavedStudent):
         for i, ex in enumerate(examples):
             if not ex.query.strip() or not ex.refined.strip():
                 raise ValueError(f"training example {i}: field {'query' if not ex.query.strip() else 'refined'} is empty")
+            if ex.head != "intent":
+                raise ValueError(f"training example {i}: field head is {ex.head!r}; the causal refiner learns Q* only ('intent'): the search head is the word tagger's")
             rows.append((self.prompt_ids(Request(ex.query, tuple(ex.titles))), self.target_ids(ex.refined)))
         device = self.device
 

@@ -8,6 +8,13 @@ most probable first. Trained on the same (Q, titles, Q*) examples as the causal 
 teacher labels, mined pairs): a title word is positive where Q* has it. Every key token of Q is kept
 by construction, and one forward pass replaces a beam search.
 
+A second logit on the same words is the *search head*: the probability that a user who searched Q
+and clicked these titles types the word when searching again. It learns from searches made from the
+log's own clicks (``intent.jobs.made_searches``: a word of a user's query left out, the whole query
+the answer; ``Example.head == "search"``), and ``suggest`` gives Q with its most probable title word
+(``search_threshold``, ``search_words``): a re-search suggestion in the users' own style, where Q*
+is in the gold set's. One forward pass gives both.
+
 Measured (docs/intent.md, fifteenth and sixteenth sessions): on the dev slice of gold-train 0.888 BERTScore F1
 against 0.870 for the causal student trained on the same examples; on the held-out gold 0.881-0.885
 in five trainings (the teacher 0.885, the causal student 0.859-0.871 in seven), at 11-13x its
@@ -29,6 +36,7 @@ from topicfeed.settings import IntentSettings
 
 TAGGER_CONFIG = "intent_tagger.json"
 TITLE_BREAK = "|"  # a word between two titles in the encoder's input
+HEADS = ("intent", "search")  # the tagger's logits per title word: Q* has it; the user's next search types it
 
 
 def tagger_base_path(base: str | Path) -> Path:
@@ -90,11 +98,21 @@ class WordTagger(SavedStudent):
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the new head's "newly initialized" report
         try:
-            model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+            model = AutoModelForTokenClassification.from_pretrained(path, num_labels=len(HEADS), dtype=torch.float32)
         finally:
             hf_logging.set_verbosity(verbosity)
         model.to(_device(params.device))
         return cls(model, AutoTokenizer.from_pretrained(path), params)
+
+    @property
+    def heads(self) -> int:
+        """Logits per title word: 1 for a tagger saved before the search head, else ``len(HEADS)``."""
+        return int(self.model.config.num_labels)
+
+    @property
+    def has_search_head(self) -> bool:
+        """Whether the search head was trained (on made searches: ``fit_report_["search_examples"]``)."""
+        return self.heads > 1 and bool((self.fit_report_ or {}).get("search_examples"))
 
     # encoding -------------------------------------------------------------------------------------
     def encode(self, request: Request) -> tuple[list[int], dict[int, str]]:
@@ -125,48 +143,59 @@ class WordTagger(SavedStudent):
 
     # training -------------------------------------------------------------------------------------
     def fit(self, examples: Sequence[Example], progress: Callable[[int, int, float], None] | None = None) -> WordTagger:
-        """Binary cross-entropy on each title word's first sub-token: 1 where Q* has the word."""
+        """Binary cross-entropy on each title word's first sub-token, in the example's head's logit (the
+        other head's is not scored): 1 where the answer (Q* or the user's search) has the word."""
         if not examples:
             raise ValueError("no training examples")
         if self.quantized_:
             raise ValueError(f"a tagger served in {self.params.serving_precision} cannot be trained")
         p = self.params
-        rows: list[tuple[list[int], list[float]]] = []
+        rows: list[tuple[list[int], list[list[float]]]] = []
+        searches = 0
         for i, ex in enumerate(examples):
             if not normalize(ex.query) or not normalize(ex.refined):
                 raise ValueError(f"training example {i}: field {'query' if not normalize(ex.query) else 'refined'} has no words")
+            if ex.head not in HEADS[: self.heads]:
+                raise ValueError(f"training example {i}: field head is {ex.head!r}; this tagger learns {list(HEADS[: self.heads])}")
+            head = HEADS.index(ex.head)
+            searches += head == HEADS.index("search")
             ids, firsts = self.encode(Request(ex.query, tuple(ex.titles)))
             chosen = set(tokens(ex.refined)) - set(tokens(ex.query))
-            labels = [-100.0] * len(ids)
+            labels = [[-100.0] * self.heads for _ in ids]
             for at, w in firsts.items():
-                labels[at] = 1.0 if w in chosen else 0.0
+                labels[at][head] = 1.0 if w in chosen else 0.0
             rows.append((ids, labels))
+        unscored = [-100.0] * self.heads
 
-        def batch_loss(batch: list[tuple[list[int], list[float]]]) -> torch.Tensor | None:
+        def batch_loss(batch: list[tuple[list[int], list[list[float]]]]) -> torch.Tensor | None:
             ids, mask = self._batch([r for r, _ in batch])
             width = ids.shape[1]
-            labels = torch.tensor([y + [-100.0] * (width - len(y)) for _, y in batch], device=self.device)
+            labels = torch.tensor([y + [unscored] * (width - len(y)) for _, y in batch], device=self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=p.bf16_autocast):  # as the LM student: entered anew each step
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
             scored = labels >= 0
             if not scored.any():  # titles without words: nothing to learn from this batch
                 return None
             return torch.nn.functional.binary_cross_entropy_with_logits(logits[scored], labels[scored])
 
         self._train(rows, p.tagger_epochs, p.tagger_learning_rate, batch_loss, progress, nothing_to_learn="no training example has a clicked title with words")
+        self.fit_report_ = {**(self.fit_report_ or {}), "search_examples": searches}
         return self
 
     # inference ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def word_probs(self, requests: Sequence[Request], batch_size: int = 32) -> list[dict[str, float]]:
-        """For each request, each title word -> the probability that Q* has it (the highest over the
-        word's places in the titles)."""
+    def word_probs(self, requests: Sequence[Request], batch_size: int = 32, head: str = "intent") -> list[dict[str, float]]:
+        """For each request, each title word -> the probability that Q* has it (``head="search"``: that
+        the user's next search types it), the highest over the word's places in the titles."""
+        if head not in HEADS[: self.heads]:
+            raise ValueError(f"head {head!r}: this tagger has {list(HEADS[: self.heads])}")
+        k = HEADS.index(head)
         out: list[dict[str, float]] = []
         for b in range(0, len(requests), batch_size):
             encoded = [self.encode(r) for r in requests[b : b + batch_size]]
             ids, mask = self._batch([e for e, _ in encoded])
             with self._lock:
-                probs = torch.sigmoid(self.model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()).cpu()
+                probs = torch.sigmoid(self.model(input_ids=ids, attention_mask=mask).logits[..., k].float()).cpu()
             for row, (_, firsts) in zip(probs.tolist(), encoded):
                 found: dict[str, float] = {}
                 for at, w in firsts.items():
@@ -190,14 +219,28 @@ class WordTagger(SavedStudent):
                 progress(len(idx))
         return [results[i] for i in range(len(requests))]
 
-    def choose(self, request: Request, probs: dict[str, float]) -> list[str]:
-        """Q's words with the title words above ``tagger_threshold`` (the most probable first, within
-        ``max_refined_tokens``) put in title order."""
+    def suggest(self, requests: Sequence[Request], batch_size: int = 32) -> list[str]:
+        """The search head's re-search suggestion for each request: Q with its most probable title words
+        above ``search_threshold`` (at most ``search_words``) put in title order; Q alone where none is."""
+        if not self.has_search_head:
+            raise ValueError("this tagger has no search head: train it with made searches too (IntentSettings.search_examples, intent.jobs.made_searches)")
+        for i, r in enumerate(requests):
+            if not normalize(r.query):
+                raise ValueError(f"request {i}: field 'query' has no words")
+        p = self.params
+        probs = self.word_probs(requests, batch_size, head="search")
+        return [" ".join(self.choose(r, pr, p.search_threshold, p.search_words)) for r, pr in zip(requests, probs, strict=True)]
+
+    def choose(self, request: Request, probs: dict[str, float], threshold: float | None = None, most: int | None = None) -> list[str]:
+        """Q's words with the title words above ``threshold`` (default ``tagger_threshold``; the most
+        probable first, at most ``most`` and within ``max_refined_tokens``) put in title order."""
         p = self.params
         query = tokens(request.query)
         if len(query) >= p.max_refined_tokens:  # no room for a title word
             return query[: p.max_refined_tokens]
         have = set(query)
-        ranked = sorted(((-pr, w) for w, pr in probs.items() if pr > p.tagger_threshold and w not in have))
-        chosen = [w for _, w in ranked[: p.max_refined_tokens - len(query)]]
+        threshold = p.tagger_threshold if threshold is None else threshold
+        ranked = sorted(((-pr, w) for w, pr in probs.items() if pr > threshold and w not in have))
+        room = p.max_refined_tokens - len(query)
+        chosen = [w for _, w in ranked[: room if most is None else min(room, most)]]
         return insert_in_title_order(request.query, request.titles[: p.max_titles], chosen)

@@ -68,6 +68,7 @@ MAIN_JOB_SMALL = {
     "TOPICFEED_MAIN_JOB__CLASSIFIER_EPOCHS": "1",
     "TOPICFEED_MAIN_JOB__INTENT_EPOCHS": "1",
     "TOPICFEED_MAIN_JOB__INTENT_PAIRS": "40",
+    "TOPICFEED_MAIN_JOB__INTENT_SEARCHES": "40",
     "TOPICFEED_MAIN_JOB__SEARCH_WINDOWS": "2",
 }
 
@@ -96,6 +97,9 @@ def test_main_job_runs_end_to_end_through_airflow(tmp_path: Path, store: str, re
     assert (tmp_path / "data" / "airflow" / "airflow.db").is_file()
     suggester = json.loads((tmp_path / "data" / "models" / "intent" / "query_suggester.json").read_text())  # counted on the lake's searches
     assert suggester["typed"] and suggester["pair_counts"]["title"] and suggester["query_prior"] == 3.0
+    assert "word tagger on the gold set + 40 mined pairs + 40 made searches" in out
+    tagger = json.loads((tmp_path / "data" / "models" / "intent" / "intent_tagger.json").read_text())
+    assert tagger["fit"]["search_examples"] == 40  # the search head learned from the lake's own searches
 
 
 def test_store_check_sqlite_and_redis(tmp_path: Path, redis_url: str, free_port: int) -> None:

@@ -223,6 +223,25 @@ def test_searches_made_from_gold_examples_are_its_titles_alone_then_their_names(
     assert len(title_searches([two], 2)) == 2 and title_searches([two], 0) == []
 
 
+def test_searches_made_from_clicks_leave_one_typed_word_out_for_the_search_head() -> None:
+    from intent.jobs import made_searches
+
+    log = clicks([("ryobi pole saw", "saw"), ("ryobi pole saw", "saw"), ("pole saw", "saw"), ("drill", "drill"), ("gas gas grill", "grill"), ("hammer drill kit", "drill")])
+    log.append(Click("lawn mower", "blank", ""))  # a title without words: nothing to choose from
+    made = made_searches(log, 10, seed=3)
+    # one per distinct (query, document) with two or more different words: the repeated click, the
+    # one-word query, the query with a word twice and the wordless title give none
+    assert sorted(e.refined for e in made) == ["hammer drill kit", "pole saw", "ryobi pole saw"]
+    for e in made:
+        assert e.head == "search" and e.category == "search" and len(e.titles) == 1
+        left = set(e.refined.split()) - set(e.query.split())
+        assert len(left) == 1 and e.query.split() == [w for w in e.refined.split() if w not in left]  # Q: the query without one of its words, in order
+    assert made == made_searches(log, 10, seed=3)  # seeded
+    assert len(made_searches(log, 2, seed=3)) == 2 and made_searches(log, 0) == []
+    queries = {e.query for s in range(20) for e in made_searches(log, 10, seed=s) if e.refined == "ryobi pole saw"}
+    assert queries == {"pole saw", "ryobi saw", "ryobi pole"}  # any of its words, title word or not
+
+
 def test_search_logs_of_other_shapes_are_read_by_their_own_column_names(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     crowdflower = tmp_path / "train.csv"  # Kaggle's CrowdFlower search relevance: no product id, ratings 1-4
     crowdflower.write_text(

@@ -128,3 +128,64 @@ def test_the_default_student_is_the_tagger_and_the_cli_trains_and_serves_it(bert
     assert "line 2" in got.stdout + got.stderr
     bad = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "x"), "--student", "forest"], capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and "tagger or lm" in bad.stderr
+
+
+def two_heads() -> list[Example]:
+    """Q is a name; each title has "album" or "tour" (Q* adds it) and "sale" or "guide" (what the users
+    typed with the name: the search head's answer), among fillers, in either order."""
+    out = []
+    others = ["new", "daily", "chart", "report", "week", "best"]
+    for n, name in enumerate(NAMES):
+        for k, word in enumerate(("album", "tour")):
+            for j, typed in enumerate(("sale", "guide")):
+                filler = others[(n + k + 2 * j) % 6]
+                title = f"{name} {filler} {word} {typed}" if (n + j) % 2 else f"{typed} {name} {word} {filler}"
+                out.append(Example(name, (title,), f"{name} {word}"))
+                out.append(Example(name, (title,), " ".join(insert_in_title_order(name, [title], [typed])), head="search"))
+    return out
+
+
+def test_the_search_head_learns_what_users_type_beside_q_star_and_is_saved_with_it(bert: Path, tmp_path: Path) -> None:
+    tagger = WordTagger.from_base(bert, **FAST).fit(two_heads() * 2)
+    assert tagger.has_search_head and tagger.fit_report_["search_examples"] == 64
+    fresh = [Request("zurich", ("zurich daily album sale",)), Request("kyoto", ("guide kyoto tour best",))]
+    assert tagger.predict(fresh) == ["zurich album", "kyoto tour"]
+    assert tagger.suggest(fresh) == ["zurich sale", "guide kyoto"]
+    assert tagger.decoding(search_threshold=0.999999).suggest(fresh) == ["zurich", "kyoto"]  # none that sure: Q alone
+    assert len(tagger.decoding(search_threshold=1e-9).suggest(fresh)[0].split()) == 2  # search_words 1: one word at most
+    saved = load_refiner(tagger.save_pretrained(tmp_path / "both"), serving_precision="float32")
+    assert saved.has_search_head and saved.suggest(fresh) == tagger.suggest(fresh) and saved.predict(fresh) == tagger.predict(fresh)
+    # the CLI suggests with it: intent suggest --model
+    src, out = tmp_path / "requests.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps({"id": f"r{i}", "query": r.query, "documents": [{"doc_id": f"d{i}", "title": r.titles[0]}]}) for i, r in enumerate(fresh)) + "\n{\"id\": \"bad\"}\n")
+    env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_INTENT__SERVING_PRECISION": "float32", "COLUMNS": "200", "PATH": str(BIN.parent)}
+    got = subprocess.run([str(BIN), "intent", "suggest", "--model", str(tmp_path / "both"), "--input", str(src), "--output", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 0, got.stderr
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [{"id": "r0", "query": "zurich", "suggested_query": "zurich sale"}, {"id": "r1", "query": "kyoto", "suggested_query": "guide kyoto"}]
+    assert "rejected 1" in got.stdout and "line 3" in got.stderr
+    with pytest.raises(ValueError, match="request 0: field 'query' has no words"):
+        tagger.suggest([Request(" ", ("a title",))])
+    with pytest.raises(ValueError, match="head 'next'"):
+        tagger.word_probs(fresh, head="next")
+
+
+def test_a_tagger_without_a_search_head_says_so(trained: WordTagger, bert: Path, tmp_path: Path) -> None:
+    assert not trained.has_search_head  # trained on Q* only: its search logit learned nothing
+    with pytest.raises(ValueError, match="no search head"):
+        trained.suggest([Request("rome", ("rome tour",))])
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    one = WordTagger(AutoModelForTokenClassification.from_pretrained(bert, num_labels=1), AutoTokenizer.from_pretrained(bert), IntentSettings(**FAST))  # as saved before the search head
+    assert one.heads == 1
+    with pytest.raises(ValueError, match="training example 1: field head is 'search'; this tagger learns \\['intent'\\]"):
+        one.fit([Example("rome", ("rome tour",), "rome tour"), Example("rome", ("rome tour",), "rome tour", head="search")])
+    one.fit(examples())
+    again = load_refiner(one.save_pretrained(tmp_path / "one"), serving_precision="float32")
+    assert again.heads == 1 and not again.has_search_head and again.predict([Request("rome", ("rome tour",))])[0].startswith("rome")
+    src = tmp_path / "requests.jsonl"
+    src.write_text(json.dumps({"id": "r0", "query": "rome", "documents": [{"doc_id": "d0", "title": "rome tour"}]}) + "\n")
+    env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200", "PATH": str(BIN.parent)}
+    got = subprocess.run([str(BIN), "intent", "suggest", "--model", str(tmp_path / "one"), "--input", str(src), "--output", str(tmp_path / "o.jsonl")], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 2 and "has no search head" in got.stderr
+    with pytest.raises(ValueError, match="training example 0: field head is 'search'; the causal refiner learns Q\\* only"):
+        IntentRefiner.from_base(tiny_llama_dir(tmp_path / "llama"), epochs=1).fit([Example("rome", ("rome tour",), "rome tour", head="search")])

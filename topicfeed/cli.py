@@ -583,14 +583,15 @@ def intent_suggest(
     input: Annotated[Path, typer.Option("--input", help='JSONL requests, as intent refine reads them: {"id", "query", "documents": [{"doc_id", "title"}]}')],
     output: Annotated[Path, typer.Option("--output", help='JSONL out: {"id", "query", "suggested_query"}')],
     search_log: Annotated[Path | None, typer.Option(help="learn from this search log (the columns of intent mine --search-log) instead of the lake's search sessions")] = None,
+    model: Annotated[Path | None, typer.Option(help="suggest with the search head of this saved word tagger (intent train makes one) instead of counting a log")] = None,
 ) -> None:
     """A short search suggestion per request: Q + the clicked titles' word that the log's users type
-    most often with Q's words, in title order ("makita saw" -> "makita jig saw"); invalid lines
-    reported by line and field."""
+    most often with Q's words, in title order ("makita saw" -> "makita jig saw"), or with --model the
+    word a trained tagger's search head expects them to type; invalid lines reported by line and field."""
     from intent.jobs import suggest_file
 
     try:
-        report, unreadable = suggest_file(get_settings(), input, output, search_log)
+        report, unreadable = suggest_file(get_settings(), input, output, search_log, model)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -163,6 +163,16 @@ class IntentSettings(BaseModel):
         0.1, gt=0, lt=1, description="the word tagger puts in Q* every title word whose probability is above this (the most probable first, within max_refined_tokens): 0.1 to 0.25 scored alike on the dev slice"
     )
     tagger_max_tokens: int = Field(256, ge=16, description="the word tagger reads Q and the titles cut to this many tokens")
+    search_examples: int = Field(
+        2000,
+        ge=0,
+        description="searches made from the log's own clicks (intent.jobs.made_searches: a word of the user's query left out, the whole query the answer) that the default recipe adds for the word tagger's "
+        "search head (what users type when they search again: WordTagger.suggest); 0: a tagger without one (docs/intent.md)",
+    )
+    search_threshold: float = Field(
+        0.1, gt=0, lt=1, description="the search head's suggestion is Q with its most probable title word above this (at most search_words of them); Q alone where none is"
+    )
+    search_words: int = Field(1, ge=1, description="title words at most that the search head's suggestion adds to Q (users add 1.7 words on Home Depot, a third of them not in the title)")
     teacher_base: str = Field("gemma3-270m", description="the teacher's base model (same forms as base_model)")
     teacher_lora: bool = Field(True, description="the teacher trains LoRA adapters (peft), not every weight (chosen by measurement: benchmarks/intent_teacher.py, docs/intent.md)")
     teacher_epochs: int = Field(3, ge=1)
@@ -524,6 +534,7 @@ class MainJobSettings(BaseModel):
     classifier_epochs: int = Field(2, ge=1)
     intent_epochs: int = Field(2, ge=1, description="epochs of the intent refiner (the gold set + mined pairs of the lake)")
     intent_pairs: int = Field(300, ge=1, description="mined pairs of the lake the refiner trains on")
+    intent_searches: int = Field(300, ge=0, description="searches made from the lake's clicks that the word tagger's search head trains on (IntentSettings.search_examples)")
     search_windows: int = Field(6, ge=1, description="10-minute search_intents runs at the end of the period")
     feed_items: int = Field(5, ge=1, description="items printed per user feed")
 
