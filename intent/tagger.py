@@ -18,7 +18,9 @@ is in the gold set's. One forward pass gives both.
 Measured (docs/intent.md, fifteenth and sixteenth sessions): on the dev slice of gold-train 0.888 BERTScore F1
 against 0.870 for the causal student trained on the same examples; on the held-out gold 0.881-0.885
 in five trainings (the teacher 0.885, the causal student 0.859-0.871 in seven), at 11-13x its
-refinements/s.
+refinements/s. With the search head (seventeenth session, 2,000 made searches, two draws): gold 0.886
+and 0.890, and on Home Depot's held-out products the head's suggestions score ROUGE-L 0.680 and
+0.683 against users' longer queries (the raw query 0.663), MRR 1.80x and 1.74x.
 """
 
 from __future__ import annotations
