@@ -296,19 +296,19 @@ def suggest_file(settings: Settings, input_path: Path, output: Path, search_log:
     ``search_log`` (``read_search_log``), else of the lake's search sessions; with ``model``, the
     search head of that saved word tagger instead (``WordTagger.suggest``): (the requests' report,
     the log's unreadable rows)."""
+    unreadable: list[tuple[int, str, str]] = []
     if model is not None:
         if search_log is not None:
             raise ValueError("give a search log or a model, not both: the model's search head learned from its own training log")
         tagger = load_refiner(model, **settings.intent.serving())
         if not getattr(tagger, "has_search_head", False):
             raise ValueError(f"{model} has no search head: a word tagger trained with made searches (IntentSettings.search_examples > 0) has one")
-        good, bad = read_requests(input_path)
-        _write_answers(output, good, "suggested_query", tagger.suggest([r for _, r in good]) if good else [])
-        return FileReport(len(good), bad), []
-    clicks, unreadable = read_search_log(search_log, settings.intent.click_relevance) if search_log else (lake_clicks(settings), [])
-    suggester = QuerySuggester.from_params(settings.intent).fit(clicks)
+        suggest: Callable[[list[Request]], list[str]] = tagger.suggest
+    else:
+        clicks, unreadable = read_search_log(search_log, settings.intent.click_relevance) if search_log else (lake_clicks(settings), [])
+        suggest = QuerySuggester.from_params(settings.intent).fit(clicks).predict
     good, bad = read_requests(input_path)
-    _write_answers(output, good, "suggested_query", suggester.predict([r for _, r in good]))
+    _write_answers(output, good, "suggested_query", suggest([r for _, r in good]))
     return FileReport(len(good), bad), unreadable
 
 

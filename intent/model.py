@@ -368,6 +368,8 @@ class SavedStudent:
         self.params = params
         self.fit_report_: dict[str, object] | None = None
         self.quantized_ = False
+        self.last_repairs_ = 0  # Q's key tokens put back by the last predict (a word tagger never drops them)
+        self._lock = threading.Lock()  # held around the model in predict (an IntentRefiner may swap its embeddings: local_vocab)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **overrides: object) -> Self:
@@ -478,8 +480,6 @@ class IntentRefiner(SavedStudent):
             raise ValueError("the tokenizer has neither an end-of-sequence nor a separator token")
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos
         self._suffix = self._encode("\nrefined query:")
-        self.last_repairs_ = 0
-        self._lock = threading.Lock()  # predict may swap the model's embeddings (local_vocab)
 
     # construction ---------------------------------------------------------------------------------
     @classmethod

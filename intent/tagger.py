@@ -25,7 +25,6 @@ and 0.890, and on Home Depot's held-out products the head's suggestions score RO
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -78,16 +77,10 @@ class WordTagger(SavedStudent):
     ``IntentRefiner``: ``from_base`` / ``fit`` / ``predict``, and from ``SavedStudent``
     ``save_pretrained`` / ``from_pretrained`` / ``for_serving`` / ``decoding``."""
 
-    kind = "tagger"
     auto_model = AutoModelForTokenClassification
     config_name = TAGGER_CONFIG
     what = "word tagger"
     noun = "tagger"
-
-    def __init__(self, model: torch.nn.Module, tokenizer: object, params: IntentSettings) -> None:
-        super().__init__(model, tokenizer, params)
-        self.last_repairs_ = 0  # Q's key tokens are never dropped, so none is ever put back
-        self._lock = threading.Lock()
 
     # construction ---------------------------------------------------------------------------------
     @classmethod
