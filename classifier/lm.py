@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,6 +62,19 @@ def resolve_base(base: str | Path) -> tuple[Path, str | None]:
 # (BERT-style: attention.output.dense and output.dense; Llama/Gemma-style: o_proj and down_proj)
 OUTPUT_PROJECTIONS = ("output.dense", "o_proj", "down_proj")
 _LAYER_KEY = re.compile(r"^(.*\.(?:layer|layers|h)\.)(\d+)(\..*)$")
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its linear layers quantized to int8 (torch's dynamic quantization), for CPU
+    inference. torch marks its eager quantization (``torch.ao.quantization``) deprecated, to move to
+    the ``torchao`` package; its two notices are not printed here: int8 is an option in both models,
+    and the weights it serves are the same as before."""
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise ValueError("int8 dynamic quantization runs on the CPU only")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def grow_layers(model: torch.nn.Module, layers: int) -> torch.nn.Module:

@@ -34,7 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedul
 
 from classifier.data import Doc
 from classifier.decoding import attention_mask_4d, beam_search, left_pad, lm_parts, model_device, prompt_mask, restricted_head
-from classifier.lm import load_causal_lm
+from classifier.lm import load_causal_lm, quantize_int8
 from classifier.scores import TopicScore, rescore
 from classifier.trie import TopicTrie, end_token_id
 from topicfeed.settings import ClassifierSettings
@@ -446,7 +446,7 @@ class TopicClassifier:
         """int8 dynamic quantization of the linear layers, for CPU inference (not for further training)."""
         if model_device(self.model).type != "cpu":
             raise ValueError("int8 dynamic quantization runs on the CPU only; move the model with .to('cpu') first")
-        self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = quantize_int8(self.model)
         return self
 
 

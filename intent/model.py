@@ -37,7 +37,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from classifier.decoding import attention_mask_4d, linear_rows, lm_parts, position_ids, prompt_mask
-from classifier.lm import load_causal_lm
+from classifier.lm import load_causal_lm, quantize_int8
 from intent.text import STOPWORDS, key_tokens, lcs_f1, normalize, tokens, words
 from topicfeed.settings import IntentSettings
 
@@ -315,11 +315,9 @@ def _params(base: IntentSettings, overrides: dict[str, object]) -> IntentSetting
 def serving_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """``model`` in a serving ``precision`` (``IntentSettings.serving_precision``), for either kind of
     student: "float32" as it is, "bfloat16" (every weight cast, in place) or "int8" (dynamic
-    quantization of the linear layers, CPU only)."""
+    quantization of the linear layers, CPU only: ``classifier.lm.quantize_int8``)."""
     if precision == "int8":
-        if any(p.device.type != "cpu" for p in model.parameters()):
-            raise ValueError("int8 dynamic quantization runs on the CPU only")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_int8(model)
     if precision == "bfloat16":
         return model.to(torch.bfloat16)
     if precision != "float32":

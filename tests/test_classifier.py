@@ -175,6 +175,18 @@ def test_fit_learns_and_save_load_predicts_the_same(tiny: dict[str, Path], tmp_p
     # and the saved directory is a plain transformers causal LM
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "model")).__name__ == "BertLMHeadModel"
 
+    # int8 (TOPICFEED_CLASSIFIER__INT8): quantized linear layers, valid nodes, none of torch's deprecation notices
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantized = loaded.quantize()
+    assert [str(w.message)[:60] for w in caught] == []
+    assert any("quantized" in type(m).__module__ for m in quantized.model.modules())
+    int8 = quantized.predict(docs, k=1)
+    assert all(a[0].path in SMALL.paths() for a in int8)
+    assert sum(a[0].path == d.topic for d, a in zip(docs, int8)) / len(docs) >= 0.8
+
 
 def test_a_gguf_base_trains_saves_and_loads_through_the_same_code(tmp_path: Path) -> None:
     """``base_model`` may be a .gguf file (here a tiny Llama the test writes with the ``gguf``

@@ -501,3 +501,22 @@ def test_a_base_grown_by_block_expansion_starts_as_the_base_and_trains_saves_and
     requests = [Request(e.query, e.titles) for e in test[:4]]
     again = IntentRefiner.from_pretrained(refiner.save_pretrained(tmp_path / "grown"), serving_precision="float32")
     assert again.model.config.num_hidden_layers == 4 and again.predict(requests) == refiner.predict(requests)
+
+
+def test_int8_serving_prints_no_torch_deprecation_notice() -> None:
+    """torch deprecates its eager quantization (torch.ao); the int8 option quantizes without printing
+    its two notices, and the linear layers are still quantized."""
+    import warnings
+
+    import torch
+
+    from intent.model import serving_model
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        served = serving_model(model, "int8")
+        out = served(torch.randn(3, 8))
+    assert out.shape == (3, 2)
+    assert all("quantized" in type(m).__module__ for m in served.modules() if "Linear" in type(m).__name__)
+    assert [str(w.message)[:60] for w in caught] == []
