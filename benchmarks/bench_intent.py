@@ -9,7 +9,8 @@
    catalog instead, ``intent.mining.entity_searches``, balanced by category, as ``intent train --news``);
    the student (``settings.intent``: MiniLM, copy-only decoding) is trained on gold-train + those labels
    (the word tagger also on ``search_examples`` searches made from the training products' clicks, for
-   its search head, whose re-search suggestions get their own rows and bars);
+   its search head, whose re-search suggestions get their own rows and bars, and with
+   ``searches_train_intent`` for its intent head too);
 4. every model on the held-out gold and on the held-out products (ROUGE, BERTScore, key tokens, bias,
    MRR; the teacher also decoding copy-only as the student does, and with no length preference
    (``length_penalty`` 1, ``end_penalty`` 0): the BERTScore bar is read against the best teacher),

@@ -19,8 +19,9 @@ ROUGE-L 0.565 against 0.420, still under the raw query's 0.663, and 0.007 lower 
 kept).
 
 With the word tagger (the default student), ``IntentSettings.search_examples`` searches made from the
-training products' clicks (``intent.jobs.made_searches``) train its search head, as the default
-recipe makes them from the lake's.
+training products' clicks (``intent.jobs.made_searches``) train its search head (and with
+``searches_train_intent``, the default, its intent head too), as the default recipe makes them from
+the lake's.
 
 ``--teacher-copy``: the teacher decodes copy-only (Q's words in order) and with the length
 preference, as the student serves (measured: a worse student; ``label_with``).

@@ -101,7 +101,8 @@ def mixed_requests(clicks: Iterable[Click], n: int, seed: int = 0, news_clicks: 
 
 
 def made_searches(clicks: Iterable[Click], n: int, seed: int = 0) -> list[Example]:
-    """Searches made from a log's own clicks for the word tagger's search head: for up to ``n``
+    """Searches made from a log's own clicks for the word tagger's search head (and with
+    ``IntentSettings.searches_train_intent`` its intent head): for up to ``n``
     distinct (query, document) clicks whose query has two or more different words (a seeded sample),
     Q is the query with one of its words left out (chosen at random: a title word or not, as users add
     either) and the answer is the whole query (``Example.head`` ``"search"``): which title word, if

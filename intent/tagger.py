@@ -13,7 +13,9 @@ and clicked these titles types the word when searching again. It learns from sea
 log's own clicks (``intent.jobs.made_searches``: a word of a user's query left out, the whole query
 the answer; ``Example.head == "search"``), and ``suggest`` gives Q with its most probable title word
 (``search_threshold``, ``search_words``): a re-search suggestion in the users' own style, where Q*
-is in the gold set's. One forward pass gives both.
+is in the gold set's. One forward pass gives both. With ``searches_train_intent`` (the default) a
+made search trains the intent head too: it is a (Q, longer query) pair of the log, as a mined pair
+is, so Q* learns how much that log's users add.
 
 Measured (docs/intent.md, fifteenth and sixteenth sessions): on the dev slice of gold-train 0.888 BERTScore F1
 against 0.870 for the causal student trained on the same examples; on the held-out gold 0.881-0.885
@@ -139,7 +141,8 @@ class WordTagger(SavedStudent):
     # training -------------------------------------------------------------------------------------
     def fit(self, examples: Sequence[Example], progress: Callable[[int, int, float], None] | None = None) -> WordTagger:
         """Binary cross-entropy on each title word's first sub-token, in the example's head's logit (the
-        other head's is not scored): 1 where the answer (Q* or the user's search) has the word."""
+        other head's is not scored): 1 where the answer (Q* or the user's search) has the word. With
+        ``searches_train_intent`` a made search scores both logits with its answer."""
         if not examples:
             raise ValueError("no training examples")
         if self.quantized_:
@@ -152,13 +155,17 @@ class WordTagger(SavedStudent):
                 raise ValueError(f"training example {i}: field {'query' if not normalize(ex.query) else 'refined'} has no words")
             if ex.head not in HEADS[: self.heads]:
                 raise ValueError(f"training example {i}: field head is {ex.head!r}; this tagger learns {list(HEADS[: self.heads])}")
-            head = HEADS.index(ex.head)
-            searches += head == HEADS.index("search")
+            heads = [HEADS.index(ex.head)]
+            if ex.head == "search":
+                searches += 1
+                if p.searches_train_intent:  # the log's (Q, longer query) pair, as a mined pair: Q* learns what the log's users add
+                    heads.append(HEADS.index("intent"))
             ids, firsts = self.encode(Request(ex.query, tuple(ex.titles)))
             chosen = set(tokens(ex.refined)) - set(tokens(ex.query))
             labels = [[-100.0] * self.heads for _ in ids]
             for at, w in firsts.items():
-                labels[at][head] = 1.0 if w in chosen else 0.0
+                for head in heads:
+                    labels[at][head] = 1.0 if w in chosen else 0.0
             rows.append((ids, labels))
         unscored = [-100.0] * self.heads
 

@@ -146,7 +146,7 @@ def two_heads() -> list[Example]:
 
 
 def test_the_search_head_learns_what_users_type_beside_q_star_and_is_saved_with_it(bert: Path, tmp_path: Path) -> None:
-    tagger = WordTagger.from_base(bert, **FAST).fit(two_heads() * 2)
+    tagger = WordTagger.from_base(bert, **FAST, searches_train_intent=False).fit(two_heads() * 2)  # each example trains its own head only
     assert tagger.has_search_head and tagger.fit_report_["search_examples"] == 64
     fresh = [Request("zurich", ("zurich daily album sale",)), Request("kyoto", ("guide kyoto tour best",))]
     assert tagger.predict(fresh) == ["zurich album", "kyoto tour"]
@@ -167,6 +167,28 @@ def test_the_search_head_learns_what_users_type_beside_q_star_and_is_saved_with_
         tagger.suggest([Request(" ", ("a title",))])
     with pytest.raises(ValueError, match="head 'next'"):
         tagger.word_probs(fresh, head="next")
+
+
+def test_made_searches_train_the_intent_head_too_unless_told_not_to(bert: Path) -> None:
+    """``searches_train_intent`` (default on): a made search is a (Q, longer query) pair of the log, so
+    it scores the intent logit too, and Q* learns what the log's users add; off, the intent logit's
+    weights are never trained by it (AdamW's decay only shrinks them)."""
+    import torch
+
+    searches = [e for e in two_heads() if e.head == "search"] * 2
+    fresh = [Request("zurich", ("zurich daily album sale",)), Request("kyoto", ("guide kyoto tour best",))]
+    on = WordTagger.from_base(bert, **FAST).fit(searches)
+    assert on.params.searches_train_intent and on.fit_report_["search_examples"] == 64
+    assert on.suggest(fresh) == ["zurich sale", "guide kyoto"] and on.predict(fresh) == on.suggest(fresh)
+    off = WordTagger.from_base(bert, **FAST, searches_train_intent=False).fit(searches)
+    assert off.suggest(fresh) == ["zurich sale", "guide kyoto"]
+    start = WordTagger.from_base(bert, **FAST).model.classifier.weight.detach()  # the same seeded initialisation
+
+    def cosine(model: WordTagger, row: int) -> float:
+        return float(torch.nn.functional.cosine_similarity(model.model.classifier.weight.detach()[row], start[row], dim=0))
+
+    assert cosine(off, 0) > 0.9999 and cosine(on, 0) < 0.99  # the intent row: untouched but for decay / trained
+    assert cosine(off, 1) < 0.99 and cosine(on, 1) < 0.99  # the search row is trained either way
 
 
 def test_a_tagger_without_a_search_head_says_so(trained: WordTagger, bert: Path, tmp_path: Path) -> None:
