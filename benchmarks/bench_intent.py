@@ -35,10 +35,10 @@ from pathlib import Path
 
 from intent.benchmark import as_student_serves, gold_rows, log_mined_model, log_rows, split_log, throughput
 from intent.evaluate import format_row, paired_bootstrap
-from intent.jobs import label_with, made_searches, mixed_requests, title_searches
+from intent.jobs import label_with, mixed_requests, recipe_searches, title_searches
 from intent.mining import entity_searches, mine
 from intent.model import NO_LENGTH_PREFERENCE, IntentRefiner, Request, gold_split
-from intent.students import load_refiner, new_student
+from intent.students import load_refiner, new_student, student_name
 from topicfeed.settings import Settings
 
 
@@ -90,12 +90,11 @@ def main() -> None:
         say(f"teacher labels: {len(labels)} of {len(requests)} sampled training searches in {time.perf_counter() - t:.0f}s ({len(requests) / (time.perf_counter() - t):.1f}/s)")
         for e in random.Random(0).sample(labels, min(5, len(labels))):
             say(f"  {e.query!r} + {e.titles[0][:50]!r} -> {e.refined!r}")
-        searches = made_searches(split.train, s.intent.search_examples, s.intent.seed) if s.intent.student == "tagger" else []  # the search head's, as the default recipe
+        searches = recipe_searches(s.intent, split.train)  # made from the training products' clicks, as the default recipe from the lake's
         t = time.perf_counter()
         student = new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels + searches)
         train_s = time.perf_counter() - t
-        what = s.intent.tagger_base + " word tagger" if s.intent.student == "tagger" else s.intent.base_model
-        say(f"student: {what} on {len(train_gold)} gold + {len(labels)} teacher labels + {len(searches)} made searches in {train_s:.0f}s (bar: <= 20 min)")
+        say(f"student: {student_name(s.intent)} on {len(train_gold)} gold + {len(labels)} teacher labels + {len(searches)} made searches in {train_s:.0f}s (bar: <= 20 min)")
         student_dir = tmp / "student"
         student.save_pretrained(student_dir)
     # the one trained student, served in float32, bfloat16 or int8 (settings.intent.serving_precision);

@@ -39,10 +39,10 @@ from pathlib import Path
 
 from intent.benchmark import gold_rows, split_log
 from intent.evaluate import format_row
-from intent.jobs import label_with, made_searches, read_labels, sample_requests, title_searches, write_labels
+from intent.jobs import label_with, read_labels, recipe_searches, sample_requests, title_searches, write_labels
 from intent.mining import entity_searches
 from intent.model import Example, IntentRefiner, gold_split
-from intent.students import load_refiner, new_student
+from intent.students import load_refiner, new_student, student_name
 from intent.suggest import QuerySuggester
 from intent.text import tokens
 from topicfeed.settings import Settings
@@ -116,11 +116,10 @@ def main() -> None:
         labels += made
     else:
         print(f"{'no --teacher' if teacher is None else 'title_searches 0'}: the student trains without labels of searches made from the gold examples (intent.jobs.title_searches)")
-    searches = made_searches(split.train, s.intent.search_examples, s.intent.seed) if s.intent.student == "tagger" else []  # as the default recipe: the search head's
+    searches = recipe_searches(s.intent, split.train)  # made from the training products' clicks, as the default recipe from the lake's
     t = time.perf_counter()
     new_student(s.intent).fit(train_gold * s.intent.gold_repeats + labels + searches).save_pretrained(args.out)
-    what = s.intent.tagger_base + " word tagger" if s.intent.student == "tagger" else s.intent.base_model
-    print(f"student: {what} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels + {len(searches)} made searches in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
+    print(f"student: {student_name(s.intent)} on {len(train_gold)} gold x{s.intent.gold_repeats} + {len(labels)} labels + {len(searches)} made searches in {time.perf_counter() - t:.0f}s (bar: <= 20 min)", flush=True)
     models = {f"student-{q}-copy": load_refiner(args.out, serving_precision=q, copy_only=True) for q in ("float32", "bfloat16", "int8")}
     for row in gold_rows(models, bias=split.bias):
         print("  " + format_row(row))

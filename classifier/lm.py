@@ -70,7 +70,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     the ``torchao`` package; its two notices are not printed here: int8 is an option in both models,
     and the weights it serves are the same as before."""
     if any(p.device.type != "cpu" for p in model.parameters()):
-        raise ValueError("int8 dynamic quantization runs on the CPU only")
+        raise ValueError("int8 dynamic quantization runs on the CPU only; move the model to the CPU first")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")

@@ -443,9 +443,8 @@ class TopicClassifier:
         return self
 
     def quantize(self) -> TopicClassifier:
-        """int8 dynamic quantization of the linear layers, for CPU inference (not for further training)."""
-        if model_device(self.model).type != "cpu":
-            raise ValueError("int8 dynamic quantization runs on the CPU only; move the model with .to('cpu') first")
+        """int8 dynamic quantization of the linear layers, for CPU inference (not for further training;
+        ``classifier.lm.quantize_int8``: on the CPU only, ``.to('cpu')`` first)."""
         self.model = quantize_int8(self.model)
         return self
 

@@ -74,14 +74,14 @@ def train_classifier(settings: Settings, log: Log) -> str:
 
 def train_refiner(settings: Settings) -> str:
     from intent.jobs import train_default
+    from intent.students import student_name
 
     cfg = settings.main_job
     s = settings.model_copy(update={"intent": settings.intent.model_copy(update={"epochs": cfg.intent_epochs, "tagger_epochs": cfg.intent_epochs, "max_mined_pairs": cfg.intent_pairs, "search_examples": cfg.intent_searches})})
     start = time.perf_counter()
     train_default(s, s.intent_dir)
-    what = f"{settings.intent.tagger_base} word tagger" if settings.intent.student == "tagger" else settings.intent.base_model
     searches = f" + {cfg.intent_searches} made searches" if settings.intent.student == "tagger" and cfg.intent_searches else ""
-    return f"{what} on the gold set + {cfg.intent_pairs} mined pairs{searches}, {cfg.intent_epochs} epochs in {time.perf_counter() - start:.0f}s -> {s.intent_dir}"
+    return f"{student_name(settings.intent)} on the gold set + {cfg.intent_pairs} mined pairs{searches}, {cfg.intent_epochs} epochs in {time.perf_counter() - start:.0f}s -> {s.intent_dir}"
 
 
 def run_dags(settings: Settings, runs: list[tuple[str, datetime]], log: Log) -> list[dict[str, Any]]:

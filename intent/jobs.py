@@ -19,7 +19,7 @@ from intent.students import Student, load_refiner, new_student
 from intent.suggest import SUGGESTER_NAME, QuerySuggester
 from intent.text import capitalized_runs, normalize, stem, stems, tokens
 from topicfeed.lake import Lake, write_parquet_atomic
-from topicfeed.settings import Settings
+from topicfeed.settings import IntentSettings, Settings
 
 MAX_QUERY_CHARS = 512
 MAX_DOCUMENTS = 50
@@ -125,6 +125,13 @@ def made_searches(clicks: Iterable[Click], n: int, seed: int = 0) -> list[Exampl
     return out
 
 
+def recipe_searches(params: IntentSettings, clicks: Iterable[Click]) -> list[Example]:
+    """The made searches the default recipe adds to a student's examples: ``params.search_examples``
+    of them (``made_searches``, seeded by ``params.seed``) for the word tagger, none for the causal
+    student, which learns Q* only."""
+    return made_searches(clicks, params.search_examples, params.seed) if params.student == "tagger" else []
+
+
 def title_searches(examples: Sequence[Example], per_example: int) -> list[Request]:
     """Searches in the gold set's style for the teacher to label, made from gold examples: Q with each
     of its clicked titles alone (when two or more were clicked), then each name of its titles
@@ -161,8 +168,8 @@ def teacher_requests(settings: Settings, clicks: Sequence[Click], news: Path | N
 def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> Student:
     """The default student recipe: the gold set, the lake's mined pairs and (with ``teacher``) the
     teacher's labels of sampled searches (``teacher_requests``: the lake's, and with ``news`` entity
-    searches of a news catalog), and for the word tagger's search head searches made from the lake's
-    clicks (``made_searches``), trained into the student ``settings.intent.student`` names (``new_student``). The gold set's
+    searches of a news catalog), and for the word tagger searches made from the lake's clicks
+    (``recipe_searches``: its search head's, and with ``searches_train_intent`` its intent head's), trained into the student ``settings.intent.student`` names (``new_student``). The gold set's
     held-out part (``gold_split``) is never trained on: evaluation reads it."""
     examples = gold_split()[0] * settings.intent.gold_repeats
     try:
@@ -174,8 +181,7 @@ def train_default(settings: Settings, out: Path, teacher: Path | None = None, ne
         requests = teacher_requests(settings, clicks, news)
         if requests:
             examples += label_with(IntentRefiner.from_pretrained(teacher, device=settings.intent.device), requests)
-    if settings.intent.student == "tagger":
-        examples += made_searches(clicks, settings.intent.search_examples, settings.intent.seed)
+    examples += recipe_searches(settings.intent, clicks)
     refiner = new_student(settings.intent).fit(examples, progress=progress)
     refiner.save_pretrained(out)
     save_suggester(settings, clicks, out)

@@ -295,8 +295,9 @@ class LocalVocab:
 @dataclass(frozen=True)
 class Example:
     """A training example: Q, the clicked titles and the answer; ``head`` says which answer it is:
-    ``"intent"``, Q* (every student), or ``"search"``, what the user typed (only the word tagger's
-    search head learns from these: ``intent.jobs.made_searches``)."""
+    ``"intent"``, Q* (every student), or ``"search"``, what the user typed (``intent.jobs.made_searches``;
+    only the word tagger learns from these: its search head, and with ``searches_train_intent`` its
+    intent head too)."""
 
     query: str
     titles: tuple[str, ...]

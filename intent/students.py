@@ -19,6 +19,12 @@ def new_student(params: IntentSettings) -> Student:
     return WordTagger.from_base(params=params) if params.student == "tagger" else IntentRefiner.from_base(params=params)
 
 
+def student_name(params: IntentSettings) -> str:
+    """The student ``params.student`` names, for progress lines: "<tagger_base> word tagger" or the
+    causal student's ``base_model``."""
+    return f"{params.tagger_base} word tagger" if params.student == "tagger" else params.base_model
+
+
 def load_refiner(directory: str | Path, **overrides: object) -> Student:
     """The student saved in ``directory``, of whichever kind it is (its config file tells)."""
     directory = Path(directory)

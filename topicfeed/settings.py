@@ -167,7 +167,7 @@ class IntentSettings(BaseModel):
         2000,
         ge=0,
         description="searches made from the log's own clicks (intent.jobs.made_searches: a word of the user's query left out, the whole query the answer) that the default recipe adds for the word tagger's "
-        "search head (what users type when they search again: WordTagger.suggest); 0: a tagger without one (docs/intent.md)",
+        "search head (what users type when they search again: WordTagger.suggest) and, with searches_train_intent, its intent head; 0: a tagger without a search head (docs/intent.md)",
     )
     searches_train_intent: bool = Field(
         True,
@@ -540,7 +540,7 @@ class MainJobSettings(BaseModel):
     classifier_epochs: int = Field(2, ge=1)
     intent_epochs: int = Field(2, ge=1, description="epochs of the intent refiner (the gold set + mined pairs of the lake)")
     intent_pairs: int = Field(300, ge=1, description="mined pairs of the lake the refiner trains on")
-    intent_searches: int = Field(300, ge=0, description="searches made from the lake's clicks that the word tagger's search head trains on (IntentSettings.search_examples)")
+    intent_searches: int = Field(300, ge=0, description="searches made from the lake's clicks that the word tagger trains on (IntentSettings.search_examples)")
     search_windows: int = Field(6, ge=1, description="10-minute search_intents runs at the end of the period")
     feed_items: int = Field(5, ge=1, description="items printed per user feed")
 
