@@ -79,8 +79,8 @@ def train_refiner(settings: Settings) -> str:
     cfg = settings.main_job
     s = settings.model_copy(update={"intent": settings.intent.model_copy(update={"epochs": cfg.intent_epochs, "tagger_epochs": cfg.intent_epochs, "max_mined_pairs": cfg.intent_pairs, "search_examples": cfg.intent_searches})})
     start = time.perf_counter()
-    train_default(s, s.intent_dir)
-    searches = f" + {cfg.intent_searches} made searches" if settings.intent.student == "tagger" and cfg.intent_searches else ""
+    made = (train_default(s, s.intent_dir).fit_report_ or {}).get("search_examples", 0)  # the made searches it trained on (none for the causal student)
+    searches = f" + {made} made searches" if made else ""
     return f"{student_name(settings.intent)} on the gold set + {cfg.intent_pairs} mined pairs{searches}, {cfg.intent_epochs} epochs in {time.perf_counter() - start:.0f}s -> {s.intent_dir}"
 
 
