@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from intent.evaluate import TitleIndex, bert_f1_each, format_row, mean_tokens, paired_bootstrap, report, rouge
+from intent.jobs import split_by_product
 from intent.mining import Click, MiningReport, mine, read_search_log
 from intent.model import Example, Request, gold_split, held_out
 from intent.students import Student, load_refiner, new_student
@@ -43,8 +44,7 @@ def split_log(path: Path, share: float = 0.2, min_relevance: float | None = None
     clicks, rejected = read_search_log(path, min_relevance)
     if not clicks:
         raise ValueError(f"{path}: no clicks in the search log (rows rated min_relevance, else IntentSettings.click_relevance, or more)" + (f"; {_rejected(rejected)}" if rejected else ""))
-    train = [c for c in clicks if not held_out(c.doc_id, share)]
-    test = [c for c in clicks if held_out(c.doc_id, share)]
+    train, test = split_by_product(clicks, share)
     titles = {c.doc_id: c.title for c in clicks}
     bias = {b.token for b in mine(clicks).bias}
     return LogSplit(train, test, mine(test), TitleIndex(list(titles), list(titles.values())), bias, rejected)

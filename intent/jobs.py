@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from intent.mining import Click, MiningReport, entity_searches, lake_clicks, mine, read_search_log
-from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Refines, Request, gold_split, read_gold
+from intent.model import NO_LENGTH_PREFERENCE, Example, IntentRefiner, Refines, Request, gold_split, held_out, read_gold
 from intent.students import Student, load_refiner, new_student
 from intent.suggest import SUGGESTER_NAME, QuerySuggester
 from intent.text import capitalized_runs, normalize, stem, stems, tokens
@@ -165,18 +165,41 @@ def teacher_requests(settings: Settings, clicks: Sequence[Click], news: Path | N
     return mixed_requests(clicks, p.teacher_samples, p.seed, news_clicks, p.news_samples) + title_searches(gold_split()[0], p.title_searches)
 
 
-def train_default(settings: Settings, out: Path, teacher: Path | None = None, news: Path | None = None, progress: Callable[[int, int, float], None] | None = None) -> Student:
+def split_by_product(clicks: Iterable[Click], share: float) -> tuple[list[Click], list[Click]]:
+    """A search log's clicks split by product: (those on the training products, those on the products
+    ``held_out`` at ``share``). ``intent eval --search-log`` scores the second part, and ``intent
+    train --search-log`` trains on the first with the same ``share``, so no held-out product is seen."""
+    train: list[Click] = []
+    test: list[Click] = []
+    for c in clicks:
+        (test if held_out(c.doc_id, share) else train).append(c)
+    return train, test
+
+
+def train_default(
+    settings: Settings,
+    out: Path,
+    teacher: Path | None = None,
+    news: Path | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    clicks: Sequence[Click] | None = None,
+) -> Student:
     """The default student recipe: the gold set, the lake's mined pairs and (with ``teacher``) the
     teacher's labels of sampled searches (``teacher_requests``: the lake's, and with ``news`` entity
     searches of a news catalog), and for the word tagger searches made from the lake's clicks
     (``recipe_searches``: its search head's, and with ``searches_train_intent`` its intent head's), trained into the student ``settings.intent.student`` names (``new_student``). The gold set's
-    held-out part (``gold_split``) is never trained on: evaluation reads it."""
+    held-out part (``gold_split``) is never trained on: evaluation reads it. ``clicks`` (a real
+    search log's, ``read_search_log``): these instead of the lake's, for the pairs, the teacher's
+    searches, the made searches and the suggester."""
     examples = gold_split()[0] * settings.intent.gold_repeats
-    try:
-        clicks = lake_clicks(settings)
+    if clicks is None:
+        try:
+            clicks = lake_clicks(settings)
+        except FileNotFoundError:
+            clicks = []
+    clicks = list(clicks)
+    if clicks:
         examples += pairs_as_examples(mine(clicks), settings.intent.max_mined_pairs, settings.intent.seed)
-    except FileNotFoundError:
-        clicks = []
     if teacher is not None:
         requests = teacher_requests(settings, clicks, news)
         if requests:

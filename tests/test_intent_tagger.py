@@ -130,6 +130,48 @@ def test_the_default_student_is_the_tagger_and_the_cli_trains_and_serves_it(bert
     assert bad.returncode == 2 and "tagger or lm" in bad.stderr
 
 
+def test_the_cli_trains_on_a_real_search_log_s_training_products_only(bert: Path, tmp_path: Path) -> None:
+    """``intent train --search-log F --holdout H``: the log's mined pairs, made searches and suggester
+    come from the products ``intent eval --search-log F --holdout H`` does not score, none from the others."""
+    from intent.jobs import made_searches, split_by_product
+    from intent.mining import mine, read_search_log
+    from intent.model import gold_split, held_out
+    from intent.suggest import SUGGESTER_NAME, QuerySuggester
+
+    ids = [f"p{i}" for i in range(40)]
+    test_ids = [i for i in ids if held_out(i, 0.5)][:4]
+    train_ids = [i for i in ids if not held_out(i, 0.5)][:4]
+    assert len(test_ids) == len(train_ids) == 4
+    rows = ["id\tproduct_uid\tproduct_title\tsearch_term\trelevance"]
+    for k, pid in enumerate(train_ids + test_ids):
+        brand, thing = ["ryobi", "makita", "husky", "kraus", "dewalt", "behr", "glacier", "veranda"][k], ["saw", "drill", "bag", "sink", "nailer", "paint", "vanity", "fence"][k]
+        title = f"{brand.title()} 18 in. Cordless {thing.title()} Kit"
+        for q, rel in ((thing, 3.0), (f"cordless {thing}", 2.67), (f"{brand} cordless {thing}", 2.33), (f"{thing} kit", 1.0)):
+            rows.append(f"{len(rows)}\t{pid}\t{title}\t{q}\t{rel}")
+    log_file = tmp_path / "search_log.tsv"
+    log_file.write_text("\n".join(rows) + "\n")
+    clicks, _ = read_search_log(log_file)
+    train, test = split_by_product(clicks, 0.5)
+    assert {c.doc_id for c in train} == set(train_ids) and {c.doc_id for c in test} == set(test_ids)
+    settings = IntentSettings()
+    expected = len(gold_split()[0]) * settings.gold_repeats + len(mine(train).pairs) + len(made_searches(train, settings.search_examples, settings.seed))
+    assert mine(test).pairs and expected < len(gold_split()[0]) * settings.gold_repeats + len(mine(clicks).pairs) + len(made_searches(clicks, settings.search_examples, settings.seed))
+
+    env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_INTENT__TAGGER_BASE": str(bert), "TOPICFEED_INTENT__TAGGER_EPOCHS": "1", "COLUMNS": "200", "PATH": str(BIN.parent)}
+    got = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "m"), "--search-log", str(log_file), "--holdout", "0.5"], capture_output=True, text=True, timeout=300, env=env)
+    assert got.returncode == 0, got.stderr
+    assert f"{len(train)} clicks on 4 training products; {len(test)} clicks on 4 products held out (--holdout 0.5)" in got.stdout
+    assert f"on {expected} examples" in got.stdout  # the gold set + the training products' pairs and made searches
+    fitted = QuerySuggester.from_params(settings).fit(train).save_pretrained(tmp_path / "expected")
+    assert (tmp_path / "m" / SUGGESTER_NAME).read_text() == (fitted / SUGGESTER_NAME).read_text()
+    # no lake is read: the data dir has none, and an unreadable log or a contradiction is a clear error
+    missing = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "x"), "--search-log", str(tmp_path / "nope.tsv")], capture_output=True, text=True, timeout=120, env=env)
+    assert missing.returncode == 2 and "nope.tsv" in missing.stderr
+    both = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "x"), "--search-log", str(log_file), "--gold-only"], capture_output=True, text=True, timeout=120, env=env)
+    assert both.returncode == 2 and "--gold-only" in both.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def two_heads() -> list[Example]:
     """Q is a name; each title has "album" or "tour" (Q* adds it) and "sale" or "guide" (what the users
     typed with the name: the search head's answer), among fillers, in either order."""

@@ -503,9 +503,13 @@ def intent_train(
     base: Annotated[str | None, typer.Option(help="the LM student's base (minilm, gemma3-270m, a .gguf file, an HF causal LM directory; NAME@N grows it to N blocks); implies --student lm; default: settings (minilm@12)")] = None,
     student: Annotated[str | None, typer.Option(help="tagger (an encoder chooses title words; the default) or lm (a causal LM writes Q* by beam search); default: settings.intent.student")] = None,
     gold_only: Annotated[bool, typer.Option(help="train the student's base on the gold set's training part only (no mined pairs, no teacher labels)")] = False,
+    search_log: Annotated[Path | None, typer.Option(help="a real search log (the columns of intent mine --search-log) instead of the lake: its training products' mined pairs, the searches made from their clicks (with --teacher, the teacher's labels of their searches too) and the suggester counted on them")] = None,
+    holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="with --search-log: the share of its products left out, those intent eval --search-log --holdout scores (0: train on every product)")] = 0.2,
 ) -> None:
-    """Train the refiner: by default the student (gold set + the lake's mined pairs [+ teacher labels])."""
-    from intent.jobs import train_default
+    """Train the refiner: by default the student (gold set + the lake's mined pairs [+ teacher labels]),
+    or with --search-log on a real search log's training products."""
+    from intent.jobs import split_by_product, train_default
+    from intent.mining import read_search_log
     from intent.model import gold_split
     from intent.students import new_student
 
@@ -513,7 +517,24 @@ def intent_train(
         raise typer.BadParameter(f"{student!r}: tagger or lm", param_hint="--student")
     if news is not None and teacher is None:
         raise typer.BadParameter("--news needs --teacher: the teacher labels the news catalog's entity searches", param_hint="--news")
+    if search_log is not None and gold_only:
+        raise typer.BadParameter("--search-log and --gold-only: the gold set alone reads no log", param_hint="--search-log")
     settings = get_settings()
+    clicks = None
+    if search_log is not None:
+        try:
+            read, rejected = read_search_log(search_log, settings.intent.click_relevance)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        _echo_rejected(rejected, limit=10)
+        clicks, left_out = split_by_product(read, holdout)
+        if not clicks:
+            typer.echo(f"error: {search_log}: no clicks on its training products ({len(read):,} clicks read, {len(rejected)} rows rejected, {len(left_out):,} held out)", err=True)
+            raise typer.Exit(2)
+        products = len({c.doc_id for c in read})
+        typer.echo(f"{search_log}: {len(clicks):,} clicks on {products - len({c.doc_id for c in left_out}):,} training products; "
+                   f"{len(left_out):,} clicks on {len({c.doc_id for c in left_out}):,} products held out (--holdout {holdout}); {len(rejected)} rows rejected")
     update: dict[str, object] = {"base_model": base, "student": "lm"} if base else {}
     if student:
         update["student"] = student
@@ -527,7 +548,7 @@ def intent_train(
         refiner = new_student(settings.intent).fit(gold_split()[0], progress=progress)
         refiner.save_pretrained(out)
     else:
-        refiner = train_default(settings, out, teacher=teacher, news=news, progress=progress)
+        refiner = train_default(settings, out, teacher=teacher, news=news, progress=progress, clicks=clicks)
     bar.close()
     what = settings.intent.tagger_base + " (word tagger)" if settings.intent.student == "tagger" else settings.intent.base_model
     typer.echo(f"trained {what} on {refiner.fit_report_['examples']} examples in {time.perf_counter() - start:.0f}s "
