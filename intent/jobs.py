@@ -197,7 +197,6 @@ def train_default(
             clicks = lake_clicks(settings)
         except FileNotFoundError:
             clicks = []
-    clicks = list(clicks)
     if clicks:
         examples += pairs_as_examples(mine(clicks), settings.intent.max_mined_pairs, settings.intent.seed)
     if teacher is not None:

@@ -154,8 +154,12 @@ def test_the_cli_trains_on_a_real_search_log_s_training_products_only(bert: Path
     train, test = split_by_product(clicks, 0.5)
     assert {c.doc_id for c in train} == set(train_ids) and {c.doc_id for c in test} == set(test_ids)
     settings = IntentSettings()
-    expected = len(gold_split()[0]) * settings.gold_repeats + len(mine(train).pairs) + len(made_searches(train, settings.search_examples, settings.seed))
-    assert mine(test).pairs and expected < len(gold_split()[0]) * settings.gold_repeats + len(mine(clicks).pairs) + len(made_searches(clicks, settings.search_examples, settings.seed))
+
+    def recipe_size(on: list) -> int:  # the default recipe's examples with these clicks: gold, mined pairs, made searches
+        return len(gold_split()[0]) * settings.gold_repeats + len(mine(on).pairs) + len(made_searches(on, settings.search_examples, settings.seed))
+
+    expected = recipe_size(train)
+    assert mine(test).pairs and expected < recipe_size(clicks)
 
     env = {"TOPICFEED_DATA_DIR": str(tmp_path / "data"), "TOPICFEED_INTENT__TAGGER_BASE": str(bert), "TOPICFEED_INTENT__TAGGER_EPOCHS": "1", "COLUMNS": "200", "PATH": str(BIN.parent)}
     got = subprocess.run([str(BIN), "intent", "train", "--out", str(tmp_path / "m"), "--search-log", str(log_file), "--holdout", "0.5"], capture_output=True, text=True, timeout=300, env=env)

@@ -532,8 +532,7 @@ def intent_train(
         if not clicks:
             typer.echo(f"error: {search_log}: no clicks on its training products ({len(read):,} clicks read, {len(rejected)} rows rejected, {len(left_out):,} held out)", err=True)
             raise typer.Exit(2)
-        products = len({c.doc_id for c in read})
-        typer.echo(f"{search_log}: {len(clicks):,} clicks on {products - len({c.doc_id for c in left_out}):,} training products; "
+        typer.echo(f"{search_log}: {len(clicks):,} clicks on {len({c.doc_id for c in clicks}):,} training products; "
                    f"{len(left_out):,} clicks on {len({c.doc_id for c in left_out}):,} products held out (--holdout {holdout}); {len(rejected)} rows rejected")
     update: dict[str, object] = {"base_model": base, "student": "lm"} if base else {}
     if student:
