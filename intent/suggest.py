@@ -62,10 +62,10 @@ class PairCounts:
         pair_keys, typed_flags = array("q"), array("b")  # query word id << 32 | title word id
 
         for query, title in rows:
-            words = [w for w in title if w in typed]
+            words = sorted(w for w in title if w in typed)  # sorted: word ids (and the saved file) not by the process's set order
             if not words:
                 continue
-            qs = [(q, ids.setdefault(q, len(ids)) << 32) for q in query]
+            qs = [(q, ids.setdefault(q, len(ids)) << 32) for q in sorted(query)]
             for word in words:
                 w, hit = ids.setdefault(word, len(ids)), word in query
                 for q, qi in qs:

@@ -145,6 +145,20 @@ def test_it_saves_loads_and_rejects_bad_input(tmp_path: Path) -> None:
         QuerySuggester(prior=-1)
 
 
+def test_the_saved_counts_are_the_same_in_every_process(tmp_path: Path) -> None:
+    """Word ids follow the clicks, not the interpreter's set order (string hashing is seeded per
+    process): two processes with other hash seeds save the same file."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; sys.path.insert(0, sys.argv[2]); from test_intent_suggest import clicks; from intent.suggest import QuerySuggester; QuerySuggester().fit(clicks()).save_pretrained(sys.argv[1])"
+    for seed in ("1", "2"):
+        got = subprocess.run([sys.executable, "-c", code, str(tmp_path / seed), str(Path(__file__).parent)], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert got.returncode == 0, got.stderr
+    assert (tmp_path / "1" / "query_suggester.json").read_text() == (tmp_path / "2" / "query_suggester.json").read_text()
+
+
 def test_the_suggest_cli_learns_from_a_search_log_and_reports_bad_lines(tmp_path: Path) -> None:
     import os
     import subprocess
